@@ -1,0 +1,72 @@
+use std::sync::Arc;
+
+use metrics::Counter;
+use tower::Layer;
+
+use super::{LocalStore, Quota, RateLimit, RateLimitConfig, RateLimitStore, clock::Clock};
+use crate::error::ConfigError;
+
+/// Applies [`RateLimit`] to a service. Every service the layer builds shares its store, so the
+/// limit holds across clones (and, with a Redis store, across replicas).
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) name: Arc<str>,
+    pub(super) config: RateLimitConfig,
+    pub(super) quota: Quota,
+    pub(super) store: Arc<dyn RateLimitStore>,
+    pub(super) clock: Clock,
+    pub(super) rejected: Counter,
+    pub(super) store_failures: Counter,
+}
+
+impl RateLimitLayer {
+    /// A limiter named `name` on an in-process [`LocalStore`].
+    ///
+    /// # Panics
+    ///
+    /// When the configuration is invalid; use [`try_new`](Self::try_new) to get the error.
+    pub fn new(name: impl Into<Arc<str>>, config: RateLimitConfig) -> Self {
+        Self::try_new(name, config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A limiter on a [`LocalStore`], or the first configuration error.
+    pub fn try_new(name: impl Into<Arc<str>>, config: RateLimitConfig) -> Result<Self, ConfigError> {
+        Self::with_store(name, config, Arc::new(LocalStore::new()))
+    }
+
+    /// A limiter on `store` (a [`RedisStore`](super::RedisStore) to share the limit).
+    pub fn with_store(
+        name: impl Into<Arc<str>>,
+        config: RateLimitConfig,
+        store: Arc<dyn RateLimitStore>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let name: Arc<str> = name.into();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                rejected: metrics::counter!("mesh_rate_limit_rejected_total", "name" => name.clone()),
+                store_failures: metrics::counter!(
+                    "mesh_rate_limit_store_failures_total", "name" => name.clone()
+                ),
+                quota: config.quota(),
+                name,
+                config,
+                store,
+                clock: Clock::new(),
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, self.shared.clone())
+    }
+}

@@ -1,0 +1,76 @@
+use std::{sync::Arc, time::Duration};
+
+use tower::Layer;
+
+use super::{HonorDeadline, Timeout, TimeoutConfig};
+use crate::error::ConfigError;
+
+/// Applies [`Timeout`] to a service.
+#[derive(Debug, Clone)]
+pub struct TimeoutLayer {
+    name: Arc<str>,
+    config: TimeoutConfig,
+}
+
+impl TimeoutLayer {
+    /// A timeout layer named `name` (used in metrics and logs).
+    ///
+    /// # Panics
+    ///
+    /// When the configuration is invalid; use [`try_new`](Self::try_new) to get the error.
+    pub fn new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Self {
+        Self::try_new(name, config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A timeout layer, or the first configuration error.
+    pub fn try_new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            name: name.into(),
+            config,
+        })
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout::new(inner, self.name.clone(), &self.config)
+    }
+}
+
+/// Applies [`HonorDeadline`] to a server-side service.
+#[derive(Debug, Clone, Copy)]
+pub struct HonorDeadlineLayer {
+    max_budget: Duration,
+}
+
+impl Default for HonorDeadlineLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HonorDeadlineLayer {
+    /// Honours incoming budgets up to five minutes.
+    pub const fn new() -> Self {
+        Self {
+            max_budget: Duration::from_secs(300),
+        }
+    }
+
+    /// Caps the budget a caller may grant, so a peer cannot pin work for hours.
+    pub const fn max_budget(mut self, max_budget: Duration) -> Self {
+        self.max_budget = max_budget;
+        self
+    }
+}
+
+impl<S> Layer<S> for HonorDeadlineLayer {
+    type Service = HonorDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HonorDeadline::new(inner, self.max_budget)
+    }
+}
