@@ -299,3 +299,23 @@ fn invalid_configs_name_the_field() {
     let error = Breaker::new("x", CircuitBreakerConfig::default().sliding_window_size(0)).unwrap_err();
     assert_eq!(error.field(), "sliding_window_size");
 }
+
+#[tokio::test(start_paused = true)]
+async fn refusals_by_inner_layers_do_not_count_against_the_upstream() {
+    use mesh_core::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+
+    let breaker_layer = CircuitBreakerLayer::new("inventory", CircuitBreakerConfig::open_after_failures(1));
+    let breaker = breaker_layer.breaker().clone();
+    let bulkhead = BulkheadLayer::new("inventory", BulkheadConfig::default().max_concurrent_calls(1));
+    let (mock, mut handle) = mock::pair::<&'static str, &'static str>();
+    let service = ServiceBuilder::new().layer(breaker_layer).layer(bulkhead).service(mock);
+
+    let first = tokio::spawn(service.clone().oneshot("a"));
+    let (_, send) = handle.next_request().await.unwrap();
+    let refused = service.clone().oneshot("b").await.unwrap_err();
+    assert!(is::<mesh_core::resilience::bulkhead::BulkheadFull>(&refused));
+    assert_eq!(breaker.state(), State::Closed, "a full bulkhead is not an upstream failure");
+    send.send_response("A");
+    first.await.unwrap().unwrap();
+    assert_eq!(breaker.metrics().calls, 1);
+}

@@ -55,7 +55,7 @@ impl<F, C> ResponseFuture<F, C> {
 impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
-    C: Classify<T, E>,
+    C: Classify<T>,
     E: Into<BoxError>,
 {
     type Output = Result<T, BoxError>;
@@ -70,11 +70,11 @@ where
                 permit,
                 classifier,
             } => {
-                let result = ready!(inner.poll(cx));
+                let result = ready!(inner.poll(cx)).map_err(Into::into);
                 if let Some(permit) = permit.take() {
                     permit.record(classifier.classify(&result));
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result)
             }
         }
     }

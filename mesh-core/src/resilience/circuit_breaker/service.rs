@@ -46,7 +46,7 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
