@@ -6,7 +6,7 @@
 //! ```
 //! use mesh::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
 //!
-//! let _layer = BulkheadLayer::new(BulkheadConfig::default().max_concurrent_calls(10));
+//! let _layer = BulkheadLayer::new("inventory", BulkheadConfig::default().max_concurrent_calls(10));
 //! ```
 //!
 //! # Features

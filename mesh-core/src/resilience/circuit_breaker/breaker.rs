@@ -157,16 +157,15 @@ impl Breaker {
 
     /// Asks to make a call: a permit, or [`CircuitOpen`] when the breaker refuses.
     pub fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
+        let now = Instant::now();
         let mut transitions = Vec::new();
-        let admitted = self
-            .machine()
-            .try_acquire(Instant::now(), &mut transitions);
+        let admitted = self.machine().try_acquire(now, &mut transitions);
         self.publish(transitions);
         match admitted {
             Ok(generation) => Ok(CallPermit {
                 breaker: self.clone(),
                 generation,
-                started: Instant::now(),
+                started: now,
                 recorded: false,
             }),
             Err(state) => {

@@ -20,6 +20,8 @@ pub(super) struct Shared {
     pub(super) quota: Quota,
     pub(super) store: Arc<dyn RateLimitStore>,
     pub(super) clock: Clock,
+    /// The store key of every request when the limit is global.
+    pub(super) global_key: Arc<str>,
     pub(super) rejected: Counter,
     pub(super) store_failures: Counter,
 }
@@ -54,6 +56,7 @@ impl RateLimitLayer {
                     "mesh_rate_limit_store_failures_total", "name" => name.clone()
                 ),
                 quota: config.quota(),
+                global_key: format!("{name}:global").into(),
                 name,
                 config,
                 store,

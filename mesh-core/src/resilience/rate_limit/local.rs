@@ -105,8 +105,6 @@ impl RateLimitStore for LocalStore {
         requested: u32,
         now_micros: u64,
     ) -> StoreFuture<'a> {
-        Box::pin(std::future::ready(
-            self.decide(key, quota, requested, now_micros),
-        ))
+        StoreFuture::ready(self.decide(key, quota, requested, now_micros))
     }
 }

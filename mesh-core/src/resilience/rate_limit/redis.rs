@@ -92,7 +92,7 @@ impl RateLimitStore for RedisStore {
         requested: u32,
         now_micros: u64,
     ) -> StoreFuture<'a> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let mut connection = self.connection().await?;
             let (allowed, remaining, retry_after): (i64, i64, i64) = self
                 .script

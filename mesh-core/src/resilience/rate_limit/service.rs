@@ -10,7 +10,8 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::{
-    Decision, FailurePolicy, RateLimited, StoreUnavailable, layer::Shared, store::StoreError,
+    Decision, FailurePolicy, KeySource, MissingKey, RateLimited, StoreUnavailable, layer::Shared,
+    store::StoreError,
 };
 use crate::error::BoxError;
 
@@ -60,7 +61,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let key = match self.shared.config.key.key(&request) {
+        let key = match self.shared.key(&request) {
             Ok(key) => key,
             Err(missing) => return Box::pin(std::future::ready(Err(missing.into()))),
         };
@@ -82,15 +83,31 @@ where
 }
 
 impl Shared {
+    /// The store key of a request: the limiter's name and the request's bucket.
+    fn key<B>(&self, request: &Request<B>) -> Result<Arc<str>, MissingKey> {
+        if self.config.key == KeySource::Global {
+            return Ok(self.global_key.clone());
+        }
+        let bucket = self.config.key.key(request)?;
+        Ok(format!("{}:{bucket}", self.name).into())
+    }
+
     async fn decide(&self, key: &str) -> Result<Decision, BoxError> {
         let requested = self.config.requested_tokens;
-        let check = self
+        let mut check = self
             .store
             .check(key, self.quota, requested, self.clock.now_micros());
-        let error = match tokio::time::timeout(self.config.store_timeout, check).await {
-            Ok(Ok(decision)) => return Ok(decision),
-            Ok(Err(error)) => error,
-            Err(elapsed) => StoreError::new(elapsed),
+        // A store that answers at once (the local one) needs no timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut check).poll(cx))).await;
+        let answer = match first {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => tokio::time::timeout(self.config.store_timeout, check)
+                .await
+                .unwrap_or_else(|elapsed| Err(StoreError::new(elapsed))),
+        };
+        let error = match answer {
+            Ok(decision) => return Ok(decision),
+            Err(error) => error,
         };
         self.store_failures.increment(1);
         match self.config.failure_policy {

@@ -132,7 +132,13 @@ impl<C> Shared<C> {
             let body = body.map_err(Into::into).boxed_unsync();
             return send(&mut inner, Request::from_parts(parts, body)).await;
         }
-        let body = match buffer(body, self.config.max_replay_body_bytes).await? {
+        let buffered = if body.is_end_stream() {
+            // Nothing to read (a GET, say): replay an empty body without buffering.
+            Replay::Buffered(Bytes::new())
+        } else {
+            buffer(body, self.config.max_replay_body_bytes).await?
+        };
+        let body = match buffered {
             Replay::Buffered(bytes) => bytes,
             Replay::Streaming(body) => {
                 self.record("not_replayable");
@@ -199,6 +205,9 @@ where
 }
 
 fn replay(bytes: Bytes) -> BoxBody {
+    if bytes.is_empty() {
+        return BoxBody::default();
+    }
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()

@@ -11,15 +11,15 @@ use crate::error::{ConfigError, ensure};
 /// use mesh_core::resilience::timeout::TimeoutConfig;
 ///
 /// let config = TimeoutConfig::default().timeout(Duration::from_millis(800));
-/// assert_eq!(config.get_timeout(), Duration::from_millis(800));
 /// assert!(config.validate().is_ok());
+/// assert_eq!(TimeoutConfig::default().timeout(Duration::ZERO).validate().unwrap_err().field(), "timeout");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
     #[serde(with = "humantime_serde")]
-    timeout: Duration,
-    propagate: bool,
+    pub(super) timeout: Duration,
+    pub(super) propagate: bool,
 }
 
 impl Default for TimeoutConfig {
@@ -44,16 +44,6 @@ impl TimeoutConfig {
     pub fn propagate(mut self, propagate: bool) -> Self {
         self.propagate = propagate;
         self
-    }
-
-    /// The configured timeout.
-    pub fn get_timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Whether the deadline is propagated.
-    pub fn get_propagate(&self) -> bool {
-        self.propagate
     }
 
     /// Checks the configuration, naming the first bad field.

@@ -5,8 +5,9 @@ use std::{
     time::Duration,
 };
 
+use metrics::Counter;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{Elapsed, InvalidDeadline};
 use crate::error::BoxError;
@@ -27,9 +28,13 @@ pin_project! {
         Running {
             #[pin]
             inner: F,
+            // Armed on the first poll that finds the call pending: calls that finish at once
+            // never touch the timer wheel.
             #[pin]
             sleep: Option<Sleep>,
+            deadline: Option<Instant>,
             budget: Duration,
+            expired: Counter,
         },
         Invalid {
             error: Option<InvalidDeadline>,
@@ -38,12 +43,19 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, sleep: Option<Sleep>, budget: Duration) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        deadline: Option<Instant>,
+        budget: Duration,
+        expired: Counter,
+    ) -> Self {
         Self {
             state: State::Running {
                 inner,
-                sleep,
+                sleep: None,
+                deadline,
                 budget,
+                expired,
             },
         }
     }
@@ -69,16 +81,21 @@ where
             }
             StateProj::Running {
                 inner,
-                sleep,
+                mut sleep,
+                deadline,
                 budget,
+                expired,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
+                if let Some(deadline) = deadline.take() {
+                    sleep.set(Some(sleep_until(deadline)));
+                }
                 if let Some(sleep) = sleep.as_pin_mut() {
                     ready!(sleep.poll(cx));
                     tracing::debug!(budget = ?budget, "deadline reached");
-                    metrics::counter!("mesh_timeouts_total").increment(1);
+                    expired.increment(1);
                     return Poll::Ready(Err(Elapsed::new(*budget).into()));
                 }
                 Poll::Pending

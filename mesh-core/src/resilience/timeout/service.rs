@@ -4,8 +4,9 @@ use std::{
     time::Duration,
 };
 
-use http::Request;
-use tokio::{task::futures::TaskLocalFuture, time::sleep_until};
+use http::{HeaderValue, Request};
+use metrics::Counter;
+use tokio::{task::futures::TaskLocalFuture, time::Instant};
 use tower::Service;
 
 use super::{
@@ -22,9 +23,10 @@ use crate::error::BoxError;
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
-    name: Arc<str>,
     timeout: Duration,
     propagate: bool,
+    full_budget: HeaderValue,
+    expired: Counter,
 }
 
 /// Server side of deadline propagation: reads the caller's budget, enforces it, and makes it the
@@ -33,6 +35,7 @@ pub struct Timeout<S> {
 pub struct HonorDeadline<S> {
     inner: S,
     max_budget: Duration,
+    expired: Counter,
 }
 
 // === impl Timeout ===
@@ -40,10 +43,11 @@ pub struct HonorDeadline<S> {
 impl<S> Timeout<S> {
     pub(crate) fn new(inner: S, name: Arc<str>, config: &TimeoutConfig) -> Self {
         Self {
+            expired: metrics::counter!("mesh_timeouts_total", "name" => name),
             inner,
-            name,
-            timeout: config.get_timeout(),
-            propagate: config.get_propagate(),
+            full_budget: encode_timeout(config.timeout),
+            timeout: config.timeout,
+            propagate: config.propagate,
         }
     }
 
@@ -72,17 +76,27 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let deadline = Deadline::after(self.timeout).earliest(Deadline::of(&request));
-        let budget = deadline.remaining();
+        let now = Instant::now();
+        let own = Deadline::at(now + self.timeout);
+        let deadline = own.earliest(Deadline::of(&request));
+        let budget = deadline.instant().saturating_duration_since(now);
         if self.propagate {
-            request
-                .headers_mut()
-                .insert(TIMEOUT_HEADER, encode_timeout(budget));
+            // The common case, no earlier deadline, sends a header encoded once.
+            let header = if deadline == own {
+                self.full_budget.clone()
+            } else {
+                encode_timeout(budget)
+            };
+            request.headers_mut().insert(TIMEOUT_HEADER, header);
         }
         request.extensions_mut().insert(deadline);
-        tracing::trace!(name = %self.name, ?budget, "call with deadline");
         let inner = self.inner.call(request);
-        ResponseFuture::new(inner, Some(sleep_until(deadline.instant())), budget)
+        ResponseFuture::new(
+            inner,
+            Some(deadline.instant()),
+            budget,
+            self.expired.clone(),
+        )
     }
 }
 
@@ -90,7 +104,11 @@ where
 
 impl<S> HonorDeadline<S> {
     pub(crate) fn new(inner: S, max_budget: Duration) -> Self {
-        Self { inner, max_budget }
+        Self {
+            inner,
+            max_budget,
+            expired: metrics::counter!("mesh_deadlines_exceeded_total"),
+        }
     }
 
     /// The inner service.
@@ -130,8 +148,9 @@ where
         let inner = scoped.sync_scope(|| self.inner.call(request));
         ResponseFuture::new(
             scoped.scope(inner),
-            deadline.map(|d| sleep_until(d.instant())),
+            deadline.map(Deadline::instant),
             budget.unwrap_or(self.max_budget),
+            self.expired.clone(),
         )
     }
 }
