@@ -29,11 +29,17 @@ fn no_op() -> NoOp {
     service_fn(answer as fn(_) -> _)
 }
 
-fn empty() -> BoxBody {
-    use http_body_util::BodyExt;
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
+/// A GET as a client sends it: a path and the usual headers, no body. Parsed once; each call
+/// clones the parts, as a client does to send a request it keeps a template of.
+fn template() -> http::request::Parts {
+    Request::get("http://inventory/inventory/42")
+        .header("host", "inventory")
+        .header("user-agent", "mesh-bench")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
 }
 
 fn timeout() -> TimeoutLayer {
@@ -72,11 +78,15 @@ where
     c.bench_function(name, |b| {
         b.to_async(runtime).iter_custom(|iters| {
             let mut service = layer.clone().layer(no_op());
+            let template = template();
             async move {
                 let started = Instant::now();
                 for _ in 0..iters {
                     let ready = service.ready().await.unwrap();
-                    ready.call(Request::new(empty())).await.unwrap();
+                    ready
+                        .call(Request::from_parts(template.clone(), BoxBody::default()))
+                        .await
+                        .unwrap();
                 }
                 started.elapsed()
             }

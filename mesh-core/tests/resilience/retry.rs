@@ -214,6 +214,20 @@ async fn no_retry_starts_past_the_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_of_an_outer_timeout_stops_retries() {
+    use mesh_core::resilience::timeout::{TimeoutConfig, TimeoutLayer};
+
+    let (upstream, seen) = upstream(vec![Ok(503)]);
+    let service = tower::ServiceBuilder::new()
+        .layer(TimeoutLayer::new("test", TimeoutConfig::default().timeout(Duration::from_millis(250))))
+        .layer(RetryLayer::new("test", config().max_attempts(5)))
+        .service(upstream);
+    let response = service.oneshot(get("")).await.unwrap();
+    assert_eq!(response.status(), 503, "the last answer, not a timeout");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_custom_policy_decides_what_is_retried() {
     let (upstream, seen) = upstream(vec![Ok(409), Ok(200)]);
     let policy = |result: &Result<Response<()>, BoxError>| {

@@ -50,15 +50,15 @@ async fn a_call_within_the_timeout_returns_its_response() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_remaining_budget_travels_in_a_header_and_an_extension() {
-    let (mut service, mut handle) = mock::spawn_layer::<Request<()>, (), _>(layer(800));
-    assert_ready_ok!(service.poll_ready());
-    let _response = service.call(Request::new(()));
-    let (request, _) = handle.next_request().await.unwrap();
-    let budget = decode_timeout(request.headers()[TIMEOUT_HEADER].as_bytes()).unwrap();
-    assert_eq!(budget, Duration::from_millis(800));
-    let deadline = request.extensions().get::<Deadline>().unwrap();
-    assert_eq!(deadline.instant(), Instant::now() + Duration::from_millis(800));
+async fn the_budget_travels_in_a_header_and_is_current_behind_the_layer() {
+    let inner = service_fn(|request: Request<()>| async move {
+        let header = decode_timeout(request.headers()[TIMEOUT_HEADER].as_bytes()).unwrap();
+        let current = Deadline::current().map(Deadline::remaining);
+        Ok::<_, std::convert::Infallible>((header, current))
+    });
+    let (header, current) = layer(800).layer(inner).oneshot(Request::new(())).await.unwrap();
+    assert_eq!(header, Duration::from_millis(800));
+    assert_eq!(current, Some(Duration::from_millis(800)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -36,6 +36,6 @@ pub use self::{
     key::KeySource,
     layer::RateLimitLayer,
     local::LocalStore,
-    service::RateLimit,
+    service::{RateLimit, ResponseFuture},
     store::{RateLimitStore, StoreError, StoreFuture},
 };

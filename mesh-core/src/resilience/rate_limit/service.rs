@@ -7,11 +7,12 @@ use std::{
 };
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::{
     Decision, FailurePolicy, KeySource, MissingKey, RateLimited, StoreUnavailable, layer::Shared,
-    store::StoreError,
+    store::{StoreError, StoreFuture},
 };
 use crate::error::BoxError;
 
@@ -20,12 +21,32 @@ use crate::error::BoxError;
 ///
 /// # Clone
 ///
-/// The inner service must be `Clone`: the decision is asynchronous (it may ask Redis), so each
-/// call takes the service that was polled ready into its future and leaves a clone behind.
+/// The inner service must be `Clone`: when the store answers asynchronously (Redis), the call
+/// takes the service that was polled ready into its future and leaves a clone behind. A store
+/// that answers at once (the local one) decides inside `call`, without cloning or allocating.
 #[derive(Debug, Clone)]
 pub struct RateLimit<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`RateLimit`].
+    pub struct ResponseFuture<F, T> {
+        #[pin]
+        state: State<F, T>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, T> {
+        Admitted { #[pin] inner: F, decision: Decision },
+        Refused { error: Option<BoxError> },
+        Waiting { future: BoxFuture<T> },
+    }
 }
 
 impl<S> RateLimit<S> {
@@ -54,7 +75,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, Response<ResB>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -63,22 +84,34 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let key = match self.shared.key(&request) {
             Ok(key) => key,
-            Err(missing) => return Box::pin(std::future::ready(Err(missing.into()))),
+            Err(missing) => return ResponseFuture::refused(missing.into()),
         };
+        let check = self.shared.check(&key);
+        let check = match check.into_ready() {
+            Ok(answer) => {
+                return match self.shared.settle(answer) {
+                    Ok(decision) => ResponseFuture::admitted(self.inner.call(request), decision),
+                    Err(error) => ResponseFuture::refused(error),
+                };
+            }
+            Err(pending) => pending,
+        };
+        // The store needs I/O: the unpolled check is dropped (it borrows this call's key) and
+        // asked again inside a future that owns what it needs, then the ready service is called.
+        drop(check);
         let fresh = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let decision = shared.decide(&key).await?;
-            if !decision.allowed() {
-                shared.rejected.increment(1);
-                tracing::debug!(limiter = %shared.name, %key, retry_after = ?decision.retry_after(), "rate limited");
-                return Err(RateLimited::new(decision).into());
-            }
+        ResponseFuture::waiting(Box::pin(async move {
+            let answer = match tokio::time::timeout(shared.config.store_timeout, shared.check(&key)).await {
+                Ok(answer) => answer,
+                Err(elapsed) => Err(StoreError::new(elapsed)),
+            };
+            let decision = shared.settle(answer)?;
             let mut response = inner.call(request).await.map_err(Into::into)?;
             response.extensions_mut().insert(decision);
             Ok(response)
-        })
+        }))
     }
 }
 
@@ -92,33 +125,83 @@ impl Shared {
         Ok(format!("{}:{bucket}", self.name).into())
     }
 
-    async fn decide(&self, key: &str) -> Result<Decision, BoxError> {
+    fn check<'a>(&'a self, key: &'a str) -> StoreFuture<'a> {
         let requested = self.config.requested_tokens;
-        let mut check = self
-            .store
-            .check(key, self.quota, requested, self.clock.now_micros());
-        // A store that answers at once (the local one) needs no timer.
-        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut check).poll(cx))).await;
-        let answer = match first {
-            Poll::Ready(answer) => answer,
-            Poll::Pending => tokio::time::timeout(self.config.store_timeout, check)
-                .await
-                .unwrap_or_else(|elapsed| Err(StoreError::new(elapsed))),
-        };
+        self.store
+            .check(key, self.quota, requested, self.clock.now_micros())
+    }
+
+    /// Turns the store's answer into an admission or a refusal, applying the failure policy.
+    fn settle(&self, answer: Result<Decision, StoreError>) -> Result<Decision, BoxError> {
         let error = match answer {
-            Ok(decision) => return Ok(decision),
+            Ok(decision) if decision.allowed() => return Ok(decision),
+            Ok(decision) => {
+                self.rejected.increment(1);
+                tracing::debug!(limiter = %self.name, retry_after = ?decision.retry_after(), "rate limited");
+                return Err(RateLimited::new(decision).into());
+            }
             Err(error) => error,
         };
         self.store_failures.increment(1);
         match self.config.failure_policy {
             FailurePolicy::FailOpen => {
                 tracing::warn!(limiter = %self.name, %error, "rate limit store failed, admitting the call");
-                Ok(Decision::unchecked(self.quota, requested))
+                Ok(Decision::unchecked(self.quota, self.config.requested_tokens))
             }
             FailurePolicy::FailClosed => {
                 tracing::warn!(limiter = %self.name, %error, "rate limit store failed, refusing the call");
                 Err(StoreUnavailable::new(error).into())
             }
         }
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, T> ResponseFuture<F, T> {
+    fn admitted(inner: F, decision: Decision) -> Self {
+        Self {
+            state: State::Admitted { inner, decision },
+        }
+    }
+
+    fn refused(error: BoxError) -> Self {
+        Self {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+
+    fn waiting(future: BoxFuture<T>) -> Self {
+        Self {
+            state: State::Waiting { future },
+        }
+    }
+}
+
+impl<F, E, ResB> Future for ResponseFuture<F, Response<ResB>>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Admitted { inner, decision } => {
+                let mut response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
+                response.extensions_mut().insert(*decision);
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Refused { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, T> std::fmt::Debug for ResponseFuture<F, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

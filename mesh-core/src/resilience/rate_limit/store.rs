@@ -27,6 +27,14 @@ impl<'a> StoreFuture<'a> {
         }
     }
 
+    /// The answer, if the store gave it without waiting.
+    pub(crate) fn into_ready(self) -> Result<Result<Decision, StoreError>, Self> {
+        match self.state {
+            StoreState::Ready(Some(result)) => Ok(result),
+            state => Err(Self { state }),
+        }
+    }
+
     /// An answer that needs I/O.
     pub fn pending(future: impl Future<Output = Result<Decision, StoreError>> + Send + 'a) -> Self {
         Self {

@@ -9,9 +9,10 @@ tokio::task_local! {
 
 /// The instant by which a request must complete.
 ///
-/// A deadline travels in three ways: as a request extension (set by [`Timeout`](super::Timeout)
-/// and [`HonorDeadline`](super::HonorDeadline)), as the task's current deadline while a server
-/// handler runs ([`Deadline::current`]), and between processes as a relative budget in the
+/// A deadline travels in three ways: as the current deadline while the layers behind a
+/// [`Timeout`](super::Timeout) or a server handler behind [`HonorDeadline`](super::HonorDeadline)
+/// run ([`Deadline::current`]); as a request extension a caller may set to give one call a
+/// deadline of its own; and between processes as a relative budget in the
 /// [`TIMEOUT_HEADER`](super::TIMEOUT_HEADER).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(Instant);
