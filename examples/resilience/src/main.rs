@@ -184,14 +184,20 @@ async fn main() -> Result<(), BoxError> {
     upstream.set(Mode::Flaky);
     for n in 1..=4 {
         let outcome = describe(client.clone().oneshot(get()).await);
-        println!("call {n}: {outcome} after {} attempt(s)", upstream.take_calls());
+        println!(
+            "call {n}: {outcome} after {} attempt(s)",
+            upstream.take_calls()
+        );
     }
 
     println!("\n== 2. upstream down: failures open the circuit, then calls fail fast");
     upstream.set(Mode::Down);
     for n in 1..=4 {
         let outcome = describe(client.clone().oneshot(get()).await);
-        println!("call {n}: {outcome} ({} reached the upstream)", upstream.take_calls());
+        println!(
+            "call {n}: {outcome} ({} reached the upstream)",
+            upstream.take_calls()
+        );
     }
 
     println!("\n== 3. upstream back: after the wait a trial call closes the circuit");

@@ -41,7 +41,11 @@ async fn calls_beyond_the_limit_are_rejected_at_once() {
     second_send.send_response("B");
     assert_eq!(first.await.unwrap().unwrap(), "A");
     assert_eq!(second.await.unwrap().unwrap(), "B");
-    assert_eq!(layer.available_slots(), 2, "finished calls free their slots");
+    assert_eq!(
+        layer.available_slots(),
+        2,
+        "finished calls free their slots"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,7 +50,11 @@ async fn five_payment_failures_open_the_circuit_and_calls_then_fail_fast() {
     for _ in 0..4 {
         assert!(call(&mut service, &mut handle, true).await.is_err());
     }
-    assert_eq!(breaker.state(), State::Closed, "four failures are not enough");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "four failures are not enough"
+    );
     assert!(call(&mut service, &mut handle, true).await.is_err());
     assert_eq!(breaker.state(), State::Open);
 
@@ -102,7 +106,10 @@ async fn after_the_wait_a_trial_call_closes_or_reopens_the_circuit() {
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     tokio::task::yield_now().await;
-    assert_eq!(call(&mut service, &mut handle, false).await.unwrap(), "paid");
+    assert_eq!(
+        call(&mut service, &mut handle, false).await.unwrap(),
+        "paid"
+    );
     assert_eq!(breaker.state(), State::Closed);
 
     let mut seen = Vec::new();
@@ -133,7 +140,10 @@ async fn without_automatic_transition_the_first_call_after_the_wait_is_the_trial
     assert_eq!(breaker.state(), State::Open, "nothing moved it yet");
     let trial = breaker.try_acquire().unwrap();
     assert_eq!(breaker.state(), State::HalfOpen);
-    assert!(breaker.try_acquire().is_err(), "only one trial call is permitted");
+    assert!(
+        breaker.try_acquire().is_err(),
+        "only one trial call is permitted"
+    );
     trial.record(Outcome::Success);
     assert_eq!(breaker.state(), State::Closed);
 }
@@ -170,7 +180,11 @@ async fn slow_calls_open_the_circuit() {
     }
     assert_eq!(breaker.state(), State::Open);
     let metrics = breaker.metrics();
-    assert_eq!((metrics.calls, metrics.slow_calls), (4, 2), "the window that opened it stays readable");
+    assert_eq!(
+        (metrics.calls, metrics.slow_calls),
+        (4, 2),
+        "the window that opened it stays readable"
+    );
     assert_eq!(metrics.slow_call_rate, 50.0);
 }
 
@@ -186,7 +200,11 @@ async fn the_failure_rate_needs_the_minimum_number_of_calls() {
     }
     let metrics = breaker.metrics();
     assert_eq!((metrics.calls, metrics.failed_calls), (3, 2));
-    assert_eq!(breaker.state(), State::Closed, "66% failures, but only 3 calls");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "66% failures, but only 3 calls"
+    );
     breaker.try_acquire().unwrap().record(Outcome::Success);
     assert_eq!(breaker.state(), State::Open, "50% of 4 calls");
 }
@@ -204,7 +222,11 @@ async fn a_time_based_window_forgets_old_failures() {
     }
     tokio::time::advance(Duration::from_secs(11)).await;
     breaker.try_acquire().unwrap().record(Outcome::Failure);
-    assert_eq!(breaker.state(), State::Closed, "the first two left the window");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "the first two left the window"
+    );
     breaker.try_acquire().unwrap().record(Outcome::Failure);
     breaker.try_acquire().unwrap().record(Outcome::Failure);
     assert_eq!(breaker.state(), State::Open);
@@ -227,12 +249,20 @@ async fn disabled_and_forced_open_are_set_by_hand() {
     for _ in 0..3 {
         breaker.try_acquire().unwrap().record(Outcome::Failure);
     }
-    assert_eq!(breaker.state(), State::Disabled, "a disabled breaker never opens");
+    assert_eq!(
+        breaker.state(),
+        State::Disabled,
+        "a disabled breaker never opens"
+    );
 
     breaker.transition_to_forced_open();
     tokio::time::advance(Duration::from_secs(3600)).await;
     let refused = breaker.try_acquire().unwrap_err();
-    assert_eq!(refused.state(), State::ForcedOpen, "forced open does not time out");
+    assert_eq!(
+        refused.state(),
+        State::ForcedOpen,
+        "forced open does not time out"
+    );
 
     breaker.transition_to_closed();
     assert!(breaker.try_acquire().is_ok());
@@ -254,7 +284,8 @@ async fn server_errors_can_count_as_failures() {
 
 #[tokio::test(start_paused = true)]
 async fn the_fallback_answers_while_the_circuit_is_open() {
-    let upstream = service_fn(|_: &'static str| async { Err::<Response<&str>, BoxError>("down".into()) });
+    let upstream =
+        service_fn(|_: &'static str| async { Err::<Response<&str>, BoxError>("down".into()) });
     let layer = CircuitBreakerLayer::new("payment", CircuitBreakerConfig::open_after_failures(1));
     let breaker = layer.breaker().clone();
     let service = ServiceBuilder::new()
@@ -269,7 +300,11 @@ async fn the_fallback_answers_while_the_circuit_is_open() {
         .service(upstream);
 
     let first = service.clone().oneshot("pay").await.unwrap_err();
-    assert_eq!(first.to_string(), "down", "other errors pass through the fallback");
+    assert_eq!(
+        first.to_string(),
+        "down",
+        "other errors pass through the fallback"
+    );
     assert_eq!(breaker.state(), State::Open);
     let answered = service.oneshot("pay").await.unwrap();
     assert_eq!(*answered.body(), "payment queued for later");
@@ -296,7 +331,8 @@ async fn a_refused_call_keeps_the_inner_readiness() {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    let error = Breaker::new("x", CircuitBreakerConfig::default().sliding_window_size(0)).unwrap_err();
+    let error =
+        Breaker::new("x", CircuitBreakerConfig::default().sliding_window_size(0)).unwrap_err();
     assert_eq!(error.field(), "sliding_window_size");
 }
 
@@ -304,17 +340,30 @@ fn invalid_configs_name_the_field() {
 async fn refusals_by_inner_layers_do_not_count_against_the_upstream() {
     use mesh_core::resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
 
-    let breaker_layer = CircuitBreakerLayer::new("inventory", CircuitBreakerConfig::open_after_failures(1));
+    let breaker_layer =
+        CircuitBreakerLayer::new("inventory", CircuitBreakerConfig::open_after_failures(1));
     let breaker = breaker_layer.breaker().clone();
-    let bulkhead = BulkheadLayer::new("inventory", BulkheadConfig::default().max_concurrent_calls(1));
+    let bulkhead = BulkheadLayer::new(
+        "inventory",
+        BulkheadConfig::default().max_concurrent_calls(1),
+    );
     let (mock, mut handle) = mock::pair::<&'static str, &'static str>();
-    let service = ServiceBuilder::new().layer(breaker_layer).layer(bulkhead).service(mock);
+    let service = ServiceBuilder::new()
+        .layer(breaker_layer)
+        .layer(bulkhead)
+        .service(mock);
 
     let first = tokio::spawn(service.clone().oneshot("a"));
     let (_, send) = handle.next_request().await.unwrap();
     let refused = service.clone().oneshot("b").await.unwrap_err();
-    assert!(is::<mesh_core::resilience::bulkhead::BulkheadFull>(&refused));
-    assert_eq!(breaker.state(), State::Closed, "a full bulkhead is not an upstream failure");
+    assert!(is::<mesh_core::resilience::bulkhead::BulkheadFull>(
+        &refused
+    ));
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "a full bulkhead is not an upstream failure"
+    );
     send.send_response("A");
     first.await.unwrap().unwrap();
     assert_eq!(breaker.metrics().calls, 1);

@@ -44,14 +44,32 @@ async fn behaviour_suite(store: &dyn RateLimitStore, key: &dyn Fn(&str) -> Strin
 
     // Tokens come back at the replenish rate.
     let later = t0 + SECOND;
-    assert!(store.check(&k, quota(1, 5), 1, later).await.unwrap().allowed());
-    assert!(!store.check(&k, quota(1, 5), 1, later).await.unwrap().allowed());
+    assert!(
+        store
+            .check(&k, quota(1, 5), 1, later)
+            .await
+            .unwrap()
+            .allowed()
+    );
+    assert!(
+        !store
+            .check(&k, quota(1, 5), 1, later)
+            .await
+            .unwrap()
+            .allowed()
+    );
     let half_later = later + SECOND / 2;
     let refused = store.check(&k, quota(1, 5), 1, half_later).await.unwrap();
     assert_eq!(refused.retry_after(), Duration::from_millis(500));
 
     // A refusal spends nothing: after the wait the call is admitted.
-    assert!(store.check(&k, quota(1, 5), 1, later + SECOND).await.unwrap().allowed());
+    assert!(
+        store
+            .check(&k, quota(1, 5), 1, later + SECOND)
+            .await
+            .unwrap()
+            .allowed()
+    );
 
     // The bucket never holds more than its burst, however long it rests.
     let k = key("rest");
@@ -68,7 +86,10 @@ async fn behaviour_suite(store: &dyn RateLimitStore, key: &dyn Fn(&str) -> Strin
     assert!(!refused.allowed());
     assert_eq!(refused.remaining(), 2);
     assert_eq!(refused.retry_after(), Duration::from_millis(500));
-    assert!(store.check(&k, quota(2, 5), 2, t0).await.unwrap().allowed(), "smaller costs fit");
+    assert!(
+        store.check(&k, quota(2, 5), 2, t0).await.unwrap().allowed(),
+        "smaller costs fit"
+    );
 
     // Keys are independent.
     let (a, b) = (key("a"), key("b"));
@@ -78,10 +99,22 @@ async fn behaviour_suite(store: &dyn RateLimitStore, key: &dyn Fn(&str) -> Strin
 
     // Sub-second rates: 100 per second is one token every 10 ms.
     let k = key("fast");
-    assert!(store.check(&k, quota(100, 1), 1, t0).await.unwrap().allowed());
+    assert!(
+        store
+            .check(&k, quota(100, 1), 1, t0)
+            .await
+            .unwrap()
+            .allowed()
+    );
     let refused = store.check(&k, quota(100, 1), 1, t0).await.unwrap();
     assert_eq!(refused.retry_after(), Duration::from_millis(10));
-    assert!(store.check(&k, quota(100, 1), 1, t0 + 10_000).await.unwrap().allowed());
+    assert!(
+        store
+            .check(&k, quota(100, 1), 1, t0 + 10_000)
+            .await
+            .unwrap()
+            .allowed()
+    );
 }
 
 #[tokio::test]
@@ -144,7 +177,10 @@ mod redis_store {
         assert!(b.clone().oneshot(Request::new(())).await.is_ok());
         assert!(a.clone().oneshot(Request::new(())).await.is_ok());
         let error = b.oneshot(Request::new(())).await.unwrap_err();
-        assert!(is::<RateLimited>(&error), "the fourth call across replicas is refused");
+        assert!(
+            is::<RateLimited>(&error),
+            "the fourth call across replicas is refused"
+        );
     }
 
     #[tokio::test]
@@ -175,12 +211,9 @@ mod redis_store {
     }
 }
 
-fn ok_service() -> impl tower::Service<
-    Request<()>,
-    Response = Response<()>,
-    Error = BoxError,
-    Future = impl Send,
-> + Clone
+fn ok_service()
+-> impl tower::Service<Request<()>, Response = Response<()>, Error = BoxError, Future = impl Send>
++ Clone
 + Send
 + 'static {
     service_fn(|_: Request<()>| async { Ok::<_, BoxError>(Response::new(())) })
@@ -207,7 +240,10 @@ async fn the_layer_refuses_with_retry_after_and_admits_again_later() {
     assert_eq!(headers["x-ratelimit-replenish-rate"], "2");
     assert_eq!(headers["x-ratelimit-burst-capacity"], "2");
     let mesh = MeshError::from_boxed(error);
-    assert_eq!((mesh.kind(), mesh.status().as_u16()), (ErrorKind::RateLimited, 429));
+    assert_eq!(
+        (mesh.kind(), mesh.status().as_u16()),
+        (ErrorKind::RateLimited, 429)
+    );
     assert_eq!(mesh.retry_after(), Some(Duration::from_millis(500)));
 
     tokio::time::advance(Duration::from_millis(500)).await;
@@ -216,7 +252,9 @@ async fn the_layer_refuses_with_retry_after_and_admits_again_later() {
 
 #[tokio::test(start_paused = true)]
 async fn every_clone_shares_one_limit() {
-    let config = RateLimitConfig::default().replenish_rate(1).burst_capacity(1);
+    let config = RateLimitConfig::default()
+        .replenish_rate(1)
+        .burst_capacity(1);
     let layer = RateLimitLayer::new("orders", config);
     let first = layer.layer(ok_service());
     let second = layer.layer(ok_service());
@@ -231,12 +269,20 @@ async fn keys_by_header_and_by_peer_ip_get_their_own_buckets() {
         .burst_capacity(1)
         .key(KeySource::Header("x-api-key".into()));
     let service = RateLimitLayer::new("api", by_header).layer(ok_service());
-    let keyed = |key: &str| Request::builder().header("x-api-key", key).body(()).unwrap();
+    let keyed = |key: &str| {
+        Request::builder()
+            .header("x-api-key", key)
+            .body(())
+            .unwrap()
+    };
     assert!(service.clone().oneshot(keyed("a")).await.is_ok());
     assert!(service.clone().oneshot(keyed("a")).await.is_err());
     assert!(service.clone().oneshot(keyed("b")).await.is_ok());
     let error = service.oneshot(Request::new(())).await.unwrap_err();
-    assert!(is::<MissingKey>(&error), "a request without the header has no bucket");
+    assert!(
+        is::<MissingKey>(&error),
+        "a request without the header has no bucket"
+    );
     assert_eq!(MeshError::from_boxed(error).status().as_u16(), 403);
 
     let by_ip = RateLimitConfig::default()
@@ -252,7 +298,11 @@ async fn keys_by_header_and_by_peer_ip_get_their_own_buckets() {
     };
     assert!(service.clone().oneshot(from("10.0.0.1:1000")).await.is_ok());
     assert!(
-        service.clone().oneshot(from("10.0.0.1:2000")).await.is_err(),
+        service
+            .clone()
+            .oneshot(from("10.0.0.1:2000"))
+            .await
+            .is_err(),
         "the port does not matter"
     );
     assert!(service.oneshot(from("10.0.0.2:1000")).await.is_ok());
@@ -260,9 +310,12 @@ async fn keys_by_header_and_by_peer_ip_get_their_own_buckets() {
 
 #[test]
 fn spring_settings_are_validated() {
-    let too_costly = RateLimitConfig::default().burst_capacity(2).requested_tokens(3);
+    let too_costly = RateLimitConfig::default()
+        .burst_capacity(2)
+        .requested_tokens(3);
     let error = RateLimitLayer::try_new("x", too_costly).unwrap_err();
     assert_eq!(error.field(), "requested_tokens");
-    let error = RateLimitLayer::try_new("x", RateLimitConfig::default().replenish_rate(0)).unwrap_err();
+    let error =
+        RateLimitLayer::try_new("x", RateLimitConfig::default().replenish_rate(0)).unwrap_err();
     assert_eq!(error.field(), "replenish_rate");
 }

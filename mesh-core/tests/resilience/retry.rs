@@ -29,12 +29,8 @@ type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
 fn upstream(
     script: Vec<Result<u16, io::ErrorKind>>,
 ) -> (
-    impl tower::Service<
-        Request<BoxBody>,
-        Response = Response<()>,
-        Error = BoxError,
-        Future = impl Send,
-    > + Clone
+    impl tower::Service<Request<BoxBody>, Response = Response<()>, Error = BoxError, Future = impl Send>
+    + Clone
     + Send
     + 'static,
     Seen,
@@ -146,7 +142,15 @@ async fn non_idempotent_methods_are_sent_once_unless_the_route_allows() {
 
     let (upstream_c, seen) = upstream(vec![Ok(503), Ok(200)]);
     let layer = RetryLayer::new("test", config().retry_non_idempotent(true));
-    assert_eq!(layer.layer(upstream_c).oneshot(post()).await.unwrap().status(), 200);
+    assert_eq!(
+        layer
+            .layer(upstream_c)
+            .oneshot(post())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
@@ -219,7 +223,10 @@ async fn the_deadline_of_an_outer_timeout_stops_retries() {
 
     let (upstream, seen) = upstream(vec![Ok(503)]);
     let service = tower::ServiceBuilder::new()
-        .layer(TimeoutLayer::new("test", TimeoutConfig::default().timeout(Duration::from_millis(250))))
+        .layer(TimeoutLayer::new(
+            "test",
+            TimeoutConfig::default().timeout(Duration::from_millis(250)),
+        ))
         .layer(RetryLayer::new("test", config().max_attempts(5)))
         .service(upstream);
     let response = service.oneshot(get("")).await.unwrap();
@@ -230,11 +237,17 @@ async fn the_deadline_of_an_outer_timeout_stops_retries() {
 #[tokio::test(start_paused = true)]
 async fn a_custom_policy_decides_what_is_retried() {
     let (upstream, seen) = upstream(vec![Ok(409), Ok(200)]);
-    let policy = |result: &Result<Response<()>, BoxError>| {
-        matches!(result, Ok(response) if response.status() == 409)
-    };
+    let policy = |result: &Result<Response<()>, BoxError>| matches!(result, Ok(response) if response.status() == 409);
     let layer = RetryLayer::with_classifier("test", config(), policy).unwrap();
-    assert_eq!(layer.layer(upstream).oneshot(get("")).await.unwrap().status(), 200);
+    assert_eq!(
+        layer
+            .layer(upstream)
+            .oneshot(get(""))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 

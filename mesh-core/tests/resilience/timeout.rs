@@ -56,7 +56,11 @@ async fn the_budget_travels_in_a_header_and_is_current_behind_the_layer() {
         let current = Deadline::current().map(Deadline::remaining);
         Ok::<_, std::convert::Infallible>((header, current))
     });
-    let (header, current) = layer(800).layer(inner).oneshot(Request::new(())).await.unwrap();
+    let (header, current) = layer(800)
+        .layer(inner)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
     assert_eq!(header, Duration::from_millis(800));
     assert_eq!(current, Some(Duration::from_millis(800)));
 }
@@ -112,7 +116,10 @@ async fn calls_made_by_a_handler_inherit_its_deadline() {
     let handler = service_fn(move |_: Request<()>| {
         let client = client.clone();
         async move {
-            assert!(Deadline::current().is_some(), "the handler sees the deadline");
+            assert!(
+                Deadline::current().is_some(),
+                "the handler sees the deadline"
+            );
             client.oneshot(Request::new(())).await
         }
     });
@@ -154,7 +161,10 @@ async fn the_server_caps_what_a_caller_may_grant() {
         .header(TIMEOUT_HEADER, "9H")
         .body(())
         .unwrap();
-    assert_eq!(server.oneshot(request).await.unwrap(), Duration::from_secs(2));
+    assert_eq!(
+        server.oneshot(request).await.unwrap(),
+        Duration::from_secs(2)
+    );
 }
 
 #[test]

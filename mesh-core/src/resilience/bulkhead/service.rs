@@ -35,7 +35,10 @@ pub struct Bulkhead<S> {
 
 enum Reservation {
     None,
-    Waiting { acquire: Acquire, timer: Pin<Box<Sleep>> },
+    Waiting {
+        acquire: Acquire,
+        timer: Pin<Box<Sleep>>,
+    },
     Held(OwnedSemaphorePermit),
     Rejected,
 }

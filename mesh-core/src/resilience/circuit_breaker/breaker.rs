@@ -6,9 +6,7 @@ use std::{
 use metrics::Counter;
 use tokio::{sync::broadcast, time::Instant};
 
-use super::{
-    CircuitBreakerConfig, CircuitOpen, Outcome, State, StateTransition, machine::Machine,
-};
+use super::{CircuitBreakerConfig, CircuitOpen, Outcome, State, StateTransition, machine::Machine};
 use crate::error::ConfigError;
 
 /// A circuit breaker's shared state: cheap to clone, every clone is the same breaker.
@@ -102,7 +100,10 @@ pub struct Metrics {
 
 impl Breaker {
     /// A closed breaker named `name` (the label of its metrics and logs).
-    pub fn new(name: impl Into<Arc<str>>, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        config: CircuitBreakerConfig,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let name = name.into();
         let machine = Machine::new(&config, Instant::now());

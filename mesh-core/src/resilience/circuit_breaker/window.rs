@@ -179,7 +179,11 @@ mod tests {
         window.record(origin + Duration::from_millis(1500), false, false);
         let at = |ms| origin + Duration::from_millis(ms);
         assert_eq!(window.totals(at(1900)).calls, 2);
-        assert_eq!(window.totals(at(2100)).calls, 1, "the first second has left the window");
+        assert_eq!(
+            window.totals(at(2100)).calls,
+            1,
+            "the first second has left the window"
+        );
         assert_eq!(window.totals(at(3100)).calls, 0);
         window.record(at(3100), true, false);
         assert_eq!(window.totals(at(3100)).failed, 1);

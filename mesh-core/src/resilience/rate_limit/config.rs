@@ -125,8 +125,16 @@ impl RateLimitConfig {
 
     /// Checks the configuration, naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure(self.replenish_rate >= 1, "replenish_rate", "must be at least 1")?;
-        ensure(self.burst_capacity >= 1, "burst_capacity", "must be at least 1")?;
+        ensure(
+            self.replenish_rate >= 1,
+            "replenish_rate",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.burst_capacity >= 1,
+            "burst_capacity",
+            "must be at least 1",
+        )?;
         ensure(
             (1..=self.burst_capacity).contains(&self.requested_tokens),
             "requested_tokens",

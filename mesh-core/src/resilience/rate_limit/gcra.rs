@@ -99,8 +99,14 @@ impl Decision {
     /// ```
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         headers.insert("x-ratelimit-remaining", self.remaining.into());
-        headers.insert("x-ratelimit-replenish-rate", self.quota.replenish_rate.into());
-        headers.insert("x-ratelimit-burst-capacity", self.quota.burst_capacity.into());
+        headers.insert(
+            "x-ratelimit-replenish-rate",
+            self.quota.replenish_rate.into(),
+        );
+        headers.insert(
+            "x-ratelimit-burst-capacity",
+            self.quota.burst_capacity.into(),
+        );
         headers.insert("x-ratelimit-requested-tokens", self.requested.into());
         if !self.allowed {
             let secs = self.retry_after.as_micros().div_ceil(1_000_000).max(1);

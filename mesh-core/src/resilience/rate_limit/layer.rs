@@ -37,7 +37,10 @@ impl RateLimitLayer {
     }
 
     /// A limiter on a [`LocalStore`], or the first configuration error.
-    pub fn try_new(name: impl Into<Arc<str>>, config: RateLimitConfig) -> Result<Self, ConfigError> {
+    pub fn try_new(
+        name: impl Into<Arc<str>>,
+        config: RateLimitConfig,
+    ) -> Result<Self, ConfigError> {
         Self::with_store(name, config, Arc::new(LocalStore::new()))
     }
 

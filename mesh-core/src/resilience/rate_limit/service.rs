@@ -11,7 +11,8 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::{
-    Decision, FailurePolicy, KeySource, MissingKey, RateLimited, StoreUnavailable, layer::Shared,
+    Decision, FailurePolicy, KeySource, MissingKey, RateLimited, StoreUnavailable,
+    layer::Shared,
     store::{StoreError, StoreFuture},
 };
 use crate::error::BoxError;
@@ -103,10 +104,11 @@ where
         let mut inner = mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
         ResponseFuture::waiting(Box::pin(async move {
-            let answer = match tokio::time::timeout(shared.config.store_timeout, shared.check(&key)).await {
-                Ok(answer) => answer,
-                Err(elapsed) => Err(StoreError::new(elapsed)),
-            };
+            let answer =
+                match tokio::time::timeout(shared.config.store_timeout, shared.check(&key)).await {
+                    Ok(answer) => answer,
+                    Err(elapsed) => Err(StoreError::new(elapsed)),
+                };
             let decision = shared.settle(answer)?;
             let mut response = inner.call(request).await.map_err(Into::into)?;
             response.extensions_mut().insert(decision);
@@ -146,7 +148,10 @@ impl Shared {
         match self.config.failure_policy {
             FailurePolicy::FailOpen => {
                 tracing::warn!(limiter = %self.name, %error, "rate limit store failed, admitting the call");
-                Ok(Decision::unchecked(self.quota, self.config.requested_tokens))
+                Ok(Decision::unchecked(
+                    self.quota,
+                    self.config.requested_tokens,
+                ))
             }
             FailurePolicy::FailClosed => {
                 tracing::warn!(limiter = %self.name, %error, "rate limit store failed, refusing the call");

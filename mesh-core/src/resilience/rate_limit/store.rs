@@ -62,7 +62,9 @@ impl fmt::Debug for StoreFuture<'_> {
             StoreState::Ready(_) => "ready",
             StoreState::Pending(_) => "pending",
         };
-        f.debug_struct("StoreFuture").field("state", &state).finish()
+        f.debug_struct("StoreFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

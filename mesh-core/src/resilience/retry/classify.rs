@@ -92,11 +92,15 @@ mod tests {
     fn transport_errors_and_timeouts_are_retried_but_shedding_is_not() {
         let policy = RetryOnStatus::new([503]);
         let retry = |e: BoxError| policy.is_retryable(&Err::<Response<()>, _>(e));
-        assert!(retry(io::Error::from(io::ErrorKind::ConnectionRefused).into()));
+        assert!(retry(
+            io::Error::from(io::ErrorKind::ConnectionRefused).into()
+        ));
         assert!(retry(Elapsed::new(Duration::from_secs(1)).into()));
         assert!(retry(MeshError::new(ErrorKind::Transport, "reset").into()));
         assert!(!retry(BulkheadFull::new().into()));
-        assert!(!retry(CircuitOpen::new("payment".into(), State::Open).into()));
+        assert!(!retry(
+            CircuitOpen::new("payment".into(), State::Open).into()
+        ));
         assert!(!retry("bug".into()));
     }
 }

@@ -48,6 +48,10 @@ impl TimeoutConfig {
 
     /// Checks the configuration, naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure(!self.timeout.is_zero(), "timeout", "must be greater than zero")
+        ensure(
+            !self.timeout.is_zero(),
+            "timeout",
+            "must be greater than zero",
+        )
     }
 }
