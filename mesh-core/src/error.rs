@@ -14,6 +14,7 @@ use std::{error::Error as StdError, fmt, io, time::Duration};
 
 use http::StatusCode;
 
+use crate::balance::NoInstances;
 use crate::resilience::{
     bulkhead::BulkheadFull,
     circuit_breaker::CircuitOpen,
@@ -247,6 +248,8 @@ fn classify(err: &(dyn StdError + 'static)) -> Option<MeshError> {
         ErrorKind::CircuitOpen
     } else if err.is::<BulkheadFull>() {
         ErrorKind::BulkheadFull
+    } else if err.is::<NoInstances>() {
+        ErrorKind::NoInstances
     } else if err.is::<StoreUnavailable>() {
         ErrorKind::Unavailable
     } else if err.is::<MissingKey>() {
@@ -295,6 +298,7 @@ from_leaf!(
     RateLimited,
     MissingKey,
     StoreUnavailable,
+    NoInstances,
     ConfigError,
     io::Error,
 );

@@ -52,7 +52,9 @@
 //! |---|---|
 //! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend |
 
+pub mod balance;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod resilience;
 

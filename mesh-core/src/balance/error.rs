@@ -1,0 +1,19 @@
+use crate::discovery::ServiceId;
+
+/// Discovery knows no instance of the service that may take traffic.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no available instance of `{service}`")]
+pub struct NoInstances {
+    service: ServiceId,
+}
+
+impl NoInstances {
+    pub(crate) fn new(service: ServiceId) -> Self {
+        Self { service }
+    }
+
+    /// The service without instances.
+    pub fn service(&self) -> &ServiceId {
+        &self.service
+    }
+}
