@@ -1,11 +1,30 @@
-//! The control plane of mesh: a service registry and configuration server.
+//! The control plane of mesh: a service registry that Rust services and Eureka clients share.
 //!
-//! This crate will hold the registry store (leases, renewals, eviction, self-preservation), its
-//! native `/v1/` HTTP API and gRPC watch stream, the Eureka-compatible REST API and the Spring
-//! Cloud Config-compatible configuration server. Nothing is public yet: the registry is built on
-//! the discovery types of [`mesh_core`], which come next.
+//! Instances register with a lease and renew it; expired leases are evicted (unless
+//! self-preservation judges the registry cut off rather than the instances dead); operators
+//! override statuses; every change gets a revision, and watchers resume from the last revision
+//! they saw. The same catalogue is served through the native `/v1` API and through Eureka's
+//! REST API (`/eureka`, `/eureka/v2`) in Eureka's JSON and XML shapes, so a Spring Boot service
+//! registered over Eureka is discoverable by a Rust client and the other way round.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mesh_registry::{Registry, RegistryConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let registry = Arc::new(Registry::new(RegistryConfig::default()));
+//! registry.spawn_eviction();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
+//! axum::serve(listener, mesh_registry::api::router(registry)).await
+//! # }
 //! ```
-//! // The crate links against mesh-core; its API arrives with the registry capability.
-//! use mesh_registry as _;
-//! ```
+
+pub mod api;
+pub mod eureka;
+pub mod model;
+pub mod registry;
+pub mod store;
+
+pub use self::registry::{
+    LeaseRequest, Registry, RegistryConfig, SelfPreservationConfig, WatchAnswer,
+};

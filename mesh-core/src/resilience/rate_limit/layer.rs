@@ -3,7 +3,8 @@ use std::sync::Arc;
 use metrics::Counter;
 use tower::Layer;
 
-use super::{LocalStore, Quota, RateLimit, RateLimitConfig, RateLimitStore, clock::Clock};
+use super::{LocalStore, Quota, RateLimit, RateLimitConfig, RateLimitStore};
+use crate::clock::Clock;
 use crate::error::ConfigError;
 
 /// Applies [`RateLimit`] to a service. Every service the layer builds shares its store, so the

@@ -15,7 +15,6 @@
 //! error, an admission rides along as a response extension, and [`Decision::write_headers`]
 //! turns either into `Retry-After` and `X-RateLimit-*` headers.
 
-mod clock;
 mod config;
 mod error;
 mod gcra;

@@ -1,0 +1,422 @@
+//! The registry: leases, renewals, eviction, self-preservation, status overrides and watches.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use mesh_core::{
+    clock::Clock,
+    discovery::{Instance, InstanceStatus, ServiceId},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    model::{EurekaDetails, Event, Registration, Snapshot},
+    store::{MemoryStore, Store, StoreError},
+};
+
+/// Settings of the registry.
+///
+/// ```
+/// use std::time::Duration;
+/// use mesh_registry::RegistryConfig;
+/// let config = RegistryConfig::default();
+/// assert_eq!(config.default_lease_duration, Duration::from_secs(15));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// How often expired leases are evicted.
+    #[serde(with = "humantime_serde")]
+    pub eviction_interval: Duration,
+    /// The renewal interval of native registrations that do not name one.
+    #[serde(with = "humantime_serde")]
+    pub default_renewal_interval: Duration,
+    /// The lease of native registrations that do not name one.
+    #[serde(with = "humantime_serde")]
+    pub default_lease_duration: Duration,
+    /// The longest lease a client may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_lease_duration: Duration,
+    /// Self-preservation settings.
+    pub self_preservation: SelfPreservationConfig,
+}
+
+/// Self-preservation: when renewals fall well below what the registered instances promise, the
+/// registry is more likely cut off from them than they all died, so it stops evicting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfPreservationConfig {
+    /// Whether self-preservation may engage at all.
+    pub enabled: bool,
+    /// Engage below this share of the expected renewals (Eureka: 0.85).
+    pub renewal_threshold: f64,
+    /// The window renewals are counted over.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Fewer instances than this never engage it: in a small pool, losing a few instances is
+    /// more likely a real failure, and keeping them would send traffic to the dead.
+    pub min_instances: usize,
+}
+
+impl Default for RegistryConfig {
+    /// Evict every 5 s; native leases of 15 s renewed every 5 s (Eureka: 90 s and 30 s); leases of
+    /// at most 5 minutes.
+    fn default() -> Self {
+        Self {
+            eviction_interval: Duration::from_secs(5),
+            default_renewal_interval: Duration::from_secs(5),
+            default_lease_duration: Duration::from_secs(15),
+            max_lease_duration: Duration::from_secs(300),
+            self_preservation: SelfPreservationConfig::default(),
+        }
+    }
+}
+
+impl Default for SelfPreservationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            renewal_threshold: 0.85,
+            window: Duration::from_secs(60),
+            min_instances: 5,
+        }
+    }
+}
+
+/// How a client asks for a lease: renewal interval and duration, each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// How often the client will renew.
+    pub renewal_interval: Option<Duration>,
+    /// How long the lease lasts without renewal.
+    pub duration: Option<Duration>,
+}
+
+/// What a watcher receives: the changes after its revision, or a full snapshot when the
+/// change log no longer reaches back that far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WatchAnswer {
+    /// Changes, oldest first, up to `revision` (empty when the wait timed out).
+    Changes {
+        /// The revision after the last change.
+        revision: u64,
+        /// The changes.
+        events: Vec<Event>,
+    },
+    /// Everything, at the snapshot's revision.
+    Snapshot(Snapshot),
+}
+
+/// A service registry over a [`Store`].
+#[derive(Debug)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    config: RegistryConfig,
+    clock: Clock,
+    started_ms: u64,
+    renewals: Mutex<VecDeque<(u64, u64)>>,
+    self_preservation: AtomicBool,
+    counters: Counters,
+}
+
+/// Totals since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Leases renewed.
+    pub renewals: AtomicU64,
+    /// Leases evicted after expiring.
+    pub evictions: AtomicU64,
+    /// Registrations received.
+    pub registrations: AtomicU64,
+    /// Registrations cancelled by their instance.
+    pub cancellations: AtomicU64,
+}
+
+impl Registry {
+    /// A registry on an in-memory store.
+    pub fn new(config: RegistryConfig) -> Self {
+        Self::with_store(config, Arc::new(MemoryStore::new()))
+    }
+
+    /// A registry on `store`.
+    pub fn with_store(config: RegistryConfig, store: Arc<dyn Store>) -> Self {
+        let clock = Clock::new();
+        Self {
+            store,
+            config,
+            started_ms: clock.now_millis(),
+            clock,
+            renewals: Mutex::new(VecDeque::new()),
+            self_preservation: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Totals since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Wall-clock milliseconds, following tokio's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    /// Whether self-preservation is holding evictions back.
+    pub fn is_self_preserving(&self) -> bool {
+        self.self_preservation.load(Ordering::Relaxed)
+    }
+
+    /// Registers (or re-registers) an instance. A re-registration keeps the first registration
+    /// time and any operator override, as Eureka does.
+    pub async fn register(
+        &self,
+        instance: Instance,
+        lease: LeaseRequest,
+        eureka: Option<EurekaDetails>,
+    ) -> Result<Event, StoreError> {
+        let now = self.now_ms();
+        let renewal = lease
+            .renewal_interval
+            .unwrap_or(self.config.default_renewal_interval)
+            .clamp(Duration::from_secs(1), self.config.max_lease_duration);
+        let duration = lease
+            .duration
+            .unwrap_or(self.config.default_lease_duration)
+            .clamp(renewal, self.config.max_lease_duration);
+        let mut registration = Registration::new(instance, renewal, duration, now);
+        registration.eureka = eureka.unwrap_or_default();
+        let existing = self
+            .store
+            .get(registration.service(), &registration.instance.id)
+            .await?;
+        if let Some(existing) = existing {
+            registration.lease.registered_ms = existing.lease.registered_ms;
+            registration.overridden_status = existing.overridden_status;
+            if existing.lease.service_up_ms != 0 {
+                registration.lease.service_up_ms = existing.lease.service_up_ms;
+            }
+        }
+        self.counters.registrations.fetch_add(1, Ordering::Relaxed);
+        let event = self.store.put(registration).await?;
+        tracing::info!(
+            service = %event.registration.service(),
+            instance = %event.registration.instance.id,
+            action = ?event.action,
+            "registered"
+        );
+        Ok(event)
+    }
+
+    /// Renews a lease; `false` when the instance is unknown (it should register again).
+    pub async fn renew(&self, service: &ServiceId, id: &str) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let renewed = self.store.renew(service, id, now).await?.is_some();
+        if renewed {
+            self.counters.renewals.fetch_add(1, Ordering::Relaxed);
+            self.count_renewal(now);
+        }
+        Ok(renewed)
+    }
+
+    /// Changes the status an instance reports (a renewal carrying a new status, say).
+    pub async fn report_status(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        status: InstanceStatus,
+    ) -> Result<bool, StoreError> {
+        let Some(mut registration) = self.store.get(service, id).await? else {
+            return Ok(false);
+        };
+        if registration.instance.status != status {
+            let now = self.now_ms();
+            registration.instance.status = status;
+            registration.last_updated_ms = now;
+            registration.last_dirty_ms = now;
+            if status == InstanceStatus::Up && registration.lease.service_up_ms == 0 {
+                registration.lease.service_up_ms = now;
+            }
+            self.store.put(registration).await?;
+        }
+        Ok(true)
+    }
+
+    /// Removes an instance that is shutting down; `false` when it was unknown.
+    pub async fn cancel(&self, service: &ServiceId, id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .store
+            .remove(service, id, self.now_ms())
+            .await?
+            .is_some();
+        if removed {
+            self.counters.cancellations.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%service, instance = id, "cancelled");
+        }
+        Ok(removed)
+    }
+
+    /// Sets (or, with `None`, clears) an operator's status override.
+    pub async fn override_status(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        status: Option<InstanceStatus>,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .store
+            .set_override(service, id, status, self.now_ms())
+            .await?
+            .is_some();
+        if changed {
+            tracing::info!(%service, instance = id, ?status, "status override");
+        }
+        Ok(changed)
+    }
+
+    /// Every registration now.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.store.snapshot().await
+    }
+
+    /// Waits up to `timeout` for changes after revision `since`.
+    pub async fn watch(&self, since: u64, timeout: Duration) -> Result<WatchAnswer, StoreError> {
+        let mut revisions = self.store.revisions();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = *revisions.borrow_and_update();
+            if current != since {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, revisions.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Ok(WatchAnswer::Changes {
+                        revision: current,
+                        events: Vec::new(),
+                    });
+                }
+            }
+        }
+        match self.store.events_since(since).await? {
+            Some(events) => Ok(WatchAnswer::Changes {
+                revision: events.last().map_or(since, |e| e.revision),
+                events,
+            }),
+            None => Ok(WatchAnswer::Snapshot(self.store.snapshot().await?)),
+        }
+    }
+
+    /// One eviction pass: removes expired leases unless self-preservation holds them.
+    pub async fn evict(&self) -> Result<Vec<Event>, StoreError> {
+        let now = self.now_ms();
+        let snapshot = self.store.snapshot().await?;
+        let preserving = self.update_self_preservation(&snapshot.registrations, now);
+        if preserving {
+            return Ok(Vec::new());
+        }
+        let mut evicted = Vec::new();
+        for registration in snapshot.registrations.iter().filter(|r| r.is_expired(now)) {
+            let service = registration.service();
+            let id = &registration.instance.id;
+            // Renewed since the snapshot? Then it stays.
+            let current = self.store.get(service, id).await?;
+            if current.is_some_and(|current| current.is_expired(now))
+                && let Some(event) = self.store.remove(service, id, now).await?
+            {
+                tracing::warn!(%service, instance = %id, "lease expired, evicted");
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                evicted.push(event);
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Evicts every `eviction_interval` until the registry is dropped.
+    pub fn spawn_eviction(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let registry = Arc::downgrade(self);
+        let interval = self.config.eviction_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                if let Err(error) = registry.evict().await {
+                    tracing::error!(%error, "eviction pass failed");
+                }
+            }
+        })
+    }
+
+    fn count_renewal(&self, now_ms: u64) {
+        let second = now_ms / 1000;
+        let mut renewals = self.renewals.lock().unwrap_or_else(|p| p.into_inner());
+        match renewals.back_mut() {
+            Some((last, count)) if *last == second => *count += 1,
+            _ => renewals.push_back((second, 1)),
+        }
+        let window = self.config.self_preservation.window.as_secs();
+        while renewals.front().is_some_and(|(s, _)| *s + window <= second) {
+            renewals.pop_front();
+        }
+    }
+
+    /// Compares the renewals of the last window with what the registered instances promise.
+    fn update_self_preservation(&self, registrations: &[Registration], now_ms: u64) -> bool {
+        let config = &self.config.self_preservation;
+        let window_ms = config.window.as_millis() as u64;
+        let warmed_up = now_ms >= self.started_ms + window_ms;
+        let engaged = if !config.enabled || !warmed_up || registrations.len() < config.min_instances
+        {
+            false
+        } else {
+            let expected: f64 = registrations
+                .iter()
+                .map(|r| {
+                    let known_for = now_ms.saturating_sub(r.lease.registered_ms).min(window_ms);
+                    known_for as f64 / r.lease.renewal_interval.as_millis().max(1) as f64
+                })
+                .sum();
+            let second = now_ms / 1000;
+            let window = config.window.as_secs();
+            let actual: u64 = self
+                .renewals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(s, _)| s + window > second)
+                .map(|(_, count)| count)
+                .sum();
+            expected >= 1.0 && (actual as f64) < expected * config.renewal_threshold
+        };
+        let was = self.self_preservation.swap(engaged, Ordering::Relaxed);
+        if engaged && !was {
+            tracing::warn!(
+                "renewals fell below the threshold: self-preservation on, evictions stop"
+            );
+        } else if !engaged && was {
+            tracing::info!("renewals recovered: self-preservation off, evictions resume");
+        }
+        engaged
+    }
+}

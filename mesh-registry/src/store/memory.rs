@@ -1,0 +1,201 @@
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Mutex,
+};
+
+use mesh_core::discovery::{InstanceStatus, ServiceId};
+use tokio::sync::watch;
+
+use super::{Store, StoreFuture};
+use crate::model::{Action, Event, Registration, Snapshot};
+
+/// Changes kept for watchers to resume from.
+const DEFAULT_LOG_SIZE: usize = 10_000;
+
+/// The in-process store: a sorted map behind one lock (registry writes are renewals and rare
+/// changes, not the data path) and a bounded change log.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    revisions: watch::Sender<u64>,
+    log_size: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    revision: u64,
+    registrations: BTreeMap<(ServiceId, String), Registration>,
+    log: VecDeque<Event>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store keeping the last 10 000 changes.
+    pub fn new() -> Self {
+        Self::with_log_size(DEFAULT_LOG_SIZE)
+    }
+
+    /// An empty store keeping the last `log_size` changes.
+    pub fn with_log_size(log_size: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            revisions: watch::Sender::new(0),
+            log_size: log_size.max(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers a change, logs it and tells watchers.
+    fn record(
+        &self,
+        state: &mut State,
+        action: Action,
+        registration: Registration,
+        at_ms: u64,
+    ) -> Event {
+        state.revision += 1;
+        let event = Event {
+            revision: state.revision,
+            at_ms,
+            action,
+            registration,
+        };
+        state.log.push_back(event.clone());
+        if state.log.len() > self.log_size {
+            state.log.pop_front();
+        }
+        self.revisions.send_replace(state.revision);
+        event
+    }
+}
+
+fn key(service: &ServiceId, id: &str) -> (ServiceId, String) {
+    (service.clone(), id.to_string())
+}
+
+impl Store for MemoryStore {
+    fn put(&self, registration: Registration) -> StoreFuture<'_, Event> {
+        let mut state = self.state();
+        let key = key(registration.service(), &registration.instance.id);
+        let action = match state.registrations.insert(key, registration.clone()) {
+            Some(_) => Action::Modified,
+            None => Action::Added,
+        };
+        let at = registration.last_updated_ms;
+        let event = self.record(&mut state, action, registration, at);
+        Box::pin(std::future::ready(Ok(event)))
+    }
+
+    fn get<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<Registration>> {
+        let found = self.state().registrations.get(&key(service, id)).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Registration>> {
+        let mut state = self.state();
+        let renewed = state
+            .registrations
+            .get_mut(&key(service, id))
+            .map(|registration| {
+                registration.lease.last_renewal_ms = now_ms;
+                registration.clone()
+            });
+        Box::pin(std::future::ready(Ok(renewed)))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Event>> {
+        let mut state = self.state();
+        let event = state
+            .registrations
+            .remove(&key(service, id))
+            .map(|registration| self.record(&mut state, Action::Deleted, registration, now_ms));
+        Box::pin(std::future::ready(Ok(event)))
+    }
+
+    fn set_override<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        status: Option<InstanceStatus>,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Event>> {
+        let mut state = self.state();
+        let changed = state
+            .registrations
+            .get_mut(&key(service, id))
+            .map(|registration| {
+                registration.overridden_status = status;
+                registration.last_updated_ms = now_ms;
+                registration.clone()
+            });
+        let event = changed
+            .map(|registration| self.record(&mut state, Action::Modified, registration, now_ms));
+        Box::pin(std::future::ready(Ok(event)))
+    }
+
+    fn snapshot(&self) -> StoreFuture<'_, Snapshot> {
+        let state = self.state();
+        let snapshot = Snapshot {
+            revision: state.revision,
+            registrations: state.registrations.values().cloned().collect(),
+        };
+        Box::pin(std::future::ready(Ok(snapshot)))
+    }
+
+    fn events_since(&self, revision: u64) -> StoreFuture<'_, Option<Vec<Event>>> {
+        let state = self.state();
+        let oldest = state.log.front().map_or(state.revision + 1, |e| e.revision);
+        let events = if revision >= state.revision {
+            Some(Vec::new())
+        } else if revision + 1 < oldest {
+            None
+        } else {
+            Some(
+                state
+                    .log
+                    .iter()
+                    .filter(|e| e.revision > revision)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        Box::pin(std::future::ready(Ok(events)))
+    }
+
+    fn recent(&self, since_ms: u64) -> StoreFuture<'_, Vec<Event>> {
+        let state = self.state();
+        let events = state
+            .log
+            .iter()
+            .filter(|e| e.at_ms >= since_ms)
+            .cloned()
+            .collect();
+        Box::pin(std::future::ready(Ok(events)))
+    }
+
+    fn revisions(&self) -> watch::Receiver<u64> {
+        self.revisions.subscribe()
+    }
+}

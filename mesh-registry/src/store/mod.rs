@@ -1,0 +1,71 @@
+//! Where registrations live: one trait, an in-memory backend (the embedded default).
+
+mod memory;
+
+use std::{future::Future, pin::Pin};
+
+use mesh_core::discovery::{InstanceStatus, ServiceId};
+use tokio::sync::watch;
+
+pub use self::memory::MemoryStore;
+use crate::model::{Event, Registration, Snapshot};
+
+/// The future a store answers with.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The store failed (a backend's connection, say).
+#[derive(Debug, thiserror::Error)]
+#[error("registry store failed: {0}")]
+pub struct StoreError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// The registry's storage. Every change gets the next revision and is kept in a bounded log,
+/// so watchers can resume from the revision they last saw.
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// Adds or replaces a registration (its `last_updated_ms` is the time of the change).
+    fn put(&self, registration: Registration) -> StoreFuture<'_, Event>;
+
+    /// One registration, if known.
+    fn get<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<Registration>>;
+
+    /// Renews a lease at `now_ms`; `None` when the instance is unknown.
+    fn renew<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Registration>>;
+
+    /// Removes a registration at `now_ms`; `None` when it was unknown.
+    fn remove<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Event>>;
+
+    /// Sets or clears the status override at `now_ms`; `None` when the instance is unknown.
+    fn set_override<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        status: Option<InstanceStatus>,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<Event>>;
+
+    /// Every registration at the current revision.
+    fn snapshot(&self) -> StoreFuture<'_, Snapshot>;
+
+    /// The changes after `revision`, oldest first; `None` when the log no longer reaches back
+    /// that far (the caller needs a snapshot).
+    fn events_since(&self, revision: u64) -> StoreFuture<'_, Option<Vec<Event>>>;
+
+    /// The changes made at or after `since_ms` that the log still holds, oldest first.
+    fn recent(&self, since_ms: u64) -> StoreFuture<'_, Vec<Event>>;
+
+    /// The current revision, updated as changes happen.
+    fn revisions(&self) -> watch::Receiver<u64>;
+}

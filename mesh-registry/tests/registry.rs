@@ -1,0 +1,289 @@
+//! The registry's behaviour: leases, eviction, self-preservation, overrides and watches.
+
+use std::{sync::Arc, time::Duration};
+
+use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
+use mesh_registry::{
+    LeaseRequest, Registry, RegistryConfig, WatchAnswer,
+    model::Action,
+    store::{MemoryStore, Store},
+};
+
+fn lease(renew_secs: u64, duration_secs: u64) -> LeaseRequest {
+    LeaseRequest {
+        renewal_interval: Some(Duration::from_secs(renew_secs)),
+        duration: Some(Duration::from_secs(duration_secs)),
+    }
+}
+
+fn instance(n: usize) -> Instance {
+    Instance::new("inventory", format!("10.0.0.{n}"), 8080)
+}
+
+fn inventory() -> ServiceId {
+    ServiceId::new("inventory")
+}
+
+async fn ids(registry: &Registry) -> Vec<String> {
+    let snapshot = registry.snapshot().await.unwrap();
+    snapshot
+        .registrations
+        .iter()
+        .map(|r| r.instance.id.clone())
+        .collect()
+}
+
+/// The behaviour every store must show, through the registry.
+async fn lease_suite(store: Arc<dyn Store>) {
+    let registry = Registry::with_store(RegistryConfig::default(), store);
+    let a = instance(1);
+    let b = instance(2);
+    registry
+        .register(a.clone(), lease(5, 15), None)
+        .await
+        .unwrap();
+    registry
+        .register(b.clone(), lease(5, 15), None)
+        .await
+        .unwrap();
+
+    // a renews, b does not: after the lease only a remains.
+    for _ in 0..4 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(registry.renew(&inventory(), &a.id).await.unwrap());
+        registry.evict().await.unwrap();
+    }
+    assert_eq!(ids(&registry).await, std::slice::from_ref(&a.id));
+    assert!(
+        !registry.renew(&inventory(), &b.id).await.unwrap(),
+        "an evicted instance is told to register again"
+    );
+
+    // Cancelling removes at once; cancelling twice says it was unknown.
+    assert!(registry.cancel(&inventory(), &a.id).await.unwrap());
+    assert!(!registry.cancel(&inventory(), &a.id).await.unwrap());
+    assert!(ids(&registry).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_memory_store_passes_the_lease_suite() {
+    lease_suite(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_lasts_exactly_its_duration() {
+    let registry = Registry::new(RegistryConfig::default());
+    registry
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(15)).await;
+    assert!(
+        registry.evict().await.unwrap().is_empty(),
+        "not before the lease ends"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let evicted = registry.evict().await.unwrap();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].action, Action::Deleted);
+    assert_eq!(
+        registry
+            .counters()
+            .evictions
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn self_preservation_stops_eviction_when_most_renewals_stop_and_resumes_after() {
+    let mut config = RegistryConfig::default();
+    config.self_preservation.window = Duration::from_secs(60);
+    config.self_preservation.min_instances = 5;
+    let registry = Registry::new(config);
+    let pool: Vec<Instance> = (1..=6).map(instance).collect();
+    for i in &pool {
+        registry
+            .register(i.clone(), lease(5, 15), None)
+            .await
+            .unwrap();
+    }
+    let renew = |ids: Vec<String>| {
+        let registry = &registry;
+        async move {
+            for id in ids {
+                registry.renew(&inventory(), &id).await.unwrap();
+            }
+        }
+    };
+    let all: Vec<String> = pool.iter().map(|i| i.id.clone()).collect();
+    // A healthy minute.
+    for _ in 0..12 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        renew(all.clone()).await;
+        registry.evict().await.unwrap();
+    }
+    assert!(!registry.is_self_preserving());
+
+    // A partition: only one of six keeps renewing.
+    for _ in 0..12 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        renew(all[..1].to_vec()).await;
+        registry.evict().await.unwrap();
+    }
+    assert!(registry.is_self_preserving());
+    assert_eq!(
+        ids(&registry).await.len(),
+        6,
+        "nobody is evicted while preserving"
+    );
+
+    // The partition heals: renewals recover, self-preservation ends.
+    for _ in 0..12 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        renew(all.clone()).await;
+        registry.evict().await.unwrap();
+    }
+    assert!(!registry.is_self_preserving());
+    assert_eq!(ids(&registry).await.len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn small_pools_evict_dead_instances_without_self_preservation() {
+    let registry = Registry::new(RegistryConfig::default());
+    let pool: Vec<Instance> = (1..=3).map(instance).collect();
+    for i in &pool {
+        registry
+            .register(i.clone(), lease(5, 15), None)
+            .await
+            .unwrap();
+    }
+    for _ in 0..24 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for i in &pool[..2] {
+            registry.renew(&inventory(), &i.id).await.unwrap();
+        }
+        registry.evict().await.unwrap();
+    }
+    assert!(!registry.is_self_preserving());
+    assert_eq!(ids(&registry).await.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_overrides_win_and_survive_re_registration() {
+    let registry = Registry::new(RegistryConfig::default());
+    let a = instance(1);
+    registry
+        .register(a.clone(), lease(5, 15), None)
+        .await
+        .unwrap();
+    assert!(
+        registry
+            .override_status(&inventory(), &a.id, Some(InstanceStatus::OutOfService))
+            .await
+            .unwrap()
+    );
+    async fn visible(registry: &Registry) -> InstanceStatus {
+        registry.snapshot().await.unwrap().registrations[0]
+            .visible_instance()
+            .status
+    }
+    assert_eq!(visible(&registry).await, InstanceStatus::OutOfService);
+    registry
+        .register(a.clone(), lease(5, 15), None)
+        .await
+        .unwrap();
+    assert_eq!(visible(&registry).await, InstanceStatus::OutOfService);
+    registry
+        .override_status(&inventory(), &a.id, None)
+        .await
+        .unwrap();
+    assert_eq!(visible(&registry).await, InstanceStatus::Up);
+    assert!(
+        !registry
+            .override_status(&inventory(), "nobody", Some(InstanceStatus::Down))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchers_get_changes_in_order_and_resume_from_their_revision() {
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let waiting = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.watch(0, Duration::from_secs(30)).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    registry
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    let WatchAnswer::Changes { revision, events } = waiting.await.unwrap() else {
+        panic!("a change after revision 0 is in the log");
+    };
+    assert_eq!(revision, 1);
+    assert_eq!(events[0].action, Action::Added);
+
+    registry
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .unwrap();
+    registry
+        .cancel(&inventory(), &instance(1).id)
+        .await
+        .unwrap();
+    let WatchAnswer::Changes { revision, events } =
+        registry.watch(1, Duration::from_secs(1)).await.unwrap()
+    else {
+        panic!("expected changes");
+    };
+    assert_eq!(revision, 3);
+    let seen: Vec<_> = events.iter().map(|e| (e.revision, e.action)).collect();
+    assert_eq!(seen, [(2, Action::Added), (3, Action::Deleted)]);
+
+    let idle = registry.watch(3, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        idle,
+        WatchAnswer::Changes {
+            revision: 3,
+            events: vec![]
+        },
+        "no change within the timeout"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watcher_too_far_behind_gets_a_snapshot() {
+    let registry = Registry::with_store(
+        RegistryConfig::default(),
+        Arc::new(MemoryStore::with_log_size(2)),
+    );
+    for n in 1..=4 {
+        registry
+            .register(instance(n), lease(5, 15), None)
+            .await
+            .unwrap();
+    }
+    match registry.watch(0, Duration::from_secs(1)).await.unwrap() {
+        WatchAnswer::Snapshot(snapshot) => {
+            assert_eq!(snapshot.revision, 4);
+            assert_eq!(snapshot.registrations.len(), 4);
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    match registry.watch(2, Duration::from_secs(1)).await.unwrap() {
+        WatchAnswer::Changes { events, .. } => assert_eq!(events.len(), 2),
+        other => panic!("revision 2 is still in the log: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_are_bounded() {
+    let registry = Registry::new(RegistryConfig::default());
+    let event = registry
+        .register(instance(1), lease(1, 1_000_000), None)
+        .await
+        .unwrap();
+    assert_eq!(event.registration.lease.duration, Duration::from_secs(300));
+}
