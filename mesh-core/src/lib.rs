@@ -57,6 +57,7 @@ pub mod clock;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod registry;
 pub mod resilience;
 
 mod body;

@@ -21,10 +21,12 @@
 
 pub mod api;
 pub mod eureka;
-pub mod model;
 pub mod registry;
 pub mod store;
 
-pub use self::registry::{
-    LeaseRequest, Registry, RegistryConfig, SelfPreservationConfig, WatchAnswer,
+pub use mesh_core::registry::model;
+
+pub use self::{
+    model::WatchAnswer,
+    registry::{LeaseRequest, Registry, RegistryConfig, SelfPreservationConfig},
 };

@@ -16,7 +16,7 @@ use mesh_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{EurekaDetails, Event, Registration, Snapshot},
+    model::{EurekaDetails, Event, Registration, Snapshot, WatchAnswer},
     store::{MemoryStore, Store, StoreError},
 };
 
@@ -96,22 +96,6 @@ pub struct LeaseRequest {
     pub renewal_interval: Option<Duration>,
     /// How long the lease lasts without renewal.
     pub duration: Option<Duration>,
-}
-
-/// What a watcher receives: the changes after its revision, or a full snapshot when the
-/// change log no longer reaches back that far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WatchAnswer {
-    /// Changes, oldest first, up to `revision` (empty when the wait timed out).
-    Changes {
-        /// The revision after the last change.
-        revision: u64,
-        /// The changes.
-        events: Vec<Event>,
-    },
-    /// Everything, at the snapshot's revision.
-    Snapshot(Snapshot),
 }
 
 /// A service registry over a [`Store`].
@@ -302,6 +286,11 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let current = *revisions.borrow_and_update();
+            if since > current {
+                // The watcher saw revisions this registry never made (it restarted on an empty
+                // store): only a snapshot brings it back in step.
+                return Ok(WatchAnswer::Snapshot(self.store.snapshot().await?));
+            }
             if current != since {
                 break;
             }

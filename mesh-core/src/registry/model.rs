@@ -1,8 +1,9 @@
-//! What the registry holds: registrations with their leases, and the changes to them.
+//! The registry's records on the wire: registrations with their leases, and the changes to
+//! them, as the registry serves them and its clients read them.
 
 use std::time::Duration;
 
-use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
+use crate::discovery::{Instance, InstanceStatus, ServiceId};
 use serde::{Deserialize, Serialize};
 
 /// One registered instance with its lease and the details Eureka clients exchange.
@@ -151,4 +152,20 @@ impl Registration {
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms > self.lease.last_renewal_ms + self.lease.duration.as_millis() as u64
     }
+}
+
+/// What a watcher receives: the changes after its revision, or a full snapshot when the
+/// change log no longer reaches back that far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WatchAnswer {
+    /// Changes, oldest first, up to `revision` (empty when the wait timed out).
+    Changes {
+        /// The revision after the last change.
+        revision: u64,
+        /// The changes.
+        events: Vec<Event>,
+    },
+    /// Everything, at the snapshot's revision.
+    Snapshot(Snapshot),
 }

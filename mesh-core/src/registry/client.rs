@@ -1,0 +1,354 @@
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use super::model::{Action, WatchAnswer};
+use crate::{
+    discovery::{Discovery, Instance, Publisher, ServiceId},
+    error::{ErrorKind, MeshError},
+};
+
+/// Largest registry answer read (a snapshot of a large registry is a few MiB).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// How long one watch request waits for a change before the registry answers "none".
+const WATCH_WAIT: Duration = Duration::from_secs(30);
+/// The delay before retrying a registry that did not answer, growing to `MAX_RETRY_DELAY`.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A client of `mesh-registry`'s native HTTP API.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    base: Arc<str>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An instance kept registered in the background. Dropping it stops renewing (the lease then
+/// expires); [`deregister`](Self::deregister) removes the instance at once.
+#[derive(Debug)]
+pub struct Registered {
+    client: RegistryClient,
+    instance: Instance,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Serialize)]
+struct RegisterBody<'a> {
+    id: &'a str,
+    host: &'a str,
+    port: u16,
+    secure: bool,
+    zone: &'a Option<String>,
+    weight: u32,
+    metadata: &'a BTreeMap<String, String>,
+    status: crate::discovery::InstanceStatus,
+    #[serde(with = "humantime_serde")]
+    renewal_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    lease_duration: Duration,
+}
+
+impl RegistryClient {
+    /// A client of the registry at `url` (such as `http://127.0.0.1:8761`).
+    pub fn new(url: &str) -> Result<Self, MeshError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| MeshError::new(ErrorKind::Config, format!("registry url `{url}`: {e}")))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(MeshError::new(
+                ErrorKind::Config,
+                format!("registry url `{url}` must be http://host:port"),
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        Ok(Self {
+            base: url.trim_end_matches('/').into(),
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// Registers `instance` with a lease of `lease_duration`, renewed every `renewal_interval`.
+    pub async fn register(
+        &self,
+        instance: &Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> Result<(), MeshError> {
+        let body = RegisterBody {
+            id: &instance.id,
+            host: &instance.host,
+            port: instance.port,
+            secure: instance.secure,
+            zone: &instance.zone,
+            weight: instance.weight,
+            metadata: &instance.metadata,
+            status: instance.status,
+            renewal_interval,
+            lease_duration,
+        };
+        let path = format!("/v1/services/{}/instances", instance.service);
+        self.send(Method::POST, &path, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Renews a lease; `Ok(false)` when the registry does not know the instance.
+    pub async fn renew(&self, service: &ServiceId, id: &str) -> Result<bool, MeshError> {
+        let path = format!("/v1/services/{service}/instances/{}/heartbeat", encode(id));
+        match self.send::<()>(Method::PUT, &path, None).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.status() == StatusCode::NOT_FOUND => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes an instance from the registry.
+    pub async fn deregister(&self, service: &ServiceId, id: &str) -> Result<(), MeshError> {
+        let path = format!("/v1/services/{service}/instances/{}", encode(id));
+        match self.send::<()>(Method::DELETE, &path, None).await {
+            Err(error) if error.status() != StatusCode::NOT_FOUND => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// The changes after `since`, waiting up to `wait` for one.
+    pub async fn watch(&self, since: u64, wait: Duration) -> Result<WatchAnswer, MeshError> {
+        let path = format!("/v1/watch?since={since}&timeout={}ms", wait.as_millis());
+        self.get(&path).await
+    }
+
+    /// Keeps `instance` registered: registers now, renews every `renewal_interval` in the
+    /// background, and registers again whenever a renewal finds the registry forgot it.
+    pub async fn keep_registered(
+        &self,
+        instance: Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> Result<Registered, MeshError> {
+        self.register(&instance, renewal_interval, lease_duration)
+            .await?;
+        let (stop, mut stopped) = oneshot::channel();
+        let client = self.clone();
+        let renewed = instance.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(renewal_interval);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = ticks.tick() => {}
+                }
+                match client.renew(&renewed.service, &renewed.id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(instance = %renewed.id, "registry forgot the instance, registering again");
+                        if let Err(error) = client
+                            .register(&renewed, renewal_interval, lease_duration)
+                            .await
+                        {
+                            tracing::warn!(%error, "registering again failed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "lease renewal failed"),
+                }
+            }
+        });
+        Ok(Registered {
+            client: self.clone(),
+            instance,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Follows `service` into a [`Discovery`] of its instances (with their effective status),
+    /// applying changes as the registry publishes them. The first set is loaded before this
+    /// returns when the registry answers; when it does not, the discovery starts empty and
+    /// fills once it does. The watch stops when every clone of the discovery is dropped.
+    pub async fn discover(&self, service: impl Into<ServiceId>) -> Discovery {
+        let service = service.into();
+        let (publisher, discovery) = Discovery::new(service.clone());
+        let mut follower = Follower {
+            client: self.clone(),
+            service,
+            publisher,
+            instances: BTreeMap::new(),
+            revision: 0,
+        };
+        let _ = follower.step(Duration::ZERO).await;
+        tokio::spawn(async move { follower.run().await });
+        discovery
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, MeshError> {
+        let bytes = self.send::<()>(Method::GET, path, None).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            MeshError::new(
+                ErrorKind::Upstream,
+                format!("unreadable registry answer: {e}"),
+            )
+        })
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Bytes, MeshError> {
+        let body = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|e| {
+                MeshError::new(
+                    ErrorKind::Internal,
+                    format!("encoding a registry request: {e}"),
+                )
+            })?),
+            None => Bytes::new(),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+        let response = self.http.request(request).await.map_err(|e| {
+            MeshError::new(ErrorKind::Transport, format!("registry unreachable: {e}"))
+                .with_source(e)
+        })?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                MeshError::new(
+                    ErrorKind::Transport,
+                    format!("reading the registry's answer: {e}"),
+                )
+            })?
+            .to_bytes();
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(MeshError::upstream(
+                status,
+                format!(
+                    "registry answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            ))
+        }
+    }
+}
+
+impl Registered {
+    /// The registered instance.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Stops renewing and removes the instance from the registry.
+    pub async fn deregister(mut self) -> Result<(), MeshError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.client
+            .deregister(&self.instance.service, &self.instance.id)
+            .await
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps one service's instances in step with the registry.
+struct Follower {
+    client: RegistryClient,
+    service: ServiceId,
+    publisher: Publisher,
+    instances: BTreeMap<String, Instance>,
+    revision: u64,
+}
+
+impl Follower {
+    async fn run(&mut self) {
+        let mut delay = FIRST_RETRY_DELAY;
+        while self.publisher.is_followed() {
+            match self.step(WATCH_WAIT).await {
+                Ok(()) => delay = FIRST_RETRY_DELAY,
+                Err(error) => {
+                    // Keep serving the last known instances; try again with backoff.
+                    tracing::warn!(service = %self.service, %error, ?delay, "registry watch failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+    }
+
+    /// One watch round trip, applied.
+    async fn step(&mut self, wait: Duration) -> Result<(), MeshError> {
+        let answer = self.client.watch(self.revision, wait).await?;
+        let before = self.instances.clone();
+        match answer {
+            WatchAnswer::Snapshot(snapshot) => {
+                self.revision = snapshot.revision;
+                self.instances = snapshot
+                    .registrations
+                    .iter()
+                    .filter(|r| r.service() == &self.service)
+                    .map(|r| (r.instance.id.clone(), r.visible_instance()))
+                    .collect();
+            }
+            WatchAnswer::Changes { revision, events } => {
+                self.revision = revision;
+                for event in events
+                    .iter()
+                    .filter(|e| e.registration.service() == &self.service)
+                {
+                    let id = event.registration.instance.id.clone();
+                    match event.action {
+                        Action::Deleted => {
+                            self.instances.remove(&id);
+                        }
+                        Action::Added | Action::Modified => {
+                            self.instances
+                                .insert(id, event.registration.visible_instance());
+                        }
+                    }
+                }
+            }
+        }
+        if before != self.instances || wait.is_zero() {
+            self.publisher
+                .publish(self.instances.values().cloned().collect());
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes an instance id for a path segment (ids hold `:` and may hold `/`).
+fn encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

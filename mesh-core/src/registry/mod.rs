@@ -1,0 +1,14 @@
+//! The registry client: keep an instance registered, and follow services' instances.
+//!
+//! [`RegistryClient`] speaks `mesh-registry`'s native API. [`RegistryClient::keep_registered`]
+//! registers an instance, renews its lease in the background, registers again if the registry
+//! forgot it (a restart, an eviction), and deregisters on [`Registered::deregister`] — the
+//! first step of a graceful shutdown. [`RegistryClient::discover`] follows one service into a
+//! [`Discovery`](crate::discovery::Discovery): a long-poll watch applies each change as the
+//! registry makes it, resumes from its last revision after a reconnect, and keeps the last
+//! known instances while the registry is unreachable.
+
+mod client;
+pub mod model;
+
+pub use self::client::{Registered, RegistryClient};
