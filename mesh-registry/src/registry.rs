@@ -1,9 +1,8 @@
 //! The registry: leases, renewals, eviction, self-preservation, status overrides and watches.
 
 use std::{
-    collections::VecDeque,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -105,7 +104,6 @@ pub struct Registry {
     config: RegistryConfig,
     clock: Clock,
     started_ms: u64,
-    renewals: Mutex<VecDeque<(u64, u64)>>,
     self_preservation: AtomicBool,
     counters: Counters,
 }
@@ -137,7 +135,6 @@ impl Registry {
             config,
             started_ms: clock.now_millis(),
             clock,
-            renewals: Mutex::new(VecDeque::new()),
             self_preservation: AtomicBool::new(false),
             counters: Counters::default(),
         }
@@ -212,10 +209,9 @@ impl Registry {
     /// Renews a lease; `false` when the instance is unknown (it should register again).
     pub async fn renew(&self, service: &ServiceId, id: &str) -> Result<bool, StoreError> {
         let now = self.now_ms();
-        let renewed = self.store.renew(service, id, now).await?.is_some();
+        let renewed = self.store.renew(service, id, now).await?;
         if renewed {
             self.counters.renewals.fetch_add(1, Ordering::Relaxed);
-            self.count_renewal(now);
         }
         Ok(renewed)
     }
@@ -317,7 +313,9 @@ impl Registry {
     pub async fn evict(&self) -> Result<Vec<Event>, StoreError> {
         let now = self.now_ms();
         let snapshot = self.store.snapshot().await?;
-        let preserving = self.update_self_preservation(&snapshot.registrations, now);
+        let preserving = self
+            .update_self_preservation(&snapshot.registrations, now)
+            .await?;
         if preserving {
             return Ok(Vec::new());
         }
@@ -357,21 +355,12 @@ impl Registry {
         })
     }
 
-    fn count_renewal(&self, now_ms: u64) {
-        let second = now_ms / 1000;
-        let mut renewals = self.renewals.lock().unwrap_or_else(|p| p.into_inner());
-        match renewals.back_mut() {
-            Some((last, count)) if *last == second => *count += 1,
-            _ => renewals.push_back((second, 1)),
-        }
-        let window = self.config.self_preservation.window.as_secs();
-        while renewals.front().is_some_and(|(s, _)| *s + window <= second) {
-            renewals.pop_front();
-        }
-    }
-
     /// Compares the renewals of the last window with what the registered instances promise.
-    fn update_self_preservation(&self, registrations: &[Registration], now_ms: u64) -> bool {
+    async fn update_self_preservation(
+        &self,
+        registrations: &[Registration],
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         let config = &self.config.self_preservation;
         let window_ms = config.window.as_millis() as u64;
         let warmed_up = now_ms >= self.started_ms + window_ms;
@@ -386,16 +375,9 @@ impl Registry {
                     known_for as f64 / r.lease.renewal_interval.as_millis().max(1) as f64
                 })
                 .sum();
-            let second = now_ms / 1000;
-            let window = config.window.as_secs();
-            let actual: u64 = self
-                .renewals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|(s, _)| s + window > second)
-                .map(|(_, count)| count)
-                .sum();
+            // Whole seconds: the current one and the window's full seconds before it.
+            let since = (now_ms / 1000).saturating_sub(config.window.as_secs() - 1) * 1000;
+            let actual = self.store.renewals_since(since).await?;
             expected >= 1.0 && (actual as f64) < expected * config.renewal_threshold
         };
         let was = self.self_preservation.swap(engaged, Ordering::Relaxed);
@@ -406,6 +388,6 @@ impl Registry {
         } else if !engaged && was {
             tracing::info!("renewals recovered: self-preservation off, evictions resume");
         }
-        engaged
+        Ok(engaged)
     }
 }

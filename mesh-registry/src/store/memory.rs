@@ -26,7 +26,12 @@ struct State {
     revision: u64,
     registrations: BTreeMap<(ServiceId, String), Registration>,
     log: VecDeque<Event>,
+    /// Renewals per second, oldest first, for the last `RENEWAL_HISTORY_SECS`.
+    renewals: VecDeque<(u64, u64)>,
 }
+
+/// How long renewal counts are kept (longer than any self-preservation window in use).
+const RENEWAL_HISTORY_SECS: u64 = 3600;
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -108,16 +113,42 @@ impl Store for MemoryStore {
         service: &'a ServiceId,
         id: &'a str,
         now_ms: u64,
-    ) -> StoreFuture<'a, Option<Registration>> {
+    ) -> StoreFuture<'a, bool> {
         let mut state = self.state();
-        let renewed = state
-            .registrations
-            .get_mut(&key(service, id))
-            .map(|registration| {
+        let renewed = match state.registrations.get_mut(&key(service, id)) {
+            Some(registration) => {
                 registration.lease.last_renewal_ms = now_ms;
-                registration.clone()
-            });
+                true
+            }
+            None => false,
+        };
+        if renewed {
+            let second = now_ms / 1000;
+            match state.renewals.back_mut() {
+                Some((last, count)) if *last == second => *count += 1,
+                _ => state.renewals.push_back((second, 1)),
+            }
+            while state
+                .renewals
+                .front()
+                .is_some_and(|(s, _)| s + RENEWAL_HISTORY_SECS <= second)
+            {
+                state.renewals.pop_front();
+            }
+        }
         Box::pin(std::future::ready(Ok(renewed)))
+    }
+
+    fn renewals_since(&self, since_ms: u64) -> StoreFuture<'_, u64> {
+        let since = since_ms / 1000;
+        let count = self
+            .state()
+            .renewals
+            .iter()
+            .filter(|(second, _)| *second >= since)
+            .map(|(_, count)| count)
+            .sum();
+        Box::pin(std::future::ready(Ok(count)))
     }
 
     fn remove<'a>(

@@ -31,13 +31,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         id: &'a str,
     ) -> StoreFuture<'a, Option<Registration>>;
 
-    /// Renews a lease at `now_ms`; `None` when the instance is unknown.
-    fn renew<'a>(
-        &'a self,
-        service: &'a ServiceId,
-        id: &'a str,
-        now_ms: u64,
-    ) -> StoreFuture<'a, Option<Registration>>;
+    /// Renews a lease at `now_ms` and counts the renewal; `false` when the instance is unknown.
+    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str, now_ms: u64)
+    -> StoreFuture<'a, bool>;
+
+    /// Renewals counted from `since_ms` on (at one-second granularity), across every replica
+    /// sharing the store: what self-preservation compares with the expected rate.
+    fn renewals_since(&self, since_ms: u64) -> StoreFuture<'_, u64>;
 
     /// Removes a registration at `now_ms`; `None` when it was unknown.
     fn remove<'a>(
