@@ -1,5 +1,7 @@
 //! `mesh-registry`: the registry server. Listens on `MESH_REGISTRY_ADDR` (default
-//! `127.0.0.1:8761`); `MESH_LOG` sets the log filter (default `info`).
+//! `127.0.0.1:8761`); keeps its registrations in Redis when `MESH_REGISTRY_REDIS_URL` is set
+//! (replicas sharing it serve one registry), in memory otherwise; `MESH_LOG` sets the log
+//! filter (default `info`).
 
 use std::sync::Arc;
 
@@ -14,7 +16,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let addr = std::env::var("MESH_REGISTRY_ADDR").unwrap_or_else(|_| "127.0.0.1:8761".into());
-    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let config = RegistryConfig::default();
+    let registry = match std::env::var("MESH_REGISTRY_REDIS_URL") {
+        Ok(url) => {
+            let store = mesh_registry::store::RedisStore::connect(&url, "mesh:registry:").await?;
+            tracing::info!("registrations kept in Redis");
+            Arc::new(Registry::with_store(config, store))
+        }
+        Err(_) => Arc::new(Registry::new(config)),
+    };
     registry.spawn_eviction();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "mesh-registry listening");

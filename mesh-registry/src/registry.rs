@@ -377,7 +377,7 @@ impl Registry {
                 .sum();
             // Whole seconds: the current one and the window's full seconds before it.
             let since = (now_ms / 1000).saturating_sub(config.window.as_secs() - 1) * 1000;
-            let actual = self.store.renewals_since(since).await?;
+            let actual = self.store.renewals_since(since, now_ms).await?;
             expected >= 1.0 && (actual as f64) < expected * config.renewal_threshold
         };
         let was = self.self_preservation.swap(engaged, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! The registry's behaviour: leases, eviction, self-preservation, overrides and watches.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
 use mesh_registry::{
@@ -33,23 +33,25 @@ async fn ids(registry: &Registry) -> Vec<String> {
         .collect()
 }
 
-/// The behaviour every store must show, through the registry.
-async fn lease_suite(store: Arc<dyn Store>) {
+/// The behaviour every store must show, through the registry. `pass` lets a second go by:
+/// on tokio's paused clock for the in-memory store, on the real one for Redis (whose I/O does
+/// not mix with a paused clock).
+async fn lease_suite<F: Future<Output = ()>>(store: Arc<dyn Store>, pass: impl Fn() -> F) {
     let registry = Registry::with_store(RegistryConfig::default(), store);
     let a = instance(1);
     let b = instance(2);
     registry
-        .register(a.clone(), lease(5, 15), None)
+        .register(a.clone(), lease(1, 3), None)
         .await
         .unwrap();
     registry
-        .register(b.clone(), lease(5, 15), None)
+        .register(b.clone(), lease(1, 3), None)
         .await
         .unwrap();
 
     // a renews, b does not: after the lease only a remains.
     for _ in 0..4 {
-        tokio::time::advance(Duration::from_secs(5)).await;
+        pass().await;
         assert!(registry.renew(&inventory(), &a.id).await.unwrap());
         registry.evict().await.unwrap();
     }
@@ -67,7 +69,10 @@ async fn lease_suite(store: Arc<dyn Store>) {
 
 #[tokio::test(start_paused = true)]
 async fn the_memory_store_passes_the_lease_suite() {
-    lease_suite(Arc::new(MemoryStore::new())).await;
+    lease_suite(Arc::new(MemoryStore::new()), || {
+        tokio::time::advance(Duration::from_secs(1))
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -286,4 +291,106 @@ async fn leases_are_bounded() {
         .await
         .unwrap();
     assert_eq!(event.registration.lease.duration, Duration::from_secs(300));
+}
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use mesh_registry::store::RedisStore;
+
+    use super::*;
+
+    fn redis_url() -> Option<String> {
+        let url = std::env::var("MESH_TEST_REDIS_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: MESH_TEST_REDIS_URL is not set");
+        }
+        url
+    }
+
+    /// A key prefix no other run shares.
+    fn prefix() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("mesh-test:registry:{}:{nanos}:", std::process::id())
+    }
+
+    #[tokio::test]
+    async fn the_redis_store_passes_the_lease_suite() {
+        let Some(url) = redis_url() else { return };
+        let store = RedisStore::connect(&url, &prefix()).await.unwrap();
+        lease_suite(store, || tokio::time::sleep(Duration::from_secs(1))).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_sharing_one_redis_serve_one_view_and_wake_each_others_watchers() {
+        let Some(url) = redis_url() else { return };
+        let prefix = prefix();
+        let first = Arc::new(Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &prefix).await.unwrap(),
+        ));
+        let second = Arc::new(Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &prefix).await.unwrap(),
+        ));
+        let watching = {
+            let second = second.clone();
+            tokio::spawn(async move { second.watch(0, Duration::from_secs(5)).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first
+            .register(instance(1), lease(5, 15), None)
+            .await
+            .unwrap();
+        let WatchAnswer::Changes { revision, events } = watching.await.unwrap() else {
+            panic!("expected changes");
+        };
+        assert_eq!(revision, 1);
+        assert_eq!(events[0].registration.instance, instance(1));
+
+        assert!(second.renew(&inventory(), &instance(1).id).await.unwrap());
+        assert_eq!(ids(&second).await, [instance(1).id]);
+        assert!(second.cancel(&inventory(), &instance(1).id).await.unwrap());
+        assert!(
+            ids(&first).await.is_empty(),
+            "a cancellation through one is seen by the other"
+        );
+        assert!(
+            !first.renew(&inventory(), &instance(1).id).await.unwrap(),
+            "and renewing through the other is told to register again"
+        );
+    }
+
+    #[tokio::test]
+    async fn overrides_and_the_log_behave_as_in_memory() {
+        let Some(url) = redis_url() else { return };
+        let registry = Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &prefix()).await.unwrap(),
+        );
+        let a = instance(1);
+        registry
+            .register(a.clone(), lease(5, 15), None)
+            .await
+            .unwrap();
+        registry
+            .override_status(&inventory(), &a.id, Some(InstanceStatus::OutOfService))
+            .await
+            .unwrap();
+        let snapshot = registry.snapshot().await.unwrap();
+        assert_eq!(snapshot.revision, 2);
+        assert_eq!(
+            snapshot.registrations[0].visible_instance().status,
+            InstanceStatus::OutOfService
+        );
+        let WatchAnswer::Changes { events, .. } =
+            registry.watch(0, Duration::from_secs(1)).await.unwrap()
+        else {
+            panic!("the log holds both changes");
+        };
+        let actions: Vec<_> = events.iter().map(|e| e.action).collect();
+        assert_eq!(actions, [Action::Added, Action::Modified]);
+    }
 }

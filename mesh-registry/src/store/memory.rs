@@ -139,7 +139,7 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(renewed)))
     }
 
-    fn renewals_since(&self, since_ms: u64) -> StoreFuture<'_, u64> {
+    fn renewals_since(&self, since_ms: u64, _now_ms: u64) -> StoreFuture<'_, u64> {
         let since = since_ms / 1000;
         let count = self
             .state()

@@ -1,6 +1,9 @@
-//! Where registrations live: one trait, an in-memory backend (the embedded default).
+//! Where registrations live: one trait, an in-memory backend (the embedded default) and, with
+//! the `redis` feature, a Redis backend that several registry replicas share.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{future::Future, pin::Pin};
 
@@ -8,6 +11,8 @@ use mesh_core::discovery::{InstanceStatus, ServiceId};
 use tokio::sync::watch;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 use crate::model::{Event, Registration, Snapshot};
 
 /// The future a store answers with.
@@ -32,12 +37,16 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ) -> StoreFuture<'a, Option<Registration>>;
 
     /// Renews a lease at `now_ms` and counts the renewal; `false` when the instance is unknown.
-    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str, now_ms: u64)
-    -> StoreFuture<'a, bool>;
+    fn renew<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        now_ms: u64,
+    ) -> StoreFuture<'a, bool>;
 
-    /// Renewals counted from `since_ms` on (at one-second granularity), across every replica
-    /// sharing the store: what self-preservation compares with the expected rate.
-    fn renewals_since(&self, since_ms: u64) -> StoreFuture<'_, u64>;
+    /// Renewals counted from `since_ms` to `now_ms` (at one-second granularity), across every
+    /// replica sharing the store: what self-preservation compares with the expected rate.
+    fn renewals_since(&self, since_ms: u64, now_ms: u64) -> StoreFuture<'_, u64>;
 
     /// Removes a registration at `now_ms`; `None` when it was unknown.
     fn remove<'a>(
