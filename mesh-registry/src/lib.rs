@@ -5,7 +5,9 @@
 //! override statuses; every change gets a revision, and watchers resume from the last revision
 //! they saw. The same catalogue is served through the native `/v1` API and through Eureka's
 //! REST API (`/eureka`, `/eureka/v2`) in Eureka's JSON and XML shapes, so a Spring Boot service
-//! registered over Eureka is discoverable by a Rust client and the other way round.
+//! registered over Eureka is discoverable by a Rust client and the other way round. Changes are
+//! pushed to watchers as they happen, over HTTP long-poll (`/v1/watch`) or a gRPC stream
+//! ([`grpc`]), both on the same port.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod eureka;
+pub mod grpc;
 pub mod registry;
 pub mod store;
 

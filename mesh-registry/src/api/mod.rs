@@ -16,13 +16,15 @@ use axum::{
 };
 use mesh_core::error::{ErrorKind, MeshError};
 
-use crate::{registry::Registry, store::StoreError};
+use crate::{grpc::WatchService, registry::Registry, store::StoreError};
 
 /// Largest request body accepted (a registration is a few KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The registry's complete HTTP API.
+/// The registry's complete API: HTTP and, on the same port, the gRPC watch stream.
 pub fn router(registry: Arc<Registry>) -> Router {
+    let grpc = tonic::service::Routes::new(WatchService::new(registry.clone()).into_server())
+        .into_axum_router();
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(health))
@@ -33,6 +35,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .nest("/eureka/v2", eureka::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(registry)
+        .merge(grpc)
 }
 
 async fn health() -> Json<serde_json::Value> {
