@@ -13,6 +13,11 @@
 //!
 //! | feature | enables |
 //! |---|---|
-//! | `redis` | the Redis backend of the distributed rate limiter |
+//! | `redis` | the Redis store of the distributed rate limiter (and of the registry, with `registry`) |
+//! | `registry` | [`registry_server`]: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;
+/// The registry server (`mesh-registry`) as a library: embed a registry in a single-process
+/// mesh or in tests.
+#[cfg(feature = "registry")]
+pub use mesh_registry as registry_server;
