@@ -68,7 +68,11 @@ async fn main() {
             for service in (worker..SERVICES).step_by(RENEWAL_CLIENTS) {
                 for n in 0..INSTANCES_PER_SERVICE {
                     client
-                        .register(&instance(service, n), Duration::from_secs(30), Duration::from_secs(90))
+                        .register(
+                            &instance(service, n),
+                            Duration::from_secs(30),
+                            Duration::from_secs(90),
+                        )
                         .await
                         .unwrap();
                 }
@@ -78,7 +82,8 @@ async fn main() {
     registering.join_all().await;
     let registration_rate =
         (SERVICES * INSTANCES_PER_SERVICE) as f64 / started.elapsed().as_secs_f64();
-    let per_instance = resident_bytes().saturating_sub(before) / (SERVICES * INSTANCES_PER_SERVICE) as u64;
+    let per_instance =
+        resident_bytes().saturating_sub(before) / (SERVICES * INSTANCES_PER_SERVICE) as u64;
 
     // Renewals over HTTP.
     let renewals = Arc::new(AtomicU64::new(0));
@@ -92,7 +97,12 @@ async fn main() {
             while Instant::now() < deadline {
                 let service = i % SERVICES;
                 let id = format!("svc-{service}-{}", i % INSTANCES_PER_SERVICE);
-                assert!(client.renew(&ServiceId::new(&format!("svc-{service}")), &id).await.unwrap());
+                assert!(
+                    client
+                        .renew(&ServiceId::new(&format!("svc-{service}")), &id)
+                        .await
+                        .unwrap()
+                );
                 renewals.fetch_add(1, Ordering::Relaxed);
                 i += RENEWAL_CLIENTS;
             }
@@ -146,7 +156,9 @@ async fn main() {
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
-    println!("| registrations per second (HTTP, {RENEWAL_CLIENTS} clients) | {registration_rate:.0} |");
+    println!(
+        "| registrations per second (HTTP, {RENEWAL_CLIENTS} clients) | {registration_rate:.0} |"
+    );
     println!("| renewals per second (HTTP, {RENEWAL_CLIENTS} clients) | {renewal_rate:.0} |");
     println!("| resident memory per registered instance | {per_instance} bytes |");
 }
