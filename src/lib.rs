@@ -14,7 +14,7 @@
 //! | feature | enables |
 //! |---|---|
 //! | `redis` | the Redis store of the distributed rate limiter (and of the registry, with `registry`) |
-//! | `registry` | [`registry_server`]: the registry and its API, to embed in a process |
+//! | `registry` | `registry_server`: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;
 /// The registry server (`mesh-registry`) as a library: embed a registry in a single-process
