@@ -10,7 +10,9 @@ use std::{
 
 use mesh_core::{
     clock::Clock,
-    discovery::{Instance, InstanceStatus, ServiceId},
+    discovery::{Discovery, Instance, InstanceStatus, ServiceId},
+    error::{ErrorKind, MeshError},
+    registry::{WatchFuture, WatchSource, follow},
 };
 use serde::{Deserialize, Serialize};
 
@@ -336,6 +338,12 @@ impl Registry {
         Ok(evicted)
     }
 
+    /// Follows `service` into a [`Discovery`] straight from this registry, with no socket in
+    /// between: the embedded registry of a single-process mesh or a test.
+    pub async fn discover(self: &Arc<Self>, service: impl Into<ServiceId>) -> Discovery {
+        follow(self.clone(), service).await
+    }
+
     /// Evicts every `eviction_interval` until the registry is dropped.
     pub fn spawn_eviction(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let registry = Arc::downgrade(self);
@@ -389,5 +397,16 @@ impl Registry {
             tracing::info!("renewals recovered: self-preservation off, evictions resume");
         }
         Ok(engaged)
+    }
+}
+
+impl WatchSource for Registry {
+    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_> {
+        Box::pin(async move {
+            Registry::watch(self, since, wait).await.map_err(|error| {
+                MeshError::new(ErrorKind::Unavailable, "registry store unavailable")
+                    .with_source(error)
+            })
+        })
     }
 }

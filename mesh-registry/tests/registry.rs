@@ -394,3 +394,43 @@ mod redis_store {
         assert_eq!(actions, [Action::Added, Action::Modified]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_embedded_registry_feeds_discovery_without_sockets() {
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    registry
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    let mut discovery = registry.discover("inventory").await;
+    assert_eq!(discovery.snapshot().len(), 1);
+
+    registry
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .unwrap();
+    registry
+        .override_status(
+            &inventory(),
+            &instance(1).id,
+            Some(InstanceStatus::OutOfService),
+        )
+        .await
+        .unwrap();
+    while discovery.snapshot().len() != 2
+        || discovery
+            .snapshot()
+            .iter()
+            .any(|i| i.status == InstanceStatus::Up && i.id == instance(1).id)
+    {
+        discovery.changed().await;
+    }
+    registry
+        .cancel(&inventory(), &instance(2).id)
+        .await
+        .unwrap();
+    while discovery.snapshot().len() != 1 {
+        discovery.changed().await;
+    }
+    assert_eq!(discovery.snapshot()[0].status, InstanceStatus::OutOfService);
+}

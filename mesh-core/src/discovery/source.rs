@@ -1,5 +1,6 @@
 use std::{
     collections::HashMap,
+    convert::Infallible,
     fmt,
     pin::Pin,
     sync::Arc,
@@ -12,15 +13,10 @@ use tokio_util::sync::ReusableBoxFuture;
 
 use super::{Instance, ServiceId};
 
-/// A change to the set of instances, in the shape of `tower::discover::Change`: keyed by
-/// instance id, an insert replaces an instance with the same id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// An instance appeared or changed.
-    Insert(String, Instance),
-    /// An instance went away.
-    Remove(String),
-}
+/// A change to the set of instances, keyed by instance id: tower's own
+/// [`Change`](tower::discover::Change), so [`Changes`] is a [`tower::discover::Discover`] once
+/// each instance is mapped to a service. An insert replaces an instance with the same id.
+pub type Change = tower::discover::Change<String, Instance>;
 
 /// The live set of one service's instances. Cheap to clone; every clone sees the same set.
 #[derive(Clone)]
@@ -76,7 +72,8 @@ impl Discovery {
     }
 
     /// The differences between successive sets, starting with an insert for every current
-    /// instance: the stream tower's balancers and custom caches consume.
+    /// instance: a `TryStream` of tower [`Change`]s that never fails, so mapping each inserted
+    /// instance to a service gives a `Discover` for tower's balancers.
     pub fn changes(&self) -> Changes {
         Changes::new(self.snapshot.clone())
     }
@@ -109,6 +106,23 @@ type Set = Arc<[Instance]>;
 type NextSet = Option<(Set, watch::Receiver<Set>)>;
 
 /// A stream of [`Change`]s, computed by diffing successive sets.
+///
+/// ```
+/// use futures_util::TryStreamExt;
+/// use mesh_core::discovery::{Discovery, Instance};
+/// use tower::discover::Change;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let discovery = Discovery::fixed("inventory", vec![Instance::new("inventory", "10.0.0.1", 8080)]);
+/// // Map each instance to a service (here, its authority) to feed a tower balancer.
+/// let mut endpoints = discovery.changes().map_ok(|change| match change {
+///     Change::Insert(id, instance) => Change::Insert(id, instance.authority()),
+///     Change::Remove(id) => Change::Remove(id),
+/// });
+/// let first = endpoints.try_next().await.unwrap();
+/// assert!(matches!(first, Some(Change::Insert(_, authority)) if authority == "10.0.0.1:8080"));
+/// # }
+/// ```
 pub struct Changes {
     known: HashMap<String, Instance>,
     pending: std::collections::VecDeque<Change>,
@@ -152,12 +166,12 @@ async fn next_set(mut snapshot: watch::Receiver<Set>) -> NextSet {
 }
 
 impl Stream for Changes {
-    type Item = Change;
+    type Item = Result<Change, Infallible>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             if let Some(change) = self.pending.pop_front() {
-                return Poll::Ready(Some(change));
+                return Poll::Ready(Some(Ok(change)));
             }
             match std::task::ready!(self.next.poll(cx)) {
                 Some((current, snapshot)) => {
@@ -191,35 +205,24 @@ mod tests {
         let b = Instance::new("inventory", "10.0.0.2", 8080);
         let (publisher, discovery) = Discovery::new("inventory");
         publisher.publish(vec![a.clone()]);
-        let mut changes = discovery.changes();
-        assert_eq!(
-            changes.next().await,
-            Some(Change::Insert(a.id.clone(), a.clone()))
-        );
+        let mut changes = discovery.changes().map(Result::unwrap);
+        let is_insert = |change: Option<Change>, id: &str, instance: &Instance| matches!(change, Some(Change::Insert(k, v)) if k == id && &v == instance);
+        assert!(is_insert(changes.next().await, &a.id, &a));
 
         publisher.publish(vec![a.clone(), b.clone()]);
-        assert_eq!(
-            changes.next().await,
-            Some(Change::Insert(b.id.clone(), b.clone()))
-        );
+        assert!(is_insert(changes.next().await, &b.id, &b));
 
         let mut down = a.clone();
         down.status = super::super::InstanceStatus::Down;
         publisher.publish(vec![down.clone()]);
         let mut next_two = vec![changes.next().await.unwrap(), changes.next().await.unwrap()];
         next_two.sort_by_key(|c| matches!(c, Change::Remove(_)));
-        assert_eq!(
-            next_two,
-            [
-                Change::Insert(a.id.clone(), down),
-                Change::Remove(b.id.clone())
-            ]
-        );
+        assert!(is_insert(Some(next_two.remove(0)), &a.id, &down));
+        assert!(matches!(next_two.remove(0), Change::Remove(id) if id == b.id));
 
         drop(publisher);
-        assert_eq!(
-            changes.next().await,
-            None,
+        assert!(
+            changes.next().await.is_none(),
             "the stream ends with its source"
         );
     }

@@ -1,4 +1,4 @@
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
@@ -171,23 +171,9 @@ impl RegistryClient {
         })
     }
 
-    /// Follows `service` into a [`Discovery`] of its instances (with their effective status),
-    /// applying changes as the registry publishes them. The first set is loaded before this
-    /// returns when the registry answers; when it does not, the discovery starts empty and
-    /// fills once it does. The watch stops when every clone of the discovery is dropped.
+    /// Follows `service` into a [`Discovery`] of its instances; see [`follow`].
     pub async fn discover(&self, service: impl Into<ServiceId>) -> Discovery {
-        let service = service.into();
-        let (publisher, discovery) = Discovery::new(service.clone());
-        let mut follower = Follower {
-            client: self.clone(),
-            service,
-            publisher,
-            instances: BTreeMap::new(),
-            revision: 0,
-        };
-        let _ = follower.step(Duration::ZERO).await;
-        tokio::spawn(async move { follower.run().await });
-        discovery
+        follow(Arc::new(self.clone()), service).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, MeshError> {
@@ -251,6 +237,42 @@ impl RegistryClient {
     }
 }
 
+impl WatchSource for RegistryClient {
+    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_> {
+        Box::pin(RegistryClient::watch(self, since, wait))
+    }
+}
+
+/// The future a [`WatchSource`] answers with.
+pub type WatchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<WatchAnswer, MeshError>> + Send + 'a>>;
+
+/// Something that answers registry watches: a registry over HTTP ([`RegistryClient`]), or one
+/// running in this process (`mesh_registry::Registry`, for single-process meshes and tests).
+pub trait WatchSource: Send + Sync + 'static {
+    /// The changes after revision `since`, waiting up to `wait` for one.
+    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_>;
+}
+
+/// Follows `service` into a [`Discovery`] of its instances (with their effective status),
+/// applying changes as `source` publishes them. The first set is loaded before this returns
+/// when the source answers; when it does not, the discovery starts empty and fills once it
+/// does. The watch stops when every clone of the discovery is dropped.
+pub async fn follow(source: Arc<dyn WatchSource>, service: impl Into<ServiceId>) -> Discovery {
+    let service = service.into();
+    let (publisher, discovery) = Discovery::new(service.clone());
+    let mut follower = Follower {
+        source,
+        service,
+        publisher,
+        instances: BTreeMap::new(),
+        revision: 0,
+    };
+    let _ = follower.step(Duration::ZERO).await;
+    tokio::spawn(async move { follower.run().await });
+    discovery
+}
+
 impl Registered {
     /// The registered instance.
     pub fn instance(&self) -> &Instance {
@@ -277,7 +299,7 @@ impl Drop for Registered {
 
 /// Keeps one service's instances in step with the registry.
 struct Follower {
-    client: RegistryClient,
+    source: Arc<dyn WatchSource>,
     service: ServiceId,
     publisher: Publisher,
     instances: BTreeMap<String, Instance>,
@@ -302,7 +324,7 @@ impl Follower {
 
     /// One watch round trip, applied.
     async fn step(&mut self, wait: Duration) -> Result<(), MeshError> {
-        let answer = self.client.watch(self.revision, wait).await?;
+        let answer = self.source.watch(self.revision, wait).await?;
         let before = self.instances.clone();
         match answer {
             WatchAnswer::Snapshot(snapshot) => {

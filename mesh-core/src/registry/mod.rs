@@ -6,9 +6,10 @@
 //! first step of a graceful shutdown. [`RegistryClient::discover`] follows one service into a
 //! [`Discovery`](crate::discovery::Discovery): a long-poll watch applies each change as the
 //! registry makes it, resumes from its last revision after a reconnect, and keeps the last
-//! known instances while the registry is unreachable.
+//! known instances while the registry is unreachable. [`follow`] does the same from any
+//! [`WatchSource`], such as a registry running in this process.
 
 mod client;
 pub mod model;
 
-pub use self::client::{Registered, RegistryClient};
+pub use self::client::{Registered, RegistryClient, WatchFuture, WatchSource, follow};
