@@ -53,6 +53,7 @@
 //! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend |
 
 pub mod balance;
+pub mod bus;
 pub mod clock;
 pub mod context;
 pub mod discovery;

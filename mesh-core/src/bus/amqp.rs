@@ -1,0 +1,515 @@
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use tokio::sync::{Mutex, mpsc};
+
+use super::{
+    Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, Subscription,
+    SubscriptionConfig,
+    policy::{Runner, Verdict},
+};
+
+/// The topic exchange events are published to.
+const DEFAULT_EXCHANGE: &str = "mesh.events";
+const ATTEMPT: &str = "x-mesh-attempt";
+const REASON: &str = "x-mesh-reason";
+const ATTEMPTS: &str = "x-mesh-attempts";
+const TRACEPARENT: &str = "traceparent";
+/// The delay before reconnecting a consumer, growing to `MAX_RECONNECT_DELAY`.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// The event bus on RabbitMQ.
+///
+/// Events go to a durable topic exchange (`mesh.events`) as persistent messages, `mandatory`,
+/// on a channel with publisher confirms: [`Bus::publish`] returns once the broker confirmed,
+/// and fails with [`BusError::Unroutable`] when no queue is bound to the event's type. After a
+/// lost connection the next publish reconnects; a publish that cannot reach the broker fails
+/// rather than vanishing.
+///
+/// Each subscription declares its durable queue `{service}.{binding}` (with the message TTL)
+/// and its dead-letter queue, binds the patterns, and consumes with manual acks. A failed event
+/// is republished to a retry queue `{queue}.retry.{delay_ms}` whose TTL is the delay and whose
+/// dead-letter route leads back to the queue, so a failing event never blocks the ones behind
+/// it; after the last attempt it is published to `{queue}.dlq` with `x-mesh-reason` and
+/// `x-mesh-attempts` headers. A consumer whose connection drops reconnects with backoff.
+#[derive(Debug)]
+pub struct AmqpBus {
+    url: String,
+    exchange: String,
+    dedupe: Arc<dyn DedupeStore>,
+    publisher: Mutex<Option<(Connection, Channel)>>,
+}
+
+fn unavailable(error: lapin::Error) -> BusError {
+    BusError::Unavailable(Box::new(error))
+}
+
+impl AmqpBus {
+    /// Connects to the broker at `url` (`amqp://user:pass@host:5672/%2f`) and declares the
+    /// exchange.
+    pub async fn connect(url: &str) -> Result<Self, BusError> {
+        let bus = Self {
+            url: url.to_string(),
+            exchange: DEFAULT_EXCHANGE.to_string(),
+            dedupe: Arc::new(MemoryDedupe::default()),
+            publisher: Mutex::new(None),
+        };
+        bus.publisher_channel().await?;
+        Ok(bus)
+    }
+
+    /// Uses `dedupe` (a `RedisDedupe`, to share it between a service's instances).
+    pub fn with_dedupe(mut self, dedupe: Arc<dyn DedupeStore>) -> Self {
+        self.dedupe = dedupe;
+        self
+    }
+
+    /// Publishes to `exchange` instead of `mesh.events`.
+    pub async fn with_exchange(mut self, exchange: &str) -> Result<Self, BusError> {
+        self.exchange = exchange.to_string();
+        *self.publisher.lock().await = None;
+        self.publisher_channel().await?;
+        Ok(self)
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), BusError> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        declare_exchange(&channel, &self.exchange).await?;
+        Ok((connection, channel))
+    }
+
+    /// The publishing channel, reopened when the connection was lost.
+    async fn publisher_channel(&self) -> Result<Channel, BusError> {
+        let mut publisher = self.publisher.lock().await;
+        if let Some((connection, channel)) = publisher.as_ref()
+            && connection.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        let (connection, channel) = self.open().await?;
+        *publisher = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn try_publish(&self, event: &Event, payload: &[u8]) -> Result<(), BusError> {
+        let channel = self.publisher_channel().await?;
+        let mut headers = FieldTable::default();
+        if let Some(traceparent) = &event.traceparent {
+            headers.insert(
+                TRACEPARENT.into(),
+                AMQPValue::LongString(traceparent.clone().into()),
+            );
+        }
+        let confirm = channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                event.ty.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                properties(event, headers),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if confirm.is_nack() {
+            return Err(BusError::Refused);
+        }
+        if confirm.take_message().is_some() {
+            return Err(BusError::Unroutable(event.ty.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn properties(event: &Event, headers: FieldTable) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/cloudevents+json".into())
+        .with_message_id(event.id.as_str().into())
+        .with_type(event.ty.as_str().into())
+        .with_headers(headers)
+}
+
+async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), BusError> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+}
+
+fn header<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
+    delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(&ShortString::from(name)))
+}
+
+fn number(value: Option<&AMQPValue>) -> Option<u32> {
+    match value? {
+        AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(*n),
+        AMQPValue::ShortInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
+        _ => None,
+    }
+}
+
+fn text(value: Option<&AMQPValue>) -> Option<String> {
+    match value? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+impl Bus for AmqpBus {
+    fn publish(&self, event: Event) -> BusFuture<'_, ()> {
+        Box::pin(async move {
+            let payload = event.to_json()?;
+            // One reconnect: a connection that died since the last publish is reopened.
+            let result = match self.try_publish(&event, &payload).await {
+                Err(BusError::Unavailable(error)) => {
+                    tracing::warn!(%error, "publish failed, reconnecting");
+                    *self.publisher.lock().await = None;
+                    self.try_publish(&event, &payload).await
+                }
+                other => other,
+            };
+            if result.is_ok() {
+                metrics::counter!("mesh_bus_published_total").increment(1);
+            }
+            result
+        })
+    }
+
+    fn subscribe(
+        &self,
+        config: SubscriptionConfig,
+        handler: Arc<dyn Handler>,
+    ) -> BusFuture<'_, Subscription> {
+        Box::pin(async move {
+            let runner = Runner {
+                queue: config.queue(),
+                handler,
+                dedupe: self.dedupe.clone(),
+                config,
+            };
+            let consumer = Consumer {
+                url: self.url.clone(),
+                exchange: self.exchange.clone(),
+                runner,
+            };
+            // The topology exists when this returns, so events published next are routed.
+            let (connection, channel) = consumer.connect().await?;
+            let queue = consumer.runner.queue.clone();
+            let task = tokio::spawn(consumer.run(connection, channel));
+            Ok(Subscription::new(queue, vec![task]))
+        })
+    }
+
+    fn dead_letters(&self, queue: &str, max: usize) -> BusFuture<'_, Vec<DeadLetter>> {
+        let dlq = format!("{queue}.dlq");
+        Box::pin(async move {
+            let channel = self.publisher_channel().await?;
+            let mut letters = Vec::new();
+            while letters.len() < max {
+                let Some(message) = channel
+                    .basic_get(dlq.as_str().into(), BasicGetOptions::default())
+                    .await
+                    .map_err(unavailable)?
+                else {
+                    break;
+                };
+                let delivery = message.delivery;
+                let event = Event::from_json(&delivery.data);
+                let reason = text(header(&delivery, REASON)).unwrap_or_default();
+                let attempts = number(header(&delivery, ATTEMPTS)).unwrap_or(0);
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(unavailable)?;
+                letters.push(DeadLetter {
+                    event: event?,
+                    reason,
+                    attempts,
+                });
+            }
+            Ok(letters)
+        })
+    }
+}
+
+/// One subscription's consuming side.
+struct Consumer {
+    url: String,
+    exchange: String,
+    runner: Runner,
+}
+
+impl Consumer {
+    /// Connects, declares the queue, its dead-letter queue and bindings, and sets the prefetch.
+    async fn connect(&self) -> Result<(Connection, Channel), BusError> {
+        let config = &self.runner.config;
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        declare_exchange(&channel, &self.exchange).await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(config.message_ttl.as_millis() as i64),
+        );
+        declare_queue(&channel, &self.runner.queue, arguments).await?;
+        declare_queue(&channel, &config.dead_letter_queue(), FieldTable::default()).await?;
+        for pattern in &config.patterns {
+            channel
+                .queue_bind(
+                    self.runner.queue.as_str().into(),
+                    self.exchange.as_str().into(),
+                    pattern.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        let prefetch = usize::from(config.prefetch).saturating_mul(config.concurrency.max(1));
+        channel
+            .basic_qos(
+                prefetch.min(usize::from(u16::MAX)) as u16,
+                BasicQosOptions::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((connection, channel))
+    }
+
+    /// Consumes until dropped, reconnecting with backoff whenever the connection is lost.
+    async fn run(self, connection: Connection, channel: Channel) {
+        let mut session = Some((connection, channel));
+        let mut delay = FIRST_RECONNECT_DELAY;
+        loop {
+            let (connection, channel) = match session.take() {
+                Some(session) => session,
+                None => match self.connect().await {
+                    Ok(session) => {
+                        delay = FIRST_RECONNECT_DELAY;
+                        session
+                    }
+                    Err(error) => {
+                        tracing::warn!(queue = %self.runner.queue, %error, ?delay, "reconnecting the consumer");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                        continue;
+                    }
+                },
+            };
+            if let Err(error) = self.consume(&channel).await {
+                tracing::warn!(queue = %self.runner.queue, %error, "consumer stopped");
+            }
+            drop(connection);
+        }
+    }
+
+    /// Dispatches deliveries to partition workers until the consumer ends.
+    async fn consume(&self, channel: &Channel) -> Result<(), BusError> {
+        let mut deliveries = channel
+            .basic_consume(
+                self.runner.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let config = &self.runner.config;
+        let declared = Arc::new(Mutex::new(HashSet::new()));
+        let mut partitions = Vec::new();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..config.concurrency.max(1) {
+            let (sender, receiver) = mpsc::channel(usize::from(config.prefetch.max(1)));
+            partitions.push(sender);
+            workers.spawn(work(
+                self.runner.clone(),
+                channel.clone(),
+                receiver,
+                declared.clone(),
+            ));
+        }
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery.map_err(unavailable)?;
+            let partition = match Event::from_json(&delivery.data) {
+                Ok(event) => config.partition(&event),
+                Err(_) => 0,
+            };
+            if partitions[partition].send(delivery).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One partition's worker: deliveries one after another, each acknowledged once its outcome
+/// (handled, scheduled for retry, dead-lettered) is safely with the broker.
+async fn work(
+    runner: Runner,
+    channel: Channel,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    declared: Arc<Mutex<HashSet<u64>>>,
+) {
+    while let Some(delivery) = deliveries.recv().await {
+        let attempt = number(header(&delivery, ATTEMPT)).unwrap_or(1).max(1);
+        let verdict = match Event::from_json(&delivery.data) {
+            Ok(event) => runner.run(&event, attempt).await,
+            Err(error) => Verdict::Dead {
+                reason: error.to_string(),
+                attempts: attempt,
+            },
+        };
+        let settled = match verdict {
+            Verdict::Done => Ok(()),
+            Verdict::Retry { delay, attempt } => {
+                retry(&runner, &channel, &delivery, delay, attempt, &declared).await
+            }
+            Verdict::Dead { reason, attempts } => {
+                let mut headers = FieldTable::default();
+                headers.insert(REASON.into(), AMQPValue::LongString(reason.into()));
+                headers.insert(ATTEMPTS.into(), AMQPValue::LongLongInt(i64::from(attempts)));
+                send(
+                    &channel,
+                    &runner.config.dead_letter_queue(),
+                    &delivery,
+                    headers,
+                )
+                .await
+            }
+        };
+        let acked = match settled {
+            Ok(()) => delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(unavailable),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = acked {
+            // Unacknowledged, the delivery returns to the queue when the channel closes.
+            tracing::warn!(queue = %runner.queue, %error, "delivery not settled");
+            return;
+        }
+    }
+}
+
+/// Republishes to the retry queue of `delay`, declared on first use.
+async fn retry(
+    runner: &Runner,
+    channel: &Channel,
+    delivery: &Delivery,
+    delay: Duration,
+    attempt: u32,
+    declared: &Mutex<HashSet<u64>>,
+) -> Result<(), BusError> {
+    let millis = delay.as_millis().max(1) as u64;
+    let queue = format!("{}.retry.{millis}", runner.queue);
+    if declared.lock().await.insert(millis) {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(millis as i64),
+        );
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(runner.queue.as_str().into()),
+        );
+        declare_queue(channel, &queue, arguments).await?;
+    }
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+    send(channel, &queue, delivery, headers).await
+}
+
+/// Publishes a copy of `delivery` straight to `queue`, confirmed.
+async fn send(
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    headers: FieldTable,
+) -> Result<(), BusError> {
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            delivery.properties.clone().with_headers(headers),
+        )
+        .await
+        .map_err(unavailable)?
+        .await
+        .map_err(unavailable)?;
+    if confirm.is_nack() {
+        return Err(BusError::Refused);
+    }
+    Ok(())
+}

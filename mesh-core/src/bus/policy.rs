@@ -1,0 +1,201 @@
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+
+use super::{DedupeStore, Event, Handler};
+use crate::resilience::retry::Backoff;
+
+/// A consumer group's subscription.
+///
+/// ```
+/// use mesh_core::bus::SubscriptionConfig;
+/// let config = SubscriptionConfig::new("notification-service", "orders", ["order.*"]);
+/// assert_eq!(config.queue(), "notification-service.orders");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// The subscribing service.
+    pub service: String,
+    /// The binding's name within the service.
+    pub binding: String,
+    /// Topic patterns the queue is bound with.
+    pub patterns: Vec<String>,
+    /// Events in flight per partition before the broker waits (prefetch per partition).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// Partitions handled in parallel; events with one subject share a partition.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per event, the first included, before it is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Growth of the delay per retry.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// The longest delay between attempts.
+    #[serde(default = "default_max", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long an unconsumed event stays queued.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub message_ttl: Duration,
+}
+
+fn default_prefetch() -> u16 {
+    32
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_max() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl SubscriptionConfig {
+    /// A subscription of `service` named `binding` to `patterns`, with the reference designs'
+    /// defaults: 3 attempts, 1 s backoff doubling to 10 s, 24 h message TTL, 4 partitions.
+    pub fn new(
+        service: impl Into<String>,
+        binding: impl Into<String>,
+        patterns: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            service: service.into(),
+            binding: binding.into(),
+            patterns: patterns.into_iter().map(Into::into).collect(),
+            prefetch: default_prefetch(),
+            concurrency: default_concurrency(),
+            max_attempts: default_attempts(),
+            initial_backoff: default_initial(),
+            multiplier: default_multiplier(),
+            max_backoff: default_max(),
+            message_ttl: default_ttl(),
+        }
+    }
+
+    /// The consumer group's durable queue: `{service}.{binding}`.
+    pub fn queue(&self) -> String {
+        format!("{}.{}", self.service, self.binding)
+    }
+
+    /// The dead-letter queue: `{queue}.dlq`.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dlq", self.queue())
+    }
+
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff::new(
+            self.initial_backoff,
+            self.multiplier,
+            self.max_backoff,
+            false,
+        )
+    }
+
+    pub(crate) fn partition(&self, event: &Event) -> usize {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        event.partition_key().hash(&mut hasher);
+        (hasher.finish() % self.concurrency.max(1) as u64) as usize
+    }
+}
+
+/// An event that exhausted its attempts, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The event.
+    pub event: Event,
+    /// The last failure.
+    pub reason: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// What to do with an event after one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Handled (or handled before): acknowledge.
+    Done,
+    /// Failed: try again after `delay` as attempt `attempt`.
+    Retry { delay: Duration, attempt: u32 },
+    /// Failed for the last time.
+    Dead { reason: String, attempts: u32 },
+}
+
+/// Runs a handler for one delivery: dedupe, panic capture, retry decision. Shared by every
+/// backend, so they behave alike.
+#[derive(Clone)]
+pub(crate) struct Runner {
+    pub(crate) queue: String,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) dedupe: Arc<dyn DedupeStore>,
+    pub(crate) config: SubscriptionConfig,
+}
+
+impl Runner {
+    pub(crate) async fn run(&self, event: &Event, attempt: u32) -> Verdict {
+        match self.dedupe.seen(&self.queue, &event.id).await {
+            Ok(true) => {
+                tracing::debug!(queue = %self.queue, id = %event.id, "duplicate event skipped");
+                return Verdict::Done;
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "dedupe store unavailable, handling anyway"),
+        }
+        let outcome = AssertUnwindSafe(self.handler.handle(event.clone()))
+            .catch_unwind()
+            .await;
+        let reason = match outcome {
+            Ok(Ok(())) => {
+                if let Err(error) = self.dedupe.remember(&self.queue, &event.id).await {
+                    tracing::warn!(%error, "dedupe store unavailable, event not remembered");
+                }
+                metrics::counter!("mesh_bus_handled_total", "queue" => self.queue.clone())
+                    .increment(1);
+                return Verdict::Done;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "handler panicked".into());
+                format!("handler panicked: {message}")
+            }
+        };
+        if attempt >= self.config.max_attempts {
+            tracing::warn!(queue = %self.queue, id = %event.id, attempt, %reason, "event dead-lettered");
+            metrics::counter!("mesh_bus_dead_lettered_total", "queue" => self.queue.clone())
+                .increment(1);
+            Verdict::Dead {
+                reason,
+                attempts: attempt,
+            }
+        } else {
+            let delay = self.config.backoff().delay(attempt);
+            tracing::debug!(queue = %self.queue, id = %event.id, attempt, ?delay, %reason, "event retried");
+            metrics::counter!("mesh_bus_retried_total", "queue" => self.queue.clone()).increment(1);
+            Verdict::Retry {
+                delay,
+                attempt: attempt + 1,
+            }
+        }
+    }
+}
