@@ -162,7 +162,7 @@ async fn events_of_one_subject_keep_their_order(bus: &dyn Bus) {
         async move {
             let goal: GoalUpdated = event.data()?;
             // Uneven handling times: order must come from the partitioning, not from luck.
-            if goal.seq % 7 == 0 {
+            if goal.seq.is_multiple_of(7) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             log.lock()
@@ -231,12 +231,17 @@ mod rabbitmq {
 
     use super::*;
 
+    /// The connection-loss test closes every connection on the broker: the tests here take
+    /// turns, so it never cuts another one short.
+    static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_rabbitmq_bus_passes_the_behaviour_suite() {
         let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
             eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
             return;
         };
+        let _turn = BROKER.lock().await;
         let bus = AmqpBus::connect(&url)
             .await
             .unwrap()
@@ -244,6 +249,70 @@ mod rabbitmq {
             .await
             .unwrap();
         behaviour_suite(&bus).await;
+    }
+
+    /// Closes every broker connection, as an operator or a broker restart would.
+    fn close_all_connections() -> bool {
+        std::process::Command::new("rabbitmqctl")
+            .args(["close_all_connections", "mesh connection-loss test"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_connection_loses_no_confirmed_event_and_the_consumer_resumes() {
+        let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
+            eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
+            return;
+        };
+        let _turn = BROKER.lock().await;
+        if !close_all_connections() {
+            eprintln!("skipped: rabbitmqctl cannot close connections on this machine");
+            return;
+        }
+        let bus = AmqpBus::connect(&url)
+            .await
+            .unwrap()
+            .with_exchange(&format!("mesh.test.{}", nonce()))
+            .await
+            .unwrap();
+        let handled: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let log = handled.clone();
+        let handler = move |event: Event| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().insert(event.id);
+                Ok::<(), BoxError>(())
+            }
+        };
+        let service = format!("coach-{}", nonce());
+        let _subscription = bus
+            .subscribe(config(&service, "goals"), Arc::new(handler))
+            .await
+            .unwrap();
+
+        let mut confirmed = Vec::new();
+        let mut refused = 0;
+        for seq in 0..300 {
+            if seq == 100 {
+                assert!(
+                    tokio::task::spawn_blocking(close_all_connections)
+                        .await
+                        .unwrap()
+                );
+            }
+            let event = event(&format!("client-{}", seq % 10), seq);
+            match bus.publish(event.clone()).await {
+                Ok(()) => confirmed.push(event.id),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(confirmed.len() >= 290, "{refused} publishes failed");
+        eventually(|| {
+            let handled = handled.lock().unwrap();
+            confirmed.iter().all(|id| handled.contains(id))
+        })
+        .await;
     }
 }
 
