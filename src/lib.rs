@@ -13,7 +13,8 @@
 //!
 //! | feature | enables |
 //! |---|---|
-//! | `redis` | the Redis store of the distributed rate limiter (and of the registry, with `registry`) |
+//! | `redis` | the Redis stores of the rate limiter and the bus's dedupe (and of the registry, with `registry`) |
+//! | `amqp` | the RabbitMQ backend of the event bus |
 //! | `registry` | `registry_server`: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;

@@ -50,7 +50,8 @@
 //!
 //! | feature | enables |
 //! |---|---|
-//! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend |
+//! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend, and `RedisDedupe` for the bus |
+//! | `amqp` | `AmqpBus`, the RabbitMQ backend of the [`bus`] |
 
 pub mod balance;
 pub mod bus;

@@ -96,6 +96,17 @@ impl AmqpBus {
         Ok((connection, channel))
     }
 
+    /// Whether the publishing connection is up, for a readiness check.
+    pub async fn is_connected(&self) -> bool {
+        self.publisher
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|(connection, channel)| {
+                connection.status().connected() && channel.status().connected()
+            })
+    }
+
     /// The publishing channel, reopened when the connection was lost.
     async fn publisher_channel(&self) -> Result<Channel, BusError> {
         let mut publisher = self.publisher.lock().await;

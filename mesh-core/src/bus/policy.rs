@@ -2,6 +2,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{DedupeStore, Event, Handler};
 use crate::resilience::retry::Backoff;
@@ -158,9 +159,21 @@ impl Runner {
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "dedupe store unavailable, handling anyway"),
         }
+        let span = tracing::debug_span!(
+            "bus.consume",
+            queue = %self.queue,
+            event.id = %event.id,
+            event.r#type = %event.ty,
+            traceparent = event.traceparent.as_deref().unwrap_or(""),
+            attempt,
+        );
+        let started = tokio::time::Instant::now();
         let outcome = AssertUnwindSafe(self.handler.handle(event.clone()))
             .catch_unwind()
+            .instrument(span)
             .await;
+        metrics::histogram!("mesh_bus_handler_seconds", "queue" => self.queue.clone())
+            .record(started.elapsed().as_secs_f64());
         let reason = match outcome {
             Ok(Ok(())) => {
                 if let Err(error) = self.dedupe.remember(&self.queue, &event.id).await {
