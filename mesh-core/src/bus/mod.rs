@@ -16,7 +16,7 @@
 //!
 //! Events with the same subject are handled in publication order; different subjects run in
 //! parallel, one partition per unit of `concurrency`. [`MemoryBus`] (the embedded default) and,
-//! with the `amqp` feature, [`AmqpBus`] pass the same behaviour suite.
+//! with the `amqp` feature, `AmqpBus` pass the same behaviour suite.
 
 #[cfg(feature = "amqp")]
 mod amqp;

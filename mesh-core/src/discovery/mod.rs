@@ -13,5 +13,5 @@ pub mod dns;
 
 pub use self::{
     instance::{Instance, InstanceStatus, ServiceId},
-    source::{Change, Discovery, Publisher},
+    source::{Change, Changes, Discovery, Publisher},
 };
