@@ -7,7 +7,10 @@ use std::{
 };
 
 use mesh_core::{
-    bus::{Bus, BusError, DedupeStore, Event, EventType, MemoryBus, SubscriptionConfig},
+    bus::{
+        Bus, BusError, DedupeStore, Event, EventType, Handler, MemoryBus, ReplayFrom,
+        SubscriptionConfig,
+    },
     error::BoxError,
 };
 use serde::{Deserialize, Serialize};
@@ -213,6 +216,45 @@ async fn the_memory_bus_passes_the_behaviour_suite() {
     behaviour_suite(&MemoryBus::new()).await;
 }
 
+/// A handler collecting the `seq` of each event it sees.
+fn collector() -> (Arc<Mutex<Vec<u32>>>, impl Handler) {
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let log = seen.clone();
+    let handler = move |event: Event| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(event.data::<GoalUpdated>()?.seq);
+            Ok::<(), BoxError>(())
+        }
+    };
+    (seen, handler)
+}
+
+#[tokio::test]
+async fn the_memory_event_log_replays_from_the_start_or_an_offset() {
+    let bus = MemoryBus::new();
+    bus.enable_event_log();
+    let _subscription = bus
+        .subscribe(
+            config("log", "all"),
+            Arc::new(|_: Event| async { Ok::<(), BoxError>(()) }),
+        )
+        .await
+        .unwrap();
+    for seq in 0..20 {
+        bus.publish(event("ada", seq)).await.unwrap();
+    }
+    let (seen, handler) = collector();
+    assert_eq!(bus.replay(ReplayFrom::Start, &handler).await.unwrap(), 20);
+    assert_eq!(*seen.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    let (seen, handler) = collector();
+    assert_eq!(
+        bus.replay(ReplayFrom::Offset(15), &handler).await.unwrap(),
+        5
+    );
+    assert_eq!(*seen.lock().unwrap(), [15, 16, 17, 18, 19]);
+}
+
 #[tokio::test]
 async fn a_consumer_group_has_one_subscription_per_process() {
     let bus = MemoryBus::new();
@@ -249,6 +291,44 @@ mod rabbitmq {
             .await
             .unwrap();
         behaviour_suite(&bus).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stream_event_log_replays_every_event_from_offset_zero() {
+        let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
+            eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
+            return;
+        };
+        let _turn = BROKER.lock().await;
+        let run = nonce();
+        let bus = AmqpBus::connect(&url)
+            .await
+            .unwrap()
+            .with_exchange(&format!("mesh.test.{run}"))
+            .await
+            .unwrap();
+        let log = format!("mesh-test-log-{run}");
+        bus.enable_event_log(&log, Some("1h")).await.unwrap();
+        for seq in 0..20 {
+            bus.publish(event("ada", seq)).await.unwrap();
+        }
+        let (seen, handler) = collector();
+        let idle = Duration::from_millis(500);
+        assert_eq!(
+            bus.replay(&log, ReplayFrom::Offset(0), idle, &handler)
+                .await
+                .unwrap(),
+            20
+        );
+        assert_eq!(*seen.lock().unwrap(), (0..20).collect::<Vec<_>>());
+        let (seen, handler) = collector();
+        assert_eq!(
+            bus.replay(&log, ReplayFrom::Offset(18), idle, &handler)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(*seen.lock().unwrap(), [18, 19]);
     }
 
     /// Closes every broker connection, as an operator or a broker restart would.

@@ -14,8 +14,8 @@ use lapin::{
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, Subscription,
-    SubscriptionConfig,
+    Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, ReplayFrom,
+    Subscription, SubscriptionConfig,
     policy::{Runner, Verdict},
 };
 
@@ -94,6 +94,86 @@ impl AmqpBus {
             .map_err(unavailable)?;
         declare_exchange(&channel, &self.exchange).await?;
         Ok((connection, channel))
+    }
+
+    /// Keeps every event published to the exchange in the stream queue `log` (created if
+    /// missing), for [`replay`](Self::replay). `max_age` bounds how long events are kept
+    /// (RabbitMQ's `x-max-age`, such as `7D`).
+    pub async fn enable_event_log(&self, log: &str, max_age: Option<&str>) -> Result<(), BusError> {
+        let channel = self.publisher_channel().await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("stream".into()),
+        );
+        if let Some(max_age) = max_age {
+            arguments.insert("x-max-age".into(), AMQPValue::LongString(max_age.into()));
+        }
+        declare_queue(&channel, log, arguments).await?;
+        channel
+            .queue_bind(
+                log.into(),
+                self.exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Runs `handler` on the events of the stream queue `log` from `from` on, in publication
+    /// order, until no event arrived for `idle`; returns how many it handled. Stops at the first
+    /// handler error.
+    pub async fn replay(
+        &self,
+        log: &str,
+        from: ReplayFrom,
+        idle: Duration,
+        handler: &dyn Handler,
+    ) -> Result<u64, BusError> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        channel
+            .basic_qos(256, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let offset = match from {
+            ReplayFrom::Start => AMQPValue::LongString("first".into()),
+            ReplayFrom::Offset(offset) => AMQPValue::LongLongInt(offset as i64),
+            ReplayFrom::Time(at) => AMQPValue::Timestamp(
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs()),
+            ),
+        };
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-stream-offset".into(), offset);
+        let mut deliveries = channel
+            .basic_consume(
+                log.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                arguments,
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut handled = 0;
+        while let Ok(Some(delivery)) = tokio::time::timeout(idle, deliveries.next()).await {
+            let delivery = delivery.map_err(unavailable)?;
+            let event = Event::from_json(&delivery.data)?;
+            handler
+                .handle(event)
+                .await
+                .map_err(|e| BusError::Invalid(format!("replay handler failed: {e}")))?;
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(unavailable)?;
+            handled += 1;
+        }
+        Ok(handled)
     }
 
     /// Whether the publishing connection is up, for a readiness check.

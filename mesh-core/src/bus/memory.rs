@@ -1,13 +1,14 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
 use tokio::sync::mpsc;
 
 use super::{
-    Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, Subscription,
-    SubscriptionConfig,
+    Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, ReplayFrom,
+    Subscription, SubscriptionConfig,
     policy::{Runner, Verdict},
     topic,
 };
@@ -22,6 +23,8 @@ pub struct MemoryBus {
 
 #[derive(Debug)]
 struct Inner {
+    /// Every published event with its time, when the log is enabled.
+    log: Mutex<Option<Vec<(SystemTime, Event)>>>,
     queues: Mutex<HashMap<String, Queue>>,
     dead: Mutex<HashMap<String, VecDeque<DeadLetter>>>,
     dedupe: Arc<dyn DedupeStore>,
@@ -49,11 +52,50 @@ impl MemoryBus {
     pub fn with_dedupe(dedupe: Arc<dyn DedupeStore>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                log: Mutex::new(None),
                 queues: Mutex::new(HashMap::new()),
                 dead: Mutex::new(HashMap::new()),
                 dedupe,
             }),
         }
+    }
+}
+
+impl MemoryBus {
+    /// Keeps every event published from now on, for [`replay`](Self::replay).
+    pub fn enable_event_log(&self) {
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// Runs `handler` on the logged events from `from` on, in publication order; returns how
+    /// many it handled. Stops at the first handler error.
+    pub async fn replay(&self, from: ReplayFrom, handler: &dyn Handler) -> Result<u64, BusError> {
+        let events: Vec<Event> = {
+            let log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+            let log = log.as_deref().unwrap_or_default();
+            log.iter()
+                .enumerate()
+                .filter(|(offset, (at, _))| match from {
+                    ReplayFrom::Start => true,
+                    ReplayFrom::Offset(first) => *offset as u64 >= first,
+                    ReplayFrom::Time(since) => *at >= since,
+                })
+                .map(|(_, (_, event))| event.clone())
+                .collect()
+        };
+        let mut handled = 0;
+        for event in events {
+            handler
+                .handle(event)
+                .await
+                .map_err(|e| BusError::Invalid(format!("replay handler failed: {e}")))?;
+            handled += 1;
+        }
+        Ok(handled)
     }
 }
 
@@ -75,6 +117,15 @@ impl Bus for MemoryBus {
                     .map(|queue| queue.partitions[queue.config.partition(&event)].clone())
                     .collect()
             };
+            if let Some(log) = self
+                .inner
+                .log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                log.push((SystemTime::now(), event.clone()));
+            }
             let mut delivered = false;
             for partition in targets {
                 // A queue whose subscription just ended is gone, as in-memory queues live with

@@ -15,7 +15,9 @@
 //!   the attempt count.
 //!
 //! Events with the same subject are handled in publication order; different subjects run in
-//! parallel, one partition per unit of `concurrency`. [`MemoryBus`] (the embedded default) and,
+//! parallel, one partition per unit of `concurrency`. An optional event log keeps every
+//! published event (a RabbitMQ stream queue, or a list in memory) so a service can replay
+//! from an offset or a time to rebuild its state. [`MemoryBus`] (the embedded default) and,
 //! with the `amqp` feature, `AmqpBus` pass the same behaviour suite.
 
 #[cfg(feature = "amqp")]
@@ -26,6 +28,7 @@ mod event;
 mod handler;
 mod memory;
 mod policy;
+mod replay;
 mod topic;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -41,6 +44,7 @@ pub use self::{
     handler::Handler,
     memory::MemoryBus,
     policy::{DeadLetter, SubscriptionConfig},
+    replay::ReplayFrom,
     topic::matches as topic_matches,
 };
 
