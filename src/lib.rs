@@ -15,6 +15,7 @@
 //! |---|---|
 //! | `redis` | the Redis stores of the rate limiter and the bus's dedupe (and of the registry, with `registry`) |
 //! | `amqp` | the RabbitMQ backend of the event bus |
+//! | `dns-srv` | discovery from DNS SRV records |
 //! | `registry` | `registry_server`: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;

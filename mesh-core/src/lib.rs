@@ -52,6 +52,7 @@
 //! |---|---|
 //! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend, and `RedisDedupe` for the bus |
 //! | `amqp` | `AmqpBus`, the RabbitMQ backend of the [`bus`] |
+//! | `dns-srv` | `discovery::dns::resolve_srv`, discovery from DNS SRV records |
 
 pub mod balance;
 pub mod bus;

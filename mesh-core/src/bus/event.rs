@@ -92,10 +92,12 @@ impl Event {
         self.subject.as_deref().unwrap_or(&self.id)
     }
 
+    #[cfg(feature = "amqp")]
     pub(crate) fn to_json(&self) -> Result<Vec<u8>, BusError> {
         serde_json::to_vec(self).map_err(|e| BusError::Invalid(e.to_string()))
     }
 
+    #[cfg(feature = "amqp")]
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, BusError> {
         serde_json::from_slice(bytes).map_err(|e| BusError::Invalid(e.to_string()))
     }
