@@ -2,7 +2,7 @@
 //!
 //! This is the Kubernetes headless-service path: `inventory.shop.svc.cluster.local` resolves to
 //! one A/AAAA record per ready pod, so re-resolving follows scale-ups, scale-downs and restarts
-//! without a registry. With the `dns-srv` feature, [`resolve_srv`] reads SRV records
+//! without a registry. With the `dns-srv` feature, `resolve_srv` reads SRV records
 //! (`_http._tcp.inventory.shop.svc.cluster.local`), which also carry each target's port and
 //! weight.
 
