@@ -53,6 +53,8 @@ pub enum ErrorKind {
     Config,
     /// The request is malformed.
     BadRequest,
+    /// What the request names does not exist.
+    NotFound,
     /// Anything else: a bug or an unclassified failure.
     Internal,
 }
@@ -96,6 +98,7 @@ impl ErrorKind {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Upstream | Self::Transport => StatusCode::BAD_GATEWAY,
             Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
             Self::Config | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +118,7 @@ impl ErrorKind {
             Self::Transport => "transport",
             Self::Config => "config",
             Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
             Self::Internal => "internal",
         }
     }
@@ -348,6 +352,7 @@ mod tests {
             (ErrorKind::Transport, 502),
             (ErrorKind::Config, 500),
             (ErrorKind::BadRequest, 400),
+            (ErrorKind::NotFound, 404),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in expected {

@@ -347,7 +347,11 @@ impl Registry {
     /// Evicts every `eviction_interval` until the registry is dropped.
     pub fn spawn_eviction(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let registry = Arc::downgrade(self);
-        let interval = self.config.eviction_interval;
+        // A zero interval would spin; a tenth of a second is as eager as eviction needs.
+        let interval = self
+            .config
+            .eviction_interval
+            .max(Duration::from_millis(100));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.tick().await;
@@ -384,7 +388,7 @@ impl Registry {
                 })
                 .sum();
             // Whole seconds: the current one and the window's full seconds before it.
-            let since = (now_ms / 1000).saturating_sub(config.window.as_secs() - 1) * 1000;
+            let since = (now_ms / 1000).saturating_sub(config.window.as_secs().max(1) - 1) * 1000;
             let actual = self.store.renewals_since(since, now_ms).await?;
             expected >= 1.0 && (actual as f64) < expected * config.renewal_threshold
         };

@@ -61,7 +61,7 @@ pub(crate) struct ApiError(MeshError);
 
 impl ApiError {
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
-        Self(MeshError::upstream(StatusCode::NOT_FOUND, what))
+        Self(MeshError::new(ErrorKind::NotFound, what))
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -79,10 +79,6 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.0.to_json(None);
-        if self.0.status() == StatusCode::NOT_FOUND {
-            body["error"]["kind"] = "not_found".into();
-        }
-        (self.0.status(), Json(body)).into_response()
+        (self.0.status(), Json(self.0.to_json(None))).into_response()
     }
 }
