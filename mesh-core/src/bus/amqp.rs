@@ -319,6 +319,7 @@ impl Bus for AmqpBus {
                 other => other,
             };
             if result.is_ok() {
+                // Counted once the broker confirmed it.
                 metrics::counter!("mesh_bus_published_total").increment(1);
             }
             result
@@ -484,8 +485,13 @@ impl Consumer {
                 declared.clone(),
             ));
         }
+        let consumed =
+            metrics::counter!("mesh_bus_consumed_total", "queue" => self.runner.queue.clone());
+        let depth = tokio::spawn(report_depth(channel.clone(), self.runner.queue.clone()));
+        let _stop_depth = AbortOnDrop(depth);
         while let Some(delivery) = deliveries.next().await {
             let delivery = delivery.map_err(unavailable)?;
+            consumed.increment(1);
             let partition = match Event::from_json(&delivery.data) {
                 Ok(event) => config.partition(&event),
                 Err(_) => 0,
@@ -495,6 +501,38 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+}
+
+/// How often a consumer reports its queue's depth.
+const DEPTH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Reports the number of events waiting in `queue` as the `mesh_bus_queue_depth` gauge.
+async fn report_depth(channel: Channel, queue: String) {
+    let gauge = metrics::gauge!("mesh_bus_queue_depth", "queue" => queue.clone());
+    let mut ticks = tokio::time::interval(DEPTH_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(state) => gauge.set(f64::from(state.message_count())),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -197,7 +197,9 @@ async fn work(
     mut receiver: mpsc::Receiver<(Event, u32)>,
     inner: Arc<Inner>,
 ) {
+    let consumed = metrics::counter!("mesh_bus_consumed_total", "queue" => runner.queue.clone());
     while let Some((event, attempt)) = receiver.recv().await {
+        consumed.increment(1);
         match runner.run(&event, attempt).await {
             Verdict::Done => {}
             Verdict::Retry { delay, attempt } => {
