@@ -19,6 +19,9 @@
 //! | `registry` | `registry_server`: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;
+/// Declares an event payload's type: `#[derive(EventType)] #[event(type = "order.placed")]`
+/// implements [`bus::EventType`].
+pub use mesh_macros::EventType;
 /// The registry server (`mesh-registry`) as a library: embed a registry in a single-process
 /// mesh or in tests.
 #[cfg(feature = "registry")]

@@ -1,4 +1,78 @@
-//! Procedural macros of mesh.
+//! Procedural macros of mesh, used through the `mesh` facade.
 //!
-//! This crate will hold `#[mesh::service]`, which turns one trait into a server router and a typed
-//! client. It exports no macro yet; use it through the `mesh` facade once it does.
+//! - `#[derive(EventType)]` declares an event payload's CloudEvents type, which is also its
+//!   routing key on the bus: `#[event(type = "order.placed")]`.
+//!
+//! The generated code names `::mesh::…` paths only, so it works in any crate depending on
+//! `mesh`.
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{DeriveInput, LitStr, parse_macro_input};
+
+/// Implements `mesh::bus::EventType` for a payload type.
+///
+/// ```ignore
+/// #[derive(serde::Serialize, serde::Deserialize, mesh::EventType)]
+/// #[event(type = "order.placed")]
+/// struct OrderPlaced { order_id: u64 }
+/// ```
+///
+/// The type is required and must be dotted lower-case words (`client.created`), since it is
+/// the routing key topic patterns match.
+#[proc_macro_derive(EventType, attributes(event))]
+pub fn derive_event_type(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match event_type(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+fn event_type(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let mut event_type: Option<LitStr> = None;
+    for attribute in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+        attribute.parse_nested_meta(|meta| {
+            if meta.path.is_ident("type") {
+                event_type = Some(meta.value()?.parse()?);
+                Ok(())
+            } else {
+                Err(meta.error("expected `type = \"…\"`"))
+            }
+        })?;
+    }
+    let event_type = event_type.ok_or_else(|| {
+        syn::Error::new_spanned(
+            &input.ident,
+            "an event needs its type: #[event(type = \"order.placed\")]",
+        )
+    })?;
+    let value = event_type.value();
+    let valid_word = |word: &str| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    };
+    if !value.split('.').all(valid_word) {
+        return Err(syn::Error::new_spanned(
+            &event_type,
+            "an event type is dotted lower-case words, such as `order.placed`",
+        ));
+    }
+    let name = &input.ident;
+    // A generic payload is an event when its parameters make it one.
+    let mut generics = input.generics.clone();
+    generics
+        .make_where_clause()
+        .predicates
+        .push(syn::parse_quote! {
+            Self: ::mesh::__serde::Serialize + ::mesh::__serde::de::DeserializeOwned
+        });
+    let (impl_generics, type_generics, where_clause) = generics.split_for_impl();
+    Ok(quote! {
+        impl #impl_generics ::mesh::bus::EventType for #name #type_generics #where_clause {
+            const TYPE: &'static str = #event_type;
+        }
+    })
+}

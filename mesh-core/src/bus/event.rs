@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::BusError;
 
 /// A typed event payload, declared once with its CloudEvents type, which is also its routing
-/// key on the topic exchange.
+/// key on the topic exchange. Through the `mesh` facade, `#[derive(mesh::EventType)]` with
+/// `#[event(type = "order.placed")]` writes this impl.
 ///
 /// ```
 /// use mesh_core::bus::{Event, EventType};
