@@ -83,19 +83,6 @@ impl AmqpBus {
         Ok(self)
     }
 
-    async fn open(&self) -> Result<(Connection, Channel), BusError> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(unavailable)?;
-        let channel = connection.create_channel().await.map_err(unavailable)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        declare_exchange(&channel, &self.exchange).await?;
-        Ok((connection, channel))
-    }
-
     /// Keeps every event published to the exchange in the stream queue `log` (created if
     /// missing), for [`replay`](Self::replay). `max_age` bounds how long events are kept
     /// (RabbitMQ's `x-max-age`, such as `7D`).
@@ -196,7 +183,7 @@ impl AmqpBus {
         {
             return Ok(channel.clone());
         }
-        let (connection, channel) = self.open().await?;
+        let (connection, channel) = open(&self.url, &self.exchange).await?;
         *publisher = Some((connection, channel.clone()));
         Ok(channel)
     }
@@ -242,6 +229,20 @@ fn properties(event: &Event, headers: FieldTable) -> BasicProperties {
         .with_message_id(event.id.as_str().into())
         .with_type(event.ty.as_str().into())
         .with_headers(headers)
+}
+
+/// Opens a connection and a channel with publisher confirms, and declares the exchange.
+async fn open(url: &str, exchange: &str) -> Result<(Connection, Channel), BusError> {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(unavailable)?;
+    let channel = connection.create_channel().await.map_err(unavailable)?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(unavailable)?;
+    declare_exchange(&channel, exchange).await?;
+    Ok((connection, channel))
 }
 
 async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
@@ -394,15 +395,7 @@ impl Consumer {
     /// Connects, declares the queue, its dead-letter queue and bindings, and sets the prefetch.
     async fn connect(&self) -> Result<(Connection, Channel), BusError> {
         let config = &self.runner.config;
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(unavailable)?;
-        let channel = connection.create_channel().await.map_err(unavailable)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        declare_exchange(&channel, &self.exchange).await?;
+        let (connection, channel) = open(&self.url, &self.exchange).await?;
         let mut arguments = FieldTable::default();
         arguments.insert(
             "x-message-ttl".into(),
