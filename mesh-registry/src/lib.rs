@@ -31,5 +31,5 @@ pub use mesh_core::registry::model;
 
 pub use self::{
     model::WatchAnswer,
-    registry::{LeaseRequest, Registry, RegistryConfig, SelfPreservationConfig},
+    registry::{LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig},
 };

@@ -44,6 +44,9 @@ pub struct RegistryConfig {
     /// The longest lease a client may ask for.
     #[serde(with = "humantime_serde")]
     pub max_lease_duration: Duration,
+    /// The most instances the registry holds; new registrations beyond it are refused, so a
+    /// misbehaving client cannot exhaust the registry's memory.
+    pub max_instances: usize,
     /// Self-preservation settings.
     pub self_preservation: SelfPreservationConfig,
 }
@@ -74,6 +77,7 @@ impl Default for RegistryConfig {
             default_renewal_interval: Duration::from_secs(5),
             default_lease_duration: Duration::from_secs(15),
             max_lease_duration: Duration::from_secs(300),
+            max_instances: 100_000,
             self_preservation: SelfPreservationConfig::default(),
         }
     }
@@ -88,6 +92,17 @@ impl Default for SelfPreservationConfig {
             min_instances: 5,
         }
     }
+}
+
+/// A registration was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The registry holds `max_instances` already.
+    #[error("the registry is full ({0} instances)")]
+    Full(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How a client asks for a lease: renewal interval and duration, each optional.
@@ -168,13 +183,14 @@ impl Registry {
     }
 
     /// Registers (or re-registers) an instance. A re-registration keeps the first registration
-    /// time and any operator override, as Eureka does.
+    /// time and any operator override, as Eureka does. A new instance beyond `max_instances`
+    /// is refused with [`RegisterError::Full`].
     pub async fn register(
         &self,
         instance: Instance,
         lease: LeaseRequest,
         eureka: Option<EurekaDetails>,
-    ) -> Result<Event, StoreError> {
+    ) -> Result<Event, RegisterError> {
         let now = self.now_ms();
         let renewal = lease
             .renewal_interval
@@ -190,6 +206,9 @@ impl Registry {
             .store
             .get(registration.service(), &registration.instance.id)
             .await?;
+        if existing.is_none() && self.store.len().await? >= self.config.max_instances {
+            return Err(RegisterError::Full(self.config.max_instances));
+        }
         if let Some(existing) = existing {
             registration.lease.registered_ms = existing.lease.registered_ms;
             registration.overridden_status = existing.overridden_status;

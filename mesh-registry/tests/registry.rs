@@ -434,3 +434,30 @@ async fn an_embedded_registry_feeds_discovery_without_sockets() {
     }
     assert_eq!(discovery.snapshot()[0].status, InstanceStatus::OutOfService);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_refuses_new_instances_but_not_renewed_registrations() {
+    let config = RegistryConfig {
+        max_instances: 2,
+        ..RegistryConfig::default()
+    };
+    let registry = Registry::new(config);
+    registry
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    registry
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .unwrap();
+    let refused = registry.register(instance(3), lease(5, 15), None).await;
+    assert!(matches!(
+        refused,
+        Err(mesh_registry::RegisterError::Full(2))
+    ));
+    registry
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .expect("a known instance may register again");
+    assert_eq!(ids(&registry).await.len(), 2);
+}

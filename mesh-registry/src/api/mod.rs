@@ -16,7 +16,11 @@ use axum::{
 };
 use mesh_core::error::{ErrorKind, MeshError};
 
-use crate::{grpc::WatchService, registry::Registry, store::StoreError};
+use crate::{
+    grpc::WatchService,
+    registry::{RegisterError, Registry},
+    store::StoreError,
+};
 
 /// Largest request body accepted (a registration is a few KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -74,6 +78,17 @@ impl From<StoreError> for ApiError {
         Self(
             MeshError::new(ErrorKind::Unavailable, "registry store unavailable").with_source(error),
         )
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(error: RegisterError) -> Self {
+        match error {
+            RegisterError::Store(error) => error.into(),
+            full @ RegisterError::Full(_) => {
+                Self(MeshError::new(ErrorKind::Unavailable, full.to_string()))
+            }
+        }
     }
 }
 

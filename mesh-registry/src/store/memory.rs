@@ -195,6 +195,11 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(snapshot)))
     }
 
+    fn len(&self) -> StoreFuture<'_, usize> {
+        let len = self.state().registrations.len();
+        Box::pin(std::future::ready(Ok(len)))
+    }
+
     fn events_since(&self, revision: u64) -> StoreFuture<'_, Option<Vec<Event>>> {
         let state = self.state();
         let oldest = state.log.front().map_or(state.revision + 1, |e| e.revision);

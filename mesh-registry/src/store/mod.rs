@@ -68,6 +68,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every registration at the current revision.
     fn snapshot(&self) -> StoreFuture<'_, Snapshot>;
 
+    /// How many registrations the store holds.
+    fn len(&self) -> StoreFuture<'_, usize>;
+
     /// The changes after `revision`, oldest first; `None` when the log no longer reaches back
     /// that far (the caller needs a snapshot).
     fn events_since(&self, revision: u64) -> StoreFuture<'_, Option<Vec<Event>>>;

@@ -351,6 +351,16 @@ impl Store for RedisStore {
         })
     }
 
+    fn len(&self) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            connection
+                .hlen(&self.keys.registrations)
+                .await
+                .map_err(store_error)
+        })
+    }
+
     fn events_since(&self, revision: u64) -> StoreFuture<'_, Option<Vec<Event>>> {
         Box::pin(async move {
             let log = self.log().await?;
