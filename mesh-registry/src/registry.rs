@@ -206,7 +206,7 @@ impl Registry {
             .store
             .get(registration.service(), &registration.instance.id)
             .await?;
-        if existing.is_none() && self.store.len().await? >= self.config.max_instances {
+        if existing.is_none() && self.store.count().await? >= self.config.max_instances {
             return Err(RegisterError::Full(self.config.max_instances));
         }
         if let Some(existing) = existing {

@@ -195,7 +195,7 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(snapshot)))
     }
 
-    fn len(&self) -> StoreFuture<'_, usize> {
+    fn count(&self) -> StoreFuture<'_, usize> {
         let len = self.state().registrations.len();
         Box::pin(std::future::ready(Ok(len)))
     }

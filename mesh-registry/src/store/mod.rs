@@ -69,7 +69,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn snapshot(&self) -> StoreFuture<'_, Snapshot>;
 
     /// How many registrations the store holds.
-    fn len(&self) -> StoreFuture<'_, usize>;
+    fn count(&self) -> StoreFuture<'_, usize>;
 
     /// The changes after `revision`, oldest first; `None` when the log no longer reaches back
     /// that far (the caller needs a snapshot).

@@ -351,7 +351,7 @@ impl Store for RedisStore {
         })
     }
 
-    fn len(&self) -> StoreFuture<'_, usize> {
+    fn count(&self) -> StoreFuture<'_, usize> {
         Box::pin(async move {
             let mut connection = self.connection();
             connection
