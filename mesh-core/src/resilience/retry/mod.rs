@@ -25,7 +25,7 @@ pub use self::{
     classify::{Classify, RetryOnStatus},
     config::{RetryBudgetConfig, RetryConfig},
     layer::RetryLayer,
-    service::Retry,
+    service::{ResponseFuture, Retry},
 };
 
 /// A request extension marking a call safe to retry whatever its method (the route says so).

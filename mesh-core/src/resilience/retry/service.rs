@@ -9,9 +9,10 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::TryFutureExt;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, request::Parts};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
+use pin_project_lite::pin_project;
 use tokio::time::{Instant, sleep};
 use tower::{Service, retry::budget::Budget, retry::budget::TpsBudget};
 
@@ -95,7 +96,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, S, C, Response<ResB>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -103,16 +104,145 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let fresh = self.inner.clone();
-        let ready = mem::replace(&mut self.inner, fresh);
-        Box::pin(self.shared.clone().run(ready, request))
+        let mut inner = mem::replace(&mut self.inner, fresh);
+        let shared = self.shared.clone();
+        shared.budget.deposit();
+        let (parts, body) = request.into_parts();
+        if !shared.may_retry(&parts) {
+            let body = body.map_err(Into::into).boxed_unsync();
+            return ResponseFuture::once(inner.call(Request::from_parts(parts, body)));
+        }
+        if body.is_end_stream() {
+            // Nothing to buffer (a GET, say): the first attempt goes out now, unboxed; only a
+            // retryable failure pays for the retry machinery.
+            let first = inner.call(Request::from_parts(parts.clone(), BoxBody::default()));
+            return ResponseFuture::first(
+                first,
+                Retrying {
+                    inner,
+                    parts,
+                    body: Bytes::new(),
+                    shared,
+                },
+            );
+        }
+        ResponseFuture::boxed(Box::pin(shared.buffer_then_send(inner, parts, body)))
+    }
+}
+
+/// What a retry needs once the first attempt failed.
+struct Retrying<S, C> {
+    inner: S,
+    parts: Parts,
+    body: Bytes,
+    shared: Arc<Shared<C>>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Retry`].
+    pub struct ResponseFuture<F, S, C, T> {
+        #[pin]
+        state: State<F, S, C, T>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, C, T> {
+        // A request that is never retried.
+        Once { #[pin] future: F },
+        // The first attempt of a retryable request.
+        First { #[pin] future: F, retrying: Option<Retrying<S, C>> },
+        // Buffering a body, or retrying.
+        Boxed { future: BoxFuture<T> },
+    }
+}
+
+impl<F, S, C, T> fmt::Debug for ResponseFuture<F, S, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, S, C, T> ResponseFuture<F, S, C, T> {
+    fn once(future: F) -> Self {
+        Self {
+            state: State::Once { future },
+        }
+    }
+
+    fn first(future: F, retrying: Retrying<S, C>) -> Self {
+        Self {
+            state: State::First {
+                future,
+                retrying: Some(retrying),
+            },
+        }
+    }
+
+    fn boxed(future: BoxFuture<T>) -> Self {
+        Self {
+            state: State::Boxed { future },
+        }
+    }
+}
+
+impl<F, S, C, E, ResB> Future for ResponseFuture<F, S, C, Response<ResB>>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+    S: Service<Request<BoxBody>, Response = Response<ResB>> + Send + 'static,
+    S::Error: Into<BoxError> + 'static,
+    S::Future: Send + 'static,
+    C: Classify<Response<ResB>>,
+    ResB: Send + 'static,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Once { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::First { future, retrying } => {
+                    let result = std::task::ready!(future.poll(cx)).map_err(Into::into);
+                    let retrying = retrying.take().expect("polled after completion");
+                    if !retrying.shared.classifier.is_retryable(&result) {
+                        return Poll::Ready(result);
+                    }
+                    let Retrying {
+                        inner,
+                        parts,
+                        body,
+                        shared,
+                    } = retrying;
+                    let future = Box::pin(shared.retry(inner, parts, body, result));
+                    this.state.set(State::Boxed { future });
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+            }
+        }
     }
 }
 
 impl<C> Shared<C> {
-    async fn run<S, B, ResB>(
+    /// Whether the request's method (or its route) allows more than one attempt.
+    fn may_retry(&self, parts: &Parts) -> bool {
+        let replayable_method = self.config.retry_non_idempotent
+            || parts.extensions.get::<Idempotent>().is_some()
+            || is_idempotent(&parts.method);
+        replayable_method && self.config.max_attempts > 1
+    }
+
+    /// Buffers the body for replay (a body over the cap is sent once, never retried), then
+    /// makes the first attempt and retries as needed.
+    async fn buffer_then_send<S, B, ResB>(
         self: Arc<Self>,
         mut inner: S,
-        request: Request<B>,
+        parts: Parts,
+        body: B,
     ) -> Result<Response<ResB>, BoxError>
     where
         S: Service<Request<BoxBody>, Response = Response<ResB>>,
@@ -123,22 +253,7 @@ impl<C> Shared<C> {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.budget.deposit();
-        let (parts, body) = request.into_parts();
-        let replayable_method = self.config.retry_non_idempotent
-            || parts.extensions.get::<Idempotent>().is_some()
-            || is_idempotent(&parts.method);
-        if !replayable_method || self.config.max_attempts == 1 {
-            let body = body.map_err(Into::into).boxed_unsync();
-            return send(&mut inner, Request::from_parts(parts, body)).await;
-        }
-        let buffered = if body.is_end_stream() {
-            // Nothing to read (a GET, say): replay an empty body without buffering.
-            Replay::Buffered(Bytes::new())
-        } else {
-            buffer(body, self.config.max_replay_body_bytes).await?
-        };
-        let body = match buffered {
+        let body = match buffer(body, self.config.max_replay_body_bytes).await? {
             Replay::Buffered(bytes) => bytes,
             Replay::Streaming(body) => {
                 self.record("not_replayable");
@@ -146,32 +261,48 @@ impl<C> Shared<C> {
                 return send(&mut inner, request).await;
             }
         };
+        let request = Request::from_parts(parts.clone(), replay(body.clone()));
+        let result = send(&mut inner, request).await;
+        self.retry(inner, parts, body, result).await
+    }
+
+    /// Retries after `result`, the outcome of the first attempt, while the policy, the
+    /// attempts, the deadline and the budget allow.
+    async fn retry<S, ResB>(
+        self: Arc<Self>,
+        mut inner: S,
+        parts: Parts,
+        body: Bytes,
+        mut result: Result<Response<ResB>, BoxError>,
+    ) -> Result<Response<ResB>, BoxError>
+    where
+        S: Service<Request<BoxBody>, Response = Response<ResB>>,
+        S::Error: Into<BoxError> + 'static,
+        S::Future: Send + 'static,
+        C: Classify<Response<ResB>>,
+        ResB: 'static,
+    {
+        // Read here, while the caller's deadline is current.
         let deadline = parts
             .extensions
             .get::<Deadline>()
             .copied()
             .or_else(Deadline::current);
-
         let mut attempt = 1;
-        loop {
-            let request = Request::from_parts(parts.clone(), replay(body.clone()));
-            let result = send(&mut inner, request).await;
-            if !self.classifier.is_retryable(&result) {
-                return result;
-            }
+        while self.classifier.is_retryable(&result) {
             if attempt >= self.config.max_attempts {
                 self.record("exhausted");
-                return result;
+                break;
             }
             let delay = self.backoff.delay(attempt);
             if deadline.is_some_and(|d| Instant::now() + delay >= d.instant()) {
                 self.record("deadline");
-                return result;
+                break;
             }
             if !self.budget.withdraw() {
                 tracing::warn!(name = %self.name, attempt, "retry budget exhausted");
                 self.record("budget_exhausted");
-                return result;
+                break;
             }
             tracing::debug!(name = %self.name, attempt, ?delay, "retrying");
             self.record("retried");
@@ -181,7 +312,10 @@ impl<C> Shared<C> {
             std::future::poll_fn(|cx| inner.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
+            let request = Request::from_parts(parts.clone(), replay(body.clone()));
+            result = send(&mut inner, request).await;
         }
+        result
     }
 
     fn record(&self, outcome: &'static str) {
