@@ -197,24 +197,14 @@ impl AmqpBus {
                 AMQPValue::LongString(traceparent.clone().into()),
             );
         }
-        let confirm = channel
-            .basic_publish(
-                self.exchange.as_str().into(),
-                event.ty.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                properties(event, headers),
-            )
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
-        if confirm.is_nack() {
-            return Err(BusError::Refused);
-        }
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let exchange = self.exchange.as_str();
+        let properties = properties(event, headers);
+        let confirm =
+            publish_confirmed(&channel, exchange, &event.ty, options, payload, properties).await?;
         if confirm.take_message().is_some() {
             return Err(BusError::Unroutable(event.ty.clone()));
         }
@@ -618,13 +608,28 @@ async fn send(
     delivery: &Delivery,
     headers: FieldTable,
 ) -> Result<(), BusError> {
+    let properties = delivery.properties.clone().with_headers(headers);
+    let options = BasicPublishOptions::default();
+    publish_confirmed(channel, "", queue, options, &delivery.data, properties).await?;
+    Ok(())
+}
+
+/// Publishes and waits for the broker's confirm; a negative confirm is [`BusError::Refused`].
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    options: BasicPublishOptions,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> Result<lapin::Confirmation, BusError> {
     let confirm = channel
         .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            delivery.properties.clone().with_headers(headers),
+            exchange.into(),
+            routing_key.into(),
+            options,
+            payload,
+            properties,
         )
         .await
         .map_err(unavailable)?
@@ -633,5 +638,5 @@ async fn send(
     if confirm.is_nack() {
         return Err(BusError::Refused);
     }
-    Ok(())
+    Ok(confirm)
 }
