@@ -12,6 +12,7 @@
 
 use std::{error::Error as StdError, fmt, io, time::Duration};
 
+use bytes::Bytes;
 use http::StatusCode;
 
 use crate::balance::NoInstances;
@@ -65,6 +66,7 @@ pub struct MeshError {
     kind: ErrorKind,
     message: String,
     upstream_status: Option<StatusCode>,
+    upstream_body: Option<Bytes>,
     retry_after: Option<Duration>,
     source: Option<BoxError>,
 }
@@ -139,6 +141,7 @@ impl MeshError {
             kind,
             message: message.into(),
             upstream_status: None,
+            upstream_body: None,
             retry_after: None,
             source: None,
         }
@@ -156,6 +159,17 @@ impl MeshError {
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
+    }
+
+    /// Keeps the body the upstream answered with.
+    pub fn with_upstream_body(mut self, body: Bytes) -> Self {
+        self.upstream_body = Some(body);
+        self
+    }
+
+    /// The body the upstream answered with, for upstream errors that kept it.
+    pub fn upstream_body(&self) -> Option<&Bytes> {
+        self.upstream_body.as_ref()
     }
 
     /// Attaches how long the caller should wait before trying again.
@@ -233,12 +247,25 @@ impl MeshError {
     }
 }
 
+/// The kind [`MeshError::from_boxed`] would give `error`, without consuming it.
+pub(crate) fn kind_of(error: &(dyn StdError + 'static)) -> ErrorKind {
+    let mut cause = Some(error);
+    while let Some(err) = cause {
+        if let Some(mesh) = classify(err) {
+            return mesh.kind;
+        }
+        cause = err.source();
+    }
+    ErrorKind::Internal
+}
+
 /// Recognises one error of the chain, without looking at its sources.
 fn classify(err: &(dyn StdError + 'static)) -> Option<MeshError> {
     let message = err.to_string();
     let kind = if let Some(mesh) = err.downcast_ref::<MeshError>() {
         let mut copy = MeshError::new(mesh.kind, mesh.message.clone());
         copy.upstream_status = mesh.upstream_status;
+        copy.upstream_body = mesh.upstream_body.clone();
         copy.retry_after = mesh.retry_after;
         return Some(copy);
     } else if let Some(limited) = err.downcast_ref::<RateLimited>() {

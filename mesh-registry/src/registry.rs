@@ -12,7 +12,7 @@ use mesh_core::{
     clock::Clock,
     discovery::{Discovery, Instance, InstanceStatus, ServiceId},
     error::{ErrorKind, MeshError},
-    registry::{WatchFuture, WatchSource, follow},
+    registry::{RegistryApi, RegistryFuture, follow},
 };
 use serde::{Deserialize, Serialize};
 
@@ -423,13 +423,58 @@ impl Registry {
     }
 }
 
-impl WatchSource for Registry {
-    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_> {
+/// The registry as a service in this process sees it: the embedded registry of a
+/// single-process mesh or a test.
+impl RegistryApi for Registry {
+    fn register<'a>(
+        &'a self,
+        instance: &'a Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> RegistryFuture<'a, ()> {
+        let lease = LeaseRequest {
+            renewal_interval: Some(renewal_interval),
+            duration: Some(lease_duration),
+        };
         Box::pin(async move {
-            Registry::watch(self, since, wait).await.map_err(|error| {
-                MeshError::new(ErrorKind::Unavailable, "registry store unavailable")
-                    .with_source(error)
-            })
+            Registry::register(self, instance.clone(), lease, None)
+                .await
+                .map(drop)
+                .map_err(|error| match error {
+                    RegisterError::Full(_) => {
+                        MeshError::new(ErrorKind::Unavailable, error.to_string())
+                    }
+                    RegisterError::Store(error) => store_unavailable(error),
+                })
         })
     }
+
+    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool> {
+        Box::pin(async move {
+            Registry::renew(self, service, id)
+                .await
+                .map_err(store_unavailable)
+        })
+    }
+
+    fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()> {
+        Box::pin(async move {
+            Registry::cancel(self, service, id)
+                .await
+                .map(drop)
+                .map_err(store_unavailable)
+        })
+    }
+
+    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
+        Box::pin(async move {
+            Registry::watch(self, since, wait)
+                .await
+                .map_err(store_unavailable)
+        })
+    }
+}
+
+fn store_unavailable(error: StoreError) -> MeshError {
+    MeshError::new(ErrorKind::Unavailable, "registry store unavailable").with_source(error)
 }

@@ -1,4 +1,4 @@
-use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
@@ -35,7 +35,7 @@ pub struct RegistryClient {
 /// expires); [`deregister`](Self::deregister) removes the instance at once.
 #[derive(Debug)]
 pub struct Registered {
-    client: RegistryClient,
+    registry: Arc<dyn RegistryApi>,
     instance: Instance,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -127,48 +127,20 @@ impl RegistryClient {
         self.get(&path).await
     }
 
-    /// Keeps `instance` registered: registers now, renews every `renewal_interval` in the
-    /// background, and registers again whenever a renewal finds the registry forgot it.
+    /// Keeps `instance` registered; see [`keep_registered`].
     pub async fn keep_registered(
         &self,
         instance: Instance,
         renewal_interval: Duration,
         lease_duration: Duration,
     ) -> Result<Registered, MeshError> {
-        self.register(&instance, renewal_interval, lease_duration)
-            .await?;
-        let (stop, mut stopped) = oneshot::channel();
-        let client = self.clone();
-        let renewed = instance.clone();
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(renewal_interval);
-            ticks.tick().await;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = ticks.tick() => {}
-                }
-                match client.renew(&renewed.service, &renewed.id).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!(instance = %renewed.id, "registry forgot the instance, registering again");
-                        if let Err(error) = client
-                            .register(&renewed, renewal_interval, lease_duration)
-                            .await
-                        {
-                            tracing::warn!(%error, "registering again failed");
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "lease renewal failed"),
-                }
-            }
-        });
-        Ok(Registered {
-            client: self.clone(),
+        keep_registered(
+            Arc::new(self.clone()),
             instance,
-            stop: Some(stop),
-            task,
-        })
+            renewal_interval,
+            lease_duration,
+        )
+        .await
     }
 
     /// Follows `service` into a [`Discovery`] of its instances; see [`follow`].
@@ -237,28 +209,114 @@ impl RegistryClient {
     }
 }
 
-impl WatchSource for RegistryClient {
-    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_> {
+impl RegistryApi for RegistryClient {
+    fn register<'a>(
+        &'a self,
+        instance: &'a Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> RegistryFuture<'a, ()> {
+        Box::pin(RegistryClient::register(
+            self,
+            instance,
+            renewal_interval,
+            lease_duration,
+        ))
+    }
+
+    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool> {
+        Box::pin(RegistryClient::renew(self, service, id))
+    }
+
+    fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()> {
+        Box::pin(RegistryClient::deregister(self, service, id))
+    }
+
+    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
         Box::pin(RegistryClient::watch(self, since, wait))
     }
 }
 
-/// The future a [`WatchSource`] answers with.
-pub type WatchFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<WatchAnswer, MeshError>> + Send + 'a>>;
+/// The future a [`RegistryApi`] answers with.
+pub type RegistryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, MeshError>> + Send + 'a>>;
 
-/// Something that answers registry watches: a registry over HTTP ([`RegistryClient`]), or one
+/// What a service needs of a registry: a registry over HTTP ([`RegistryClient`]), or one
 /// running in this process (`mesh_registry::Registry`, for single-process meshes and tests).
-pub trait WatchSource: Send + Sync + 'static {
+pub trait RegistryApi: Send + Sync + 'static {
+    /// Registers `instance` with a lease of `lease_duration`, renewed every `renewal_interval`.
+    fn register<'a>(
+        &'a self,
+        instance: &'a Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> RegistryFuture<'a, ()>;
+
+    /// Renews a lease; `Ok(false)` when the registry does not know the instance.
+    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool>;
+
+    /// Removes an instance; removing an unknown instance succeeds.
+    fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()>;
+
     /// The changes after revision `since`, waiting up to `wait` for one.
-    fn watch(&self, since: u64, wait: Duration) -> WatchFuture<'_>;
+    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer>;
+}
+
+impl fmt::Debug for dyn RegistryApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RegistryApi")
+    }
+}
+
+/// Keeps `instance` registered: registers now, renews every `renewal_interval` in the
+/// background, and registers again whenever a renewal finds the registry forgot it.
+pub async fn keep_registered(
+    registry: Arc<dyn RegistryApi>,
+    instance: Instance,
+    renewal_interval: Duration,
+    lease_duration: Duration,
+) -> Result<Registered, MeshError> {
+    registry
+        .register(&instance, renewal_interval, lease_duration)
+        .await?;
+    let (stop, mut stopped) = oneshot::channel();
+    let renewer = registry.clone();
+    let renewed = instance.clone();
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(renewal_interval);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = ticks.tick() => {}
+            }
+            match renewer.renew(&renewed.service, &renewed.id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(instance = %renewed.id, "registry forgot the instance, registering again");
+                    if let Err(error) = renewer
+                        .register(&renewed, renewal_interval, lease_duration)
+                        .await
+                    {
+                        tracing::warn!(%error, "registering again failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "lease renewal failed"),
+            }
+        }
+    });
+    Ok(Registered {
+        registry,
+        instance,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// Follows `service` into a [`Discovery`] of its instances (with their effective status),
 /// applying changes as `source` publishes them. The first set is loaded before this returns
 /// when the source answers; when it does not, the discovery starts empty and fills once it
 /// does. The watch stops when every clone of the discovery is dropped.
-pub async fn follow(source: Arc<dyn WatchSource>, service: impl Into<ServiceId>) -> Discovery {
+pub async fn follow(source: Arc<dyn RegistryApi>, service: impl Into<ServiceId>) -> Discovery {
     let service = service.into();
     let (publisher, discovery) = Discovery::new(service.clone());
     let mut follower = Follower {
@@ -285,7 +343,7 @@ impl Registered {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
-        self.client
+        self.registry
             .deregister(&self.instance.service, &self.instance.id)
             .await
     }
@@ -299,7 +357,7 @@ impl Drop for Registered {
 
 /// Keeps one service's instances in step with the registry.
 struct Follower {
-    source: Arc<dyn WatchSource>,
+    source: Arc<dyn RegistryApi>,
     service: ServiceId,
     publisher: Publisher,
     instances: BTreeMap<String, Instance>,

@@ -7,9 +7,12 @@
 //! [`Discovery`](crate::discovery::Discovery): a long-poll watch applies each change as the
 //! registry makes it, resumes from its last revision after a reconnect, and keeps the last
 //! known instances while the registry is unreachable. [`follow`] does the same from any
-//! [`WatchSource`], such as a registry running in this process.
+//! [`RegistryApi`], such as a registry running in this process. [`keep_registered`] works over
+//! any [`RegistryApi`] too.
 
 mod client;
 pub mod model;
 
-pub use self::client::{Registered, RegistryClient, WatchFuture, WatchSource, follow};
+pub use self::client::{
+    Registered, RegistryApi, RegistryClient, RegistryFuture, follow, keep_registered,
+};

@@ -1,0 +1,174 @@
+//! The client's own two layers: trace-context injection and RED metrics.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::{
+    error::{BoxError, kind_of},
+    observe::{TRACEPARENT, TraceContext},
+};
+
+/// Sends a child of the current trace context (or a new trace) in `traceparent`.
+#[derive(Debug, Clone)]
+pub(crate) struct InjectTrace<S> {
+    inner: S,
+}
+
+/// Applies [`InjectTrace`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InjectTraceLayer;
+
+impl<S> Layer<S> for InjectTraceLayer {
+    type Service = InjectTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InjectTrace { inner }
+    }
+}
+
+impl<S, B> Service<Request<B>> for InjectTrace<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let parent = request
+            .extensions()
+            .get::<TraceContext>()
+            .copied()
+            .or_else(TraceContext::current);
+        let context = parent.map_or_else(TraceContext::root, |p| p.child());
+        request.headers_mut().insert(TRACEPARENT, context.to_header());
+        self.inner.call(request)
+    }
+}
+
+/// Counts calls by outcome and times them: `mesh_client_requests_total{service, status}` and
+/// `mesh_client_request_duration_seconds{service}`.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordMetrics<S> {
+    inner: S,
+    service: Arc<str>,
+}
+
+/// Applies [`RecordMetrics`].
+#[derive(Debug, Clone)]
+pub(crate) struct RecordMetricsLayer {
+    service: Arc<str>,
+}
+
+impl RecordMetricsLayer {
+    pub(crate) fn new(service: Arc<str>) -> Self {
+        Self { service }
+    }
+}
+
+impl<S> Layer<S> for RecordMetricsLayer {
+    type Service = RecordMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordMetrics {
+            inner,
+            service: self.service.clone(),
+        }
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for RecordMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = MetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        MetricsFuture {
+            inner: self.inner.call(request),
+            service: self.service.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RecordMetrics`].
+    pub(crate) struct MetricsFuture<F> {
+        #[pin]
+        inner: F,
+        service: Arc<str>,
+        started: Instant,
+    }
+}
+
+impl<F, ResB> Future for MetricsFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, BoxError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.inner.poll(cx));
+        let elapsed = this.started.elapsed().as_secs_f64();
+        let status = match &output {
+            Ok(response) => status_label(response.status().as_u16()),
+            Err(error) => kind_of(error.as_ref()).as_str(),
+        };
+        metrics::counter!("mesh_client_requests_total", "service" => this.service.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("mesh_client_request_duration_seconds", "service" => this.service.clone())
+            .record(elapsed);
+        Poll::Ready(output)
+    }
+}
+
+/// A status code as a label without allocating for the common ones.
+pub(crate) fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,150 @@
+//! The client stack, in the one order mesh documents:
+//!
+//! ```text
+//! trace (inject traceparent) ─► metrics ─► timeout/deadline ─► retry (budget, backoff)
+//!   ─► circuit breaker ─► bulkhead ─► rate limit ─► balance (p2c, outlier ejection)
+//!   ─► pooled hyper connection to the picked instance
+//! ```
+//!
+//! Timeout sits outside retry so one budget bounds every attempt; retry sits outside the
+//! breaker so a retried call is counted once per attempt; the bulkhead and rate limit sit
+//! inside so a retry also needs a permit and a token; the balancer is innermost so each
+//! attempt may go to another instance.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use tower::{ServiceBuilder, ServiceExt, util::BoxCloneService};
+
+use super::{
+    ClientSettings,
+    layers::{InjectTraceLayer, RecordMetricsLayer},
+    settings::Switchable,
+};
+use crate::{
+    BoxBody,
+    balance::BalanceLayer,
+    discovery::Discovery,
+    error::{BoxError, ConfigError},
+    resilience::{
+        bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer, rate_limit::RateLimitLayer,
+        retry::RetryLayer, timeout::TimeoutLayer,
+    },
+};
+
+/// The pooled HTTP connections every client of a mesh shares.
+pub(crate) type Connector = Client<HttpConnector, BoxBody>;
+
+/// A built stack. Building one is as cheap as cloning one (every layer's state sits behind an
+/// `Arc`), so each call builds its own from the shared [`Layers`].
+pub(crate) type Stack = BoxCloneService<Request<BoxBody>, Response<Incoming>, BoxError>;
+
+/// The layers built from one [`ClientSettings`]. A reload keeps every layer whose section did
+/// not change, with its state (breaker window, limiter bucket, balancer estimates).
+#[derive(Debug, Clone)]
+pub(crate) struct Layers {
+    name: Arc<str>,
+    settings: ClientSettings,
+    timeout: TimeoutLayer,
+    retry: RetryLayer,
+    breaker: CircuitBreakerLayer,
+    bulkhead: BulkheadLayer,
+    rate_limit: Option<RateLimitLayer>,
+    balance: BalanceLayer,
+}
+
+impl Layers {
+    pub(crate) fn new(
+        name: Arc<str>,
+        settings: ClientSettings,
+        discovery: Discovery,
+    ) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        Ok(Self {
+            timeout: TimeoutLayer::try_new(name.clone(), settings.timeout.clone())?,
+            retry: RetryLayer::try_new(name.clone(), settings.retry.clone())?,
+            breaker: CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?,
+            bulkhead: BulkheadLayer::try_new(name.clone(), settings.bulkhead.clone())?,
+            rate_limit: settings
+                .rate_limit
+                .clone()
+                .map(|config| RateLimitLayer::try_new(name.clone(), config))
+                .transpose()?,
+            balance: BalanceLayer::try_new(discovery, settings.balance.clone())?,
+            name,
+            settings,
+        })
+    }
+
+    pub(crate) fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The layers for `settings`, keeping those whose section is unchanged. `discovery` is
+    /// used when the balancer has to be rebuilt.
+    pub(crate) fn update(
+        &self,
+        settings: ClientSettings,
+        discovery: impl FnOnce() -> Discovery,
+    ) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        let old = &self.settings;
+        let name = &self.name;
+        Ok(Self {
+            timeout: if settings.timeout == old.timeout {
+                self.timeout.clone()
+            } else {
+                TimeoutLayer::try_new(name.clone(), settings.timeout.clone())?
+            },
+            retry: if settings.retry == old.retry {
+                self.retry.clone()
+            } else {
+                RetryLayer::try_new(name.clone(), settings.retry.clone())?
+            },
+            breaker: if settings.circuit_breaker == old.circuit_breaker {
+                self.breaker.clone()
+            } else {
+                CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?
+            },
+            bulkhead: if settings.bulkhead == old.bulkhead {
+                self.bulkhead.clone()
+            } else {
+                BulkheadLayer::try_new(name.clone(), settings.bulkhead.clone())?
+            },
+            rate_limit: if settings.rate_limit == old.rate_limit {
+                self.rate_limit.clone()
+            } else {
+                settings
+                    .rate_limit
+                    .clone()
+                    .map(|config| RateLimitLayer::try_new(name.clone(), config))
+                    .transpose()?
+            },
+            balance: if settings.balance == old.balance && settings.instances == old.instances {
+                self.balance.clone()
+            } else {
+                BalanceLayer::try_new(discovery(), settings.balance.clone())?
+            },
+            name: name.clone(),
+            settings,
+        })
+    }
+
+    /// The whole stack over `connector`.
+    pub(crate) fn stack(&self, connector: &Connector) -> Stack {
+        let on = |layer| self.settings.enabled(layer);
+        let service = ServiceBuilder::new()
+            .layer(InjectTraceLayer)
+            .layer(RecordMetricsLayer::new(self.name.clone()))
+            .option_layer(on(Switchable::Timeout).then(|| self.timeout.clone()))
+            .option_layer(on(Switchable::Retry).then(|| self.retry.clone()))
+            .option_layer(on(Switchable::CircuitBreaker).then(|| self.breaker.clone()))
+            .option_layer(on(Switchable::Bulkhead).then(|| self.bulkhead.clone()))
+            .option_layer(self.rate_limit.clone())
+            .layer(self.balance.clone())
+            .service(connector.clone().map_err(BoxError::from));
+        BoxCloneService::new(service)
+    }
+}

@@ -1,0 +1,77 @@
+//! The config-server layer: Spring Cloud Config's environment endpoint.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::tree::{Tree, unflatten};
+use crate::error::{ErrorKind, MeshError};
+
+/// Largest config-server answer read.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// How long the config server has to answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Spring Cloud Config's `Environment`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Environment {
+    #[serde(default)]
+    property_sources: Vec<PropertySource>,
+}
+
+#[derive(Deserialize)]
+struct PropertySource {
+    #[serde(default)]
+    source: Map<String, Value>,
+}
+
+/// Fetches `{url}/{name}/{profile}[/{label}]` and merges its property sources, the first
+/// (highest precedence) last.
+pub(super) async fn fetch(
+    url: &str,
+    name: &str,
+    profile: &str,
+    label: Option<&str>,
+) -> Result<Value, MeshError> {
+    let mut uri = format!("{}/{name}/{profile}", url.trim_end_matches('/'));
+    if let Some(label) = label {
+        uri.push('/');
+        uri.push_str(label);
+    }
+    let unreachable =
+        |e: &dyn std::fmt::Display| MeshError::new(ErrorKind::Unavailable, format!("config server {uri}: {e}"));
+    let request = Request::get(&uri)
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| MeshError::new(ErrorKind::Config, format!("config server url `{uri}`: {e}")))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| unreachable(&e))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(unreachable(&format!("answered {status}")));
+        }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(FETCH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| unreachable(&"no answer in time"))??;
+    let environment: Environment = serde_json::from_slice(&body)
+        .map_err(|e| unreachable(&format!("unreadable answer: {e}")))?;
+    let mut tree = Tree::new();
+    for source in environment.property_sources.into_iter().rev() {
+        tree.merge(unflatten(source.source), "config server");
+    }
+    Ok(tree.root)
+}

@@ -1,0 +1,168 @@
+//! W3C trace context: the `traceparent` that ties a request's hops into one trace.
+
+use std::{fmt, future::Future};
+
+use http::{HeaderName, HeaderValue, Request};
+use tokio::task::futures::TaskLocalFuture;
+
+/// The W3C trace-context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// A W3C trace context: which trace a hop belongs to and which span is its parent.
+///
+/// ```
+/// use mesh_core::observe::TraceContext;
+///
+/// let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// let child = parent.child();
+/// assert_eq!(child.trace_id(), parent.trace_id());
+/// assert_ne!(child.span_id(), parent.span_id());
+/// assert!(TraceContext::parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+impl TraceContext {
+    /// A new trace, sampled.
+    pub fn root() -> Self {
+        Self {
+            trace_id: fastrand::u128(1..),
+            span_id: fastrand::u64(1..),
+            flags: 0x01,
+        }
+    }
+
+    /// A new span in the same trace.
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: fastrand::u64(1..),
+            ..*self
+        }
+    }
+
+    /// Reads a `traceparent` value; `None` when malformed (the hop then starts a new trace).
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let version = parts.next()?;
+        let trace_id = parts.next()?;
+        let span_id = parts.next()?;
+        let flags = parts.next()?;
+        // Version 00 has exactly four parts; later versions may append more.
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        if trace_id.len() != 32 || span_id.len() != 16 || flags.len() != 2 {
+            return None;
+        }
+        let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !(lower_hex(version) && lower_hex(trace_id) && lower_hex(span_id) && lower_hex(flags)) {
+            return None;
+        }
+        let context = Self {
+            trace_id: u128::from_str_radix(trace_id, 16).ok()?,
+            span_id: u64::from_str_radix(span_id, 16).ok()?,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        };
+        (context.trace_id != 0 && context.span_id != 0).then_some(context)
+    }
+
+    /// The context a request carries in its `traceparent` header.
+    pub fn from_request<B>(request: &Request<B>) -> Option<Self> {
+        request
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Self::parse)
+    }
+
+    /// The trace ID, 32 lowercase hex digits.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span ID, 16 lowercase hex digits.
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// Whether the trace is sampled.
+    pub fn is_sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+
+    /// The `traceparent` header value.
+    pub fn to_header(&self) -> HeaderValue {
+        HeaderValue::try_from(self.to_string()).expect("hex digits and dashes are a valid header")
+    }
+
+    /// The context of the request this task is serving, if any.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(|context| *context).ok()
+    }
+
+    /// Runs `future` with this context as the task's current one.
+    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Self, F> {
+        CURRENT.scope(self, future)
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_its_header() {
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(value).unwrap();
+        assert_eq!(context.to_string(), value);
+        assert_eq!(context.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(context.is_sampled());
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn is_current_inside_its_scope_only() {
+        let context = TraceContext::root();
+        assert_eq!(TraceContext::current(), None);
+        let seen = context.scope(async { TraceContext::current() }).await;
+        assert_eq!(seen, Some(context));
+    }
+}

@@ -1,0 +1,465 @@
+//! The service runtime: `Mesh::builder()` loads the configuration, registers the service,
+//! serves its axum `Router` behind the server layers with `/health` and `/metrics`, hands
+//! out [`MeshClient`]s by service ID, and shuts down gracefully.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use mesh_core::server::Mesh;
+//!
+//! # async fn run() -> Result<(), mesh_core::error::MeshError> {
+//! let mesh = Mesh::builder("inventory-service")
+//!     .version("1.4.0")
+//!     .address("127.0.0.1:9001".parse().unwrap())
+//!     .registry_url("http://127.0.0.1:8761")
+//!     .build()
+//!     .await?;
+//! let router = Router::new().route("/inventory/{sku}", get(|| async { "7" }));
+//! mesh.serve(router).await // until SIGTERM or Ctrl-C
+//! # }
+//! ```
+//!
+//! Every service answers `GET /health` (every readiness check), `/health/live` (the process
+//! serves), `/health/ready` (registered, not shutting down, every check up) and `GET /metrics`
+//! (Prometheus text). On shutdown the service first leaves the registry and turns unready,
+//! then stops accepting connections and lets in-flight requests finish within
+//! `server.drain_timeout`.
+
+mod layers;
+mod settings;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::{StatusCode, header};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub use self::settings::{RegistrySettings, ServerSettings};
+use crate::{
+    client::{ClientContext, MeshClient},
+    config::MeshConfig,
+    discovery::{Instance, ServiceId},
+    error::{ErrorKind, MeshError},
+    observe::{
+        health::{HealthChecks, HealthReport, Status},
+        prometheus,
+    },
+    registry::{Registered, RegistryApi, RegistryClient, keep_registered},
+};
+
+/// How long deregistration may take before shutdown goes on without it.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A service of the mesh: its configuration, its registration and its clients. Clones share
+/// it.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: ServiceId,
+    version: String,
+    config: MeshConfig,
+    clients: Arc<ClientContext>,
+    checks: HealthChecks,
+    ready: AtomicBool,
+}
+
+/// Builds a [`Mesh`].
+#[derive(Debug)]
+pub struct MeshBuilder {
+    name: String,
+    version: String,
+    address: Option<SocketAddr>,
+    profile: Option<String>,
+    config_file: Option<std::path::PathBuf>,
+    config: Option<MeshConfig>,
+    registry: Option<Arc<dyn RegistryApi>>,
+    registry_url: Option<String>,
+    checks: HealthChecks,
+}
+
+/// A service being served; [`shutdown`](Self::shutdown) stops it gracefully.
+#[derive(Debug)]
+pub struct Running {
+    mesh: Mesh,
+    local_addr: SocketAddr,
+    registered: Option<Registered>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    drain_timeout: Duration,
+}
+
+// === impl MeshBuilder ===
+
+impl MeshBuilder {
+    /// The version the service registers with (instance metadata `version`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The listening address, unless the configuration's `server.address` says otherwise.
+    pub fn address(mut self, address: SocketAddr) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    /// The configuration profile (`mesh-{profile}.yaml`), unless `MESH_PROFILE` is set.
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// The configuration file instead of `mesh.yaml`.
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// A configuration loaded already, instead of loading one.
+    pub fn config(mut self, config: MeshConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Registers with, and discovers through, a registry in this process (such as
+    /// `mesh_registry::Registry`): a single-process mesh or a test.
+    pub fn registry(mut self, registry: Arc<dyn RegistryApi>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Registers with, and discovers through, the registry at `url`, unless the
+    /// configuration's `registry.url` says otherwise.
+    pub fn registry_url(mut self, url: impl Into<String>) -> Self {
+        self.registry_url = Some(url.into());
+        self
+    }
+
+    /// Adds a readiness check (a Redis ping, the bus connection): `/health/ready` is down
+    /// while it fails or takes longer than `timeout`.
+    pub fn health_check<F, Fut>(mut self, name: &str, timeout: Duration, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks = self.checks.with(name, timeout, check);
+        self
+    }
+
+    /// Loads the configuration and connects to the registry; serving starts with
+    /// [`Mesh::start`] or [`Mesh::serve`].
+    pub async fn build(self) -> Result<Mesh, MeshError> {
+        let config = match self.config {
+            Some(config) => config,
+            None => {
+                let mut defaults = serde_json::json!({});
+                if let Some(address) = self.address {
+                    defaults["server"] = serde_json::json!({"address": address.to_string()});
+                }
+                if let Some(url) = &self.registry_url {
+                    defaults["registry"] = serde_json::json!({"url": url});
+                }
+                let mut builder = MeshConfig::builder(self.name.clone()).defaults(defaults);
+                if let Some(profile) = self.profile {
+                    builder = builder.profile(profile);
+                }
+                if let Some(file) = self.config_file {
+                    builder = builder.file(file);
+                }
+                builder.load().await?
+            }
+        };
+        let registry_settings: RegistrySettings = config.snapshot().section("registry")?;
+        let registry = match (self.registry, &registry_settings.url) {
+            (Some(registry), _) => Some(registry),
+            (None, Some(url)) => Some(Arc::new(RegistryClient::new(url)?) as Arc<dyn RegistryApi>),
+            (None, None) => None,
+        };
+        // Fail at start, not at the first request, on a bad server section.
+        config.snapshot().section::<ServerSettings>("server")?;
+        prometheus::install();
+        Ok(Mesh {
+            inner: Arc::new(Inner {
+                name: ServiceId::new(&self.name),
+                version: self.version,
+                clients: Arc::new(ClientContext::new(config.clone(), registry)),
+                config,
+                checks: self.checks,
+                ready: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+// === impl Mesh ===
+
+impl Mesh {
+    /// Starts building the service `name` (its service ID in the registry).
+    pub fn builder(name: impl Into<String>) -> MeshBuilder {
+        MeshBuilder {
+            name: name.into(),
+            version: "0.0.0".into(),
+            address: None,
+            profile: None,
+            config_file: None,
+            config: None,
+            registry: None,
+            registry_url: None,
+            checks: HealthChecks::new(),
+        }
+    }
+
+    /// The service ID.
+    pub fn name(&self) -> &ServiceId {
+        &self.inner.name
+    }
+
+    /// The live configuration.
+    pub fn config(&self) -> &MeshConfig {
+        &self.inner.config
+    }
+
+    /// A client of `service`, through the whole client stack, configured by
+    /// `clients.<service>`.
+    pub fn client(&self, service: impl Into<ServiceId>) -> MeshClient {
+        MeshClient::new(service.into(), self.inner.clients.clone())
+    }
+
+    /// Serves `router` until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn serve(self, router: Router) -> Result<(), MeshError> {
+        self.serve_with_shutdown(router, shutdown_signal()).await
+    }
+
+    /// Serves `router` until `signal` completes, then shuts down gracefully.
+    pub async fn serve_with_shutdown(
+        self,
+        router: Router,
+        signal: impl Future<Output = ()>,
+    ) -> Result<(), MeshError> {
+        let running = self.start(router).await?;
+        signal.await;
+        running.shutdown().await
+    }
+
+    /// Binds, starts serving `router` with the server layers, `/health` and `/metrics`, and
+    /// registers; returns once the service is reachable and registered.
+    pub async fn start(&self, router: Router) -> Result<Running, MeshError> {
+        let snapshot = self.inner.config.snapshot();
+        let server: ServerSettings = snapshot.section("server")?;
+        let registry_settings: RegistrySettings = snapshot.section("registry")?;
+        let listener = TcpListener::bind(server.address).await.map_err(|e| {
+            MeshError::new(ErrorKind::Config, format!("binding {}: {e}", server.address)).with_source(e)
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
+        let app = layers::wrap(
+            router.merge(self.endpoints()),
+            self.inner.name.as_str().into(),
+            server.body_limit,
+            server.max_deadline,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let server_task = tokio::spawn(async move { serve.await });
+        let registered = match (&self.inner.clients.registry, registry_settings.register) {
+            (Some(registry), true) => {
+                let instance = self.instance(&server, local_addr);
+                Some(
+                    keep_registered(
+                        registry.clone(),
+                        instance,
+                        registry_settings.renewal_interval,
+                        registry_settings.lease_duration,
+                    )
+                    .await?,
+                )
+            }
+            _ => None,
+        };
+        self.inner.ready.store(true, Ordering::SeqCst);
+        tracing::info!(service = %self.inner.name, address = %local_addr, "serving");
+        Ok(Running {
+            mesh: self.clone(),
+            local_addr,
+            registered,
+            stop: Some(stop),
+            server: server_task,
+            drain_timeout: server.drain_timeout,
+        })
+    }
+
+    /// The instance this service registers as.
+    fn instance(&self, server: &ServerSettings, local_addr: SocketAddr) -> Instance {
+        let host = server.advertise_host.clone().unwrap_or_else(|| {
+            if local_addr.ip().is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                local_addr.ip().to_string()
+            }
+        });
+        let mut instance = Instance::new(self.inner.name.clone(), host, local_addr.port());
+        instance.id = format!("{}:{}:{}", instance.host, self.inner.name, local_addr.port());
+        instance
+            .metadata
+            .insert("version".into(), self.inner.version.clone());
+        if let Some(profile) = self.inner.config.profile() {
+            instance.metadata.insert("profile".into(), profile.into());
+        }
+        instance
+    }
+
+    /// `/health`, `/health/live`, `/health/ready` and `/metrics`.
+    fn endpoints(&self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/health/live", get(live))
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(metrics_text))
+            .with_state(self.inner.clone())
+    }
+}
+
+async fn health(State(inner): State<Arc<Inner>>) -> Response {
+    report(inner.checks.run().await)
+}
+
+async fn live() -> Response {
+    report(HealthReport {
+        status: Status::Up,
+        components: Default::default(),
+    })
+}
+
+async fn ready(State(inner): State<Arc<Inner>>) -> Response {
+    if !inner.ready.load(Ordering::SeqCst) {
+        return report(HealthReport {
+            status: Status::OutOfService,
+            components: Default::default(),
+        });
+    }
+    report(inner.checks.run().await)
+}
+
+fn report(report: HealthReport) -> Response {
+    let status = match report.status {
+        Status::Up => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(report)).into_response()
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+        prometheus::render(),
+    )
+        .into_response()
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+// === impl Running ===
+
+impl Running {
+    /// The address the service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The instance registered, if the service registered.
+    pub fn instance(&self) -> Option<&Instance> {
+        self.registered.as_ref().map(Registered::instance)
+    }
+
+    /// The service.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Shuts down gracefully: turns unready and deregisters first (so callers stop picking
+    /// this instance), then stops accepting connections and waits up to
+    /// `server.drain_timeout` for in-flight requests before closing the rest.
+    pub async fn shutdown(mut self) -> Result<(), MeshError> {
+        self.mesh.inner.ready.store(false, Ordering::SeqCst);
+        if let Some(registered) = self.registered.take() {
+            match tokio::time::timeout(DEREGISTER_TIMEOUT, registered.deregister()).await {
+                Ok(Ok(())) => tracing::info!(service = %self.mesh.name(), "deregistered"),
+                Ok(Err(error)) => tracing::warn!(%error, "deregistration failed"),
+                Err(_) => tracing::warn!("deregistration timed out"),
+            }
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(self.drain_timeout, &mut self.server).await {
+            Ok(Ok(Ok(()))) => {
+                tracing::info!(service = %self.mesh.name(), "drained and stopped");
+                Ok(())
+            }
+            Ok(Ok(Err(error))) => Err(MeshError::new(ErrorKind::Transport, error.to_string())),
+            Ok(Err(error)) => Err(MeshError::new(ErrorKind::Internal, error.to_string())),
+            Err(_) => {
+                self.server.abort();
+                tracing::warn!(
+                    drain_timeout = ?self.drain_timeout,
+                    "in-flight requests outlived the drain timeout; closed"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.server.abort();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+use std::{net::SocketAddr, time::Duration};
+
+use serde::Deserialize;
+
+/// The `server` section of the configuration.
+///
+/// ```yaml
+/// server:
+///   address: 0.0.0.0:8080
+///   advertise_host: orders.internal   # what the registry tells callers
+///   body_limit: 2097152
+///   drain_timeout: 30s
+///   max_deadline: 60s
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Where to listen; port 0 picks a free port (the registry learns the real one).
+    pub address: SocketAddr,
+    /// The host the registry advertises; the listening IP when unset (127.0.0.1 when
+    /// listening on every interface).
+    pub advertise_host: Option<String>,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub body_limit: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// The longest deadline a caller may ask for; longer ones are cut to it.
+    #[serde(with = "humantime_serde")]
+    pub max_deadline: Duration,
+}
+
+impl Default for ServerSettings {
+    /// `127.0.0.1:0`, 2 MiB bodies, 30 s to drain, deadlines up to 60 s.
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+            body_limit: 2 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            max_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The `registry` section of the configuration.
+///
+/// ```yaml
+/// registry:
+///   url: http://127.0.0.1:8761
+///   renewal_interval: 5s
+///   lease_duration: 15s
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// The registry's base URL; unset (and no embedded registry) means no registration, and
+    /// clients use `clients.<service>.instances`.
+    pub url: Option<String>,
+    /// Whether this service registers itself (it may only call others).
+    pub register: bool,
+    /// How often the lease is renewed.
+    #[serde(with = "humantime_serde")]
+    pub renewal_interval: Duration,
+    /// How long the lease lasts without renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+}
+
+impl Default for RegistrySettings {
+    /// No URL; register; renew every 5 s; a 15 s lease.
+    fn default() -> Self {
+        Self {
+            url: None,
+            register: true,
+            renewal_interval: Duration::from_secs(5),
+            lease_duration: Duration::from_secs(15),
+        }
+    }
+}
