@@ -19,7 +19,7 @@ use super::{BalanceConfig, NoInstances, Strategy, endpoint::Endpoint, ring::Ring
 use crate::{
     discovery::{Discovery, Instance},
     error::BoxError,
-    resilience::circuit_breaker::Classify,
+    resilience::circuit_breaker::{Classify, Outcome},
 };
 
 /// Sends each request to one instance picked from a discovery, and learns from the answer.
@@ -36,6 +36,11 @@ pub struct Balance<S, C> {
     shared: Arc<Shared>,
     classifier: C,
 }
+
+/// A failed call counts as a latency of `default_rtt` times this (decaying like any peak), so
+/// peak-EWMA steers away from an instance that fails fast — refused connections, say — well
+/// before outlier ejection takes it out.
+const FAILURE_PENALTY: u32 = 10;
 
 /// The instance a response came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,8 +346,14 @@ where
                 call.recorded = true;
                 let now = Instant::now();
                 let outcome = classifier.classify(&result);
+                let rtt = match outcome {
+                    // A failure is a latency peak: a fast-failing instance must not look fast.
+                    Outcome::Failure => (now - call.started)
+                        .max(call.shared.config.default_rtt * FAILURE_PENALTY),
+                    _ => now - call.started,
+                };
                 let eject = call.endpoint.finish(
-                    now - call.started,
+                    rtt,
                     outcome,
                     now,
                     call.shared.config.decay,

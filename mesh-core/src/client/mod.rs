@@ -30,6 +30,7 @@ use http::{Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::{Serialize, de::DeserializeOwned};
+use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
@@ -40,7 +41,7 @@ use crate::{
     BoxBody,
     config::MeshConfig,
     discovery::{Discovery, Instance, ServiceId},
-    error::{ErrorKind, MeshError},
+    error::{BoxError, ErrorKind, MeshError},
     registry::{RegistryApi, follow},
 };
 
@@ -200,11 +201,11 @@ impl MeshClient {
     /// a call that got no response (or was refused by a layer) is an error.
     pub async fn send(&self, request: Request<BoxBody>) -> Result<Response<Incoming>, MeshError> {
         let current = self.current().await?;
-        current
-            .stack()
-            .oneshot(request)
-            .await
-            .map_err(MeshError::from_boxed)
+        // Erased, so that callers' futures stay `Send` under any lifetime (rustc cannot prove
+        // it through the stack's nested types).
+        let call: BoxFuture<'static, Result<Response<Incoming>, BoxError>> =
+            Box::pin(current.stack().oneshot(request));
+        call.await.map_err(MeshError::from_boxed)
     }
 
     /// `GET path`, decoding a JSON answer.

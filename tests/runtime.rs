@@ -1,0 +1,412 @@
+//! The mesh runtime end to end: several services in one process, on real sockets, sharing an
+//! embedded registry.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use http::StatusCode;
+use mesh::{
+    MeshClient,
+    axum::{Router, extract::State, routing::get},
+    error::{ErrorKind, MeshError},
+};
+use serde_json::json;
+use support::{Killable, call, get as http_get, registry, start};
+
+/// B answers with the port it listens on, so callers see which instance answered.
+fn b_router(name: &'static str) -> Router {
+    Router::new().route("/who", get(move || async move { name }))
+}
+
+/// A answers by asking B, with a fallback once B's circuit is open.
+fn a_router(b: MeshClient) -> Router {
+    Router::new().route(
+        "/ask",
+        get(|State(b): State<MeshClient>| async move {
+            let answer: Result<String, MeshError> = b.get_json("/who-json").await;
+            match answer {
+                Ok(who) => Ok(who),
+                Err(error) if error.kind() == ErrorKind::CircuitOpen => Ok("fallback".to_owned()),
+                Err(error) => Err(error),
+            }
+        })
+        .with_state(b),
+    )
+}
+
+fn b_json_router(name: &'static str) -> Router {
+    Router::new().route(
+        "/who-json",
+        get(move || async move { mesh::axum::Json(name) }),
+    )
+}
+
+/// Waits until the registry lists `count` instances of `service`.
+async fn until_registered(registry: &Arc<mesh_registry::Registry>, service: &str, count: usize) {
+    let discovery = registry.discover(service).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut discovery = discovery;
+        while discovery.snapshot().len() != count {
+            discovery.changed().await;
+        }
+    })
+    .await
+    .expect("instances registered");
+}
+
+#[tokio::test]
+async fn a_calls_b_by_service_id_across_two_instances() {
+    let registry = registry();
+    let _b1 = start("b", b_json_router("b1"), &registry, json!({})).await;
+    let _b2 = start("b", b_json_router("b2"), &registry, json!({})).await;
+    until_registered(&registry, "b", 2).await;
+    let a_mesh = support::mesh("a", &registry, json!({})).await;
+    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (status, body) = http_get(a.local_addr(), "/ask").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.insert(body);
+    }
+    assert_eq!(
+        seen,
+        ["b1", "b2"].iter().map(|s| s.to_string()).collect(),
+        "both instances of b answered"
+    );
+}
+
+#[tokio::test]
+async fn killing_one_b_makes_no_call_of_a_fail() {
+    let registry = registry();
+    let b1 = Killable::start("b", b_json_router("b1"), &registry);
+    let _b2 = start("b", b_json_router("b2"), &registry, json!({})).await;
+    until_registered(&registry, "b", 2).await;
+    let a_mesh = support::mesh(
+        "a",
+        &registry,
+        json!({"clients": {"b": {"retry": {"initial_backoff": "1ms", "max_backoff": "5ms"}}}}),
+    )
+    .await;
+    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
+
+    b1.kill();
+    // b1 stays registered (a crash does not deregister): retries and ejection carry A.
+    for i in 0..50 {
+        let (status, body) = http_get(a.local_addr(), "/ask").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "b2"), "call {i}");
+    }
+}
+
+#[tokio::test]
+async fn killing_every_b_opens_as_circuit_and_as_fallback_answers() {
+    let registry = registry();
+    let b1 = Killable::start("b", b_json_router("b1"), &registry);
+    let b2 = Killable::start("b", b_json_router("b2"), &registry);
+    until_registered(&registry, "b", 2).await;
+    let a_mesh = support::mesh(
+        "a",
+        &registry,
+        json!({"clients": {"b": {
+            "retry": {"max_attempts": 1},
+            "circuit_breaker": {"sliding_window_size": 4, "minimum_number_of_calls": 4},
+        }}}),
+    )
+    .await;
+    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
+
+    b1.kill();
+    b2.kill();
+    let mut failures = 0;
+    let mut answer = None;
+    for _ in 0..20 {
+        match http_get(a.local_addr(), "/ask").await {
+            (StatusCode::OK, body) => {
+                answer = Some(body);
+                break;
+            }
+            (status, _) => {
+                assert!(status.is_server_error(), "{status}");
+                failures += 1;
+            }
+        }
+    }
+    assert_eq!(answer.as_deref(), Some("fallback"));
+    assert!(
+        (2..=4).contains(&failures),
+        "the circuit opened after the window filled: {failures} failures first"
+    );
+}
+
+#[tokio::test]
+async fn a_deadline_set_at_a_expires_bs_work() {
+    let registry = registry();
+    let (cancelled_tx, cancelled_rx) = tokio::sync::oneshot::channel::<()>();
+    let cancelled_tx = Arc::new(std::sync::Mutex::new(Some(cancelled_tx)));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let b_work = {
+        let finished = finished.clone();
+        Router::new().route(
+            "/who-json",
+            get(move || {
+                let guard = DropSignal(cancelled_tx.lock().unwrap().take());
+                let finished = finished.clone();
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    mesh::axum::Json("late")
+                }
+            }),
+        )
+    };
+    let _b = start("b", b_work, &registry, json!({})).await;
+    until_registered(&registry, "b", 1).await;
+    let a_mesh = support::mesh("a", &registry, json!({})).await;
+    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+
+    // The caller gives A 300 ms; A passes what is left to B.
+    let (status, _, body) = call(
+        a.local_addr(),
+        "GET",
+        "/ask",
+        &[("mesh-timeout", "300m")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("\"kind\":\"timeout\""), "{body}");
+    tokio::time::timeout(Duration::from_secs(5), cancelled_rx)
+        .await
+        .expect("B's handler was dropped when the deadline passed")
+        .unwrap();
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+/// Sends on drop: tells a test that a handler future was dropped.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_config_change_alters_as_retry_count_live() {
+    let registry = registry();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let failing = {
+        let hits = hits.clone();
+        Router::new().route(
+            "/who-json",
+            get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+                async { StatusCode::SERVICE_UNAVAILABLE }
+            }),
+        )
+    };
+    let _b = start("b", failing, &registry, json!({})).await;
+    until_registered(&registry, "b", 1).await;
+    let dir = std::env::temp_dir().join(format!("mesh-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mesh.yaml");
+    let yaml = |attempts: u32| {
+        format!(
+            "clients:\n  b:\n    retry: {{max_attempts: {attempts}, initial_backoff: 1ms, max_backoff: 2ms}}\n    circuit_breaker: {{minimum_number_of_calls: 1000}}\n"
+        )
+    };
+    std::fs::write(&file, yaml(2)).unwrap();
+    let a_mesh = mesh::Mesh::builder("a")
+        .config_file(&file)
+        .registry(registry.clone() as Arc<dyn mesh::registry::RegistryApi>)
+        .build()
+        .await
+        .unwrap();
+    let b = a_mesh.client("b");
+
+    let error = b.get_json::<String>("/who-json").await.unwrap_err();
+    assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hits.swap(0, Ordering::SeqCst), 2);
+
+    std::fs::write(&file, yaml(4)).unwrap();
+    assert!(a_mesh.config().reload().await.unwrap());
+    b.get_json::<String>("/who-json").await.unwrap_err();
+    assert_eq!(hits.swap(0, Ordering::SeqCst), 4, "the new retry count applies");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn metrics_carry_the_red_series_with_route_and_status() {
+    let registry = registry();
+    let b = start("metered", b_router("b1"), &registry, json!({})).await;
+    assert_eq!(http_get(b.local_addr(), "/who").await.0, StatusCode::OK);
+    assert_eq!(http_get(b.local_addr(), "/nowhere").await.0, StatusCode::NOT_FOUND);
+
+    let (status, headers, text) = call(b.local_addr(), "GET", "/metrics", &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[http::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    let line = |needle: &[&str]| {
+        text.lines()
+            .any(|l| needle.iter().all(|n| l.contains(n)))
+    };
+    assert!(
+        line(&["mesh_server_requests_total{", "service=\"metered\"", "route=\"/who\"", "status=\"200\"", "method=\"GET\""]),
+        "{text}"
+    );
+    assert!(line(&["mesh_server_requests_total{", "service=\"metered\"", "status=\"404\""]), "{text}");
+    assert!(line(&["mesh_server_request_duration_seconds_bucket{", "route=\"/who\""]), "{text}");
+    assert!(text.contains("# TYPE mesh_server_requests_total counter"), "{text}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() {
+    let registry = registry();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
+    let slow = Router::new().route(
+        "/slow",
+        get(move || {
+            let (entered, release) = slot.lock().unwrap().take().unwrap();
+            async move {
+                let _ = entered.send(());
+                let _ = release.await;
+                "done"
+            }
+        }),
+    );
+    let b = start("slow", slow, &registry, json!({})).await;
+    until_registered(&registry, "slow", 1).await;
+    let addr = b.local_addr();
+    let in_flight = tokio::spawn(async move { http_get(addr, "/slow").await });
+    entered_rx.await.unwrap();
+
+    let shutdown = tokio::spawn(b.shutdown());
+    // Deregistered while the request is still in flight...
+    until_registered(&registry, "slow", 0).await;
+    assert!(!in_flight.is_finished());
+    // ...which then completes before the service exits.
+    release_tx.send(()).unwrap();
+    assert_eq!(in_flight.await.unwrap(), (StatusCode::OK, "done".to_owned()));
+    shutdown.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_and_panics_get_json_errors_and_the_service_goes_on() {
+    let registry = registry();
+    let router = Router::new()
+        .route("/panic", get(|| async {
+            if true {
+                panic!("boom");
+            }
+            "unreachable"
+        }))
+        .route(
+            "/echo",
+            mesh::axum::routing::post(|body: bytes::Bytes| async move { body.len().to_string() }),
+        );
+    let service = start(
+        "fragile",
+        router,
+        &registry,
+        json!({"server": {"body_limit": 1024}}),
+    )
+    .await;
+    let addr = service.local_addr();
+
+    let (status, body) = http_get(addr, "/panic").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["kind"], "internal");
+    assert_eq!(body["error"]["trace_id"].as_str().unwrap().len(), 32);
+
+    let (status, _, _) = call(addr, "POST", "/echo", &[], vec![b'x'; 4096]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, body) = call(addr, "POST", "/echo", &[], vec![b'x'; 512]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "512"));
+
+    let (status, _, body) = call(addr, "GET", "/health", &[("mesh-timeout", "soon")], Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(http_get(addr, "/health/live").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readiness_runs_the_dependency_checks() {
+    let registry = registry();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = healthy.clone();
+    let service = mesh::Mesh::builder("checked")
+        .config(mesh::config::MeshConfig::from_value("checked", json!({})))
+        .registry(registry.clone() as Arc<dyn mesh::registry::RegistryApi>)
+        .health_check("cache", Duration::from_secs(1), move || {
+            let up = probe.load(Ordering::SeqCst);
+            async move { if up { Ok(()) } else { Err("connection refused".to_owned()) } }
+        })
+        .build()
+        .await
+        .unwrap()
+        .start(Router::new())
+        .await
+        .unwrap();
+    let addr = service.local_addr();
+
+    let (status, body) = http_get(addr, "/health/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"status": "UP", "components": {"cache": {"status": "UP"}}})
+    );
+    healthy.store(false, Ordering::SeqCst);
+    let (status, body) = http_get(addr, "/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("connection refused"), "{body}");
+    assert_eq!(http_get(addr, "/health/live").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_status_and_body() {
+    let registry = registry();
+    let router = Router::new().route(
+        "/who-json",
+        get(|| async { MeshError::new(ErrorKind::NotFound, "no such sku") }),
+    );
+    let _b = start("b", router, &registry, json!({})).await;
+    until_registered(&registry, "b", 1).await;
+    let a = support::mesh("a", &registry, json!({})).await;
+    let error = a.client("b").get_json::<String>("/who-json").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Upstream);
+    assert_eq!(error.status(), StatusCode::NOT_FOUND);
+    assert!(error.message().contains("no such sku"), "{error}");
+    let body: serde_json::Value = serde_json::from_slice(error.upstream_body().unwrap()).unwrap();
+    assert_eq!(body["error"]["kind"], "not_found");
+}
+
+#[tokio::test]
+async fn a_client_without_registry_uses_configured_instances() {
+    let registry = registry();
+    let b = start("b", b_json_router("fixed"), &registry, json!({"registry": {"register": false}})).await;
+    let a = mesh::Mesh::builder("a")
+        .config(mesh::config::MeshConfig::from_value(
+            "a",
+            json!({"clients": {"b": {"instances": [b.local_addr().to_string()]}}}),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let who: String = a.client("b").get_json("/who-json").await.unwrap();
+    assert_eq!(who, "fixed");
+    let error = a.client("c").get_json::<String>("/x").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+}

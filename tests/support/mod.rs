@@ -1,0 +1,115 @@
+//! Helpers for the runtime tests: services on real sockets, in this process.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use mesh::{Mesh, axum::Router, config::MeshConfig, registry::RegistryApi, server::Running};
+use mesh_registry::{Registry, RegistryConfig};
+
+/// An embedded registry.
+pub fn registry() -> Arc<Registry> {
+    Arc::new(Registry::new(RegistryConfig::default()))
+}
+
+/// Starts `name` serving `router`, registered in `registry`, configured by `config`.
+pub async fn start(
+    name: &str,
+    router: Router,
+    registry: &Arc<Registry>,
+    config: serde_json::Value,
+) -> Running {
+    mesh(name, registry, config)
+        .await
+        .start(router)
+        .await
+        .unwrap()
+}
+
+/// A built (not yet serving) service.
+pub async fn mesh(name: &str, registry: &Arc<Registry>, config: serde_json::Value) -> Mesh {
+    Mesh::builder(name)
+        .config(MeshConfig::from_value(name, config))
+        .registry(registry.clone() as Arc<dyn RegistryApi>)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A service on a runtime of its own, so that it can crash: [`Killable::kill`] drops the
+/// runtime with every connection, without deregistering.
+pub struct Killable {
+    pub addr: SocketAddr,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Killable {
+    pub fn start(name: &str, router: Router, registry: &Arc<Registry>) -> Self {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let name = name.to_owned();
+        let registry = registry.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let running = start(&name, router, &registry, serde_json::json!({})).await;
+                started_tx.send(running.local_addr()).unwrap();
+                let _ = killed.await;
+                // A crash: no deregistration, no draining.
+                std::mem::forget(running);
+            });
+            runtime.shutdown_background();
+        });
+        let addr = started_rx.recv().unwrap();
+        Self {
+            addr,
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.kill.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+/// A plain HTTP request to `addr`, outside the mesh: (status, headers, body).
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `GET path` on `addr`: (status, body).
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let (status, _, body) = call(addr, "GET", path, &[], Vec::new()).await;
+    (status, body)
+}
