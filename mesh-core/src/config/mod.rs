@@ -227,14 +227,14 @@ impl MeshConfig {
     pub fn watch_files(&self, every: Duration) -> JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let files = self.inner.sources.files();
+        let mut seen = stamps(&files);
         tokio::spawn(async move {
-            let mut seen = modified(&files).await;
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let now = modified(&files).await;
+                let now = stamps(&files);
                 if now != seen {
                     seen = now;
                     if let Err(error) = (MeshConfig { inner }).reload().await {
@@ -246,13 +246,16 @@ impl MeshConfig {
     }
 }
 
-async fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    let mut times = Vec::with_capacity(files.len());
-    for file in files {
-        let time = tokio::fs::metadata(file).await.and_then(|m| m.modified()).ok();
-        times.push(time);
-    }
-    times
+/// Modification time and length of each file (`None` when absent): a change in either means
+/// the file changed. A `stat` is quick enough to run on the runtime.
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|file| {
+            let metadata = std::fs::metadata(file).ok()?;
+            Some((metadata.modified().ok()?, metadata.len()))
+        })
+        .collect()
 }
 
 impl fmt::Debug for MeshConfig {

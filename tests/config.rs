@@ -1,0 +1,220 @@
+//! Layered configuration: defaults < file < profile file < config server < environment.
+
+use std::{path::PathBuf, time::Duration};
+
+use mesh::{
+    axum::{Json, Router, routing::get},
+    client::ClientSettings,
+    config::MeshConfig,
+    error::ErrorKind,
+    resilience::retry::RetryConfig,
+    server::ServerSettings,
+};
+use serde_json::json;
+
+/// A fresh directory for one test's files.
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mesh-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn each_layer_overrides_the_one_below_key_by_key() {
+    let dir = dir("layers");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "server:\n  address: 127.0.0.1:7000\n  body_limit: 100\nclients:\n  inventory-service:\n    retry: {max_attempts: 2, initial_backoff: 10ms}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mesh-prod.yaml"),
+        "server:\n  body_limit: 200\n",
+    )
+    .unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(dir.join("mesh.yaml"))
+        .defaults(json!({"server": {"drain_timeout": "5s", "body_limit": 50}}))
+        .env_vars([
+            ("MESH_PROFILE", "prod"),
+            ("MESH_CLIENTS__INVENTORY_SERVICE__RETRY__MAX_ATTEMPTS", "5"),
+            ("MESH_SERVER__ADDRESS", "127.0.0.1:7001"),
+            ("UNRELATED", "x"),
+        ])
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(config.profile(), Some("prod"));
+    let snapshot = config.snapshot();
+    let server: ServerSettings = snapshot.section("server").unwrap();
+    assert_eq!(server.address, "127.0.0.1:7001".parse().unwrap(), "environment wins");
+    assert_eq!(server.body_limit, 200, "the profile file beats the file and the defaults");
+    assert_eq!(server.drain_timeout, Duration::from_secs(5), "defaults fill the rest");
+
+    let client: ClientSettings = snapshot
+        .merged_section(&["clients.inventory-service", "clients.inventory_service"])
+        .unwrap();
+    assert_eq!(
+        client.retry,
+        RetryConfig::default()
+            .max_attempts(5)
+            .initial_backoff(Duration::from_millis(10)),
+        "the environment's `_` spelling of the service merges over the file's `-`"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn errors_name_the_key_and_the_file() {
+    let dir = dir("errors");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "clients:\n  inventory:\n    retry:\n      max_attempts: many\n",
+    )
+    .unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(dir.join("mesh.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    let error = config
+        .snapshot()
+        .section::<ClientSettings>("clients.inventory")
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("`clients.inventory.retry.max_attempts`"), "{error}");
+    assert!(error.message().contains("mesh.yaml"), "{error}");
+
+    std::fs::write(dir.join("mesh.yaml"), "server: [unclosed\n").unwrap();
+    let error = config.reload().await.unwrap_err();
+    assert!(error.message().contains("mesh.yaml"), "{error}");
+    assert_eq!(config.snapshot().revision(), 1, "a bad file keeps the last configuration");
+
+    let missing = MeshConfig::builder("orders")
+        .file(dir.join("absent.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap_err();
+    assert!(missing.message().contains("absent.yaml"), "{missing}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_config_server_layer_sits_between_the_files_and_the_environment() {
+    // Spring Cloud Config's answer: the first property source has the highest precedence.
+    let server = Router::new().route(
+        "/config/orders/prod",
+        get(|| async {
+            Json(json!({
+                "name": "orders",
+                "profiles": ["prod"],
+                "label": null,
+                "version": "abc123",
+                "propertySources": [
+                    {"name": "orders-prod.yml", "source": {"clients.inventory.retry.max_attempts": 4, "server.body_limit": 300}},
+                    {"name": "application.yml", "source": {"clients.inventory.retry.max_attempts": 9, "server.drain_timeout": "7s"}}
+                ]
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { mesh::axum::serve(listener, server).await });
+
+    let dir = dir("server");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!("config_server:\n  url: http://{addr}/config\nserver:\n  body_limit: 100\n"),
+    )
+    .unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(dir.join("mesh.yaml"))
+        .profile("prod")
+        .env_vars([("MESH_SERVER__BODY_LIMIT", "400")])
+        .load()
+        .await
+        .unwrap();
+    let snapshot = config.snapshot();
+    let retry: RetryConfig = snapshot.section("clients.inventory.retry").unwrap();
+    assert_eq!(retry, RetryConfig::default().max_attempts(4));
+    let server: ServerSettings = snapshot.section("server").unwrap();
+    assert_eq!(server.body_limit, 400);
+    assert_eq!(server.drain_timeout, Duration::from_secs(7));
+
+    // Unreachable and not fail-fast: the service starts on its other layers.
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "config_server:\n  url: http://127.0.0.1:1/config\n",
+    )
+    .unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(dir.join("mesh.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    assert!(config.snapshot().value("server").is_none());
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "config_server:\n  url: http://127.0.0.1:1/config\n  fail_fast: true\n",
+    )
+    .unwrap();
+    let error = MeshConfig::builder("orders")
+        .file(dir.join("mesh.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn subscribers_see_a_changed_file_once_reloaded() {
+    let dir = dir("watch");
+    let file = dir.join("mesh.yaml");
+    std::fs::write(&file, "server:\n  body_limit: 100\n").unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(&file)
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    let mut changes = config.subscribe();
+    assert!(!config.reload().await.unwrap(), "nothing changed yet");
+    std::fs::write(&file, "server:\n  body_limit: 200\n").unwrap();
+    assert!(config.reload().await.unwrap());
+    assert!(changes.has_changed().unwrap());
+    let snapshot = changes.borrow_and_update().clone();
+    assert_eq!(snapshot.revision(), 2);
+    assert_eq!(snapshot.section::<ServerSettings>("server").unwrap().body_limit, 200);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn watching_the_files_publishes_a_change_without_a_call() {
+    let dir = dir("poll");
+    let file = dir.join("mesh.yaml");
+    std::fs::write(&file, "server:\n  body_limit: 100\n").unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(&file)
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    let mut changes = config.subscribe();
+    let watcher = config.watch_files(Duration::from_millis(20));
+    // A different length guarantees a different file even within one mtime tick.
+    std::fs::write(&file, "server:\n  body_limit: 20000\n").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("the watcher noticed the change")
+        .unwrap();
+    let body_limit = changes.borrow().section::<ServerSettings>("server").unwrap().body_limit;
+    assert_eq!(body_limit, 20000);
+    watcher.abort();
+    std::fs::remove_dir_all(dir).unwrap();
+}
