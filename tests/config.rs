@@ -28,11 +28,7 @@ async fn each_layer_overrides_the_one_below_key_by_key() {
         "server:\n  address: 127.0.0.1:7000\n  body_limit: 100\nclients:\n  inventory-service:\n    retry: {max_attempts: 2, initial_backoff: 10ms}\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.join("mesh-prod.yaml"),
-        "server:\n  body_limit: 200\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("mesh-prod.yaml"), "server:\n  body_limit: 200\n").unwrap();
     let config = MeshConfig::builder("orders")
         .file(dir.join("mesh.yaml"))
         .defaults(json!({"server": {"drain_timeout": "5s", "body_limit": 50}}))
@@ -48,9 +44,20 @@ async fn each_layer_overrides_the_one_below_key_by_key() {
     assert_eq!(config.profile(), Some("prod"));
     let snapshot = config.snapshot();
     let server: ServerSettings = snapshot.section("server").unwrap();
-    assert_eq!(server.address, "127.0.0.1:7001".parse().unwrap(), "environment wins");
-    assert_eq!(server.body_limit, 200, "the profile file beats the file and the defaults");
-    assert_eq!(server.drain_timeout, Duration::from_secs(5), "defaults fill the rest");
+    assert_eq!(
+        server.address,
+        "127.0.0.1:7001".parse().unwrap(),
+        "environment wins"
+    );
+    assert_eq!(
+        server.body_limit, 200,
+        "the profile file beats the file and the defaults"
+    );
+    assert_eq!(
+        server.drain_timeout,
+        Duration::from_secs(5),
+        "defaults fill the rest"
+    );
 
     let client: ClientSettings = snapshot
         .merged_section(&["clients.inventory-service", "clients.inventory_service"])
@@ -84,13 +91,22 @@ async fn errors_name_the_key_and_the_file() {
         .section::<ClientSettings>("clients.inventory")
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
-    assert!(error.message().contains("`clients.inventory.retry.max_attempts`"), "{error}");
+    assert!(
+        error
+            .message()
+            .contains("`clients.inventory.retry.max_attempts`"),
+        "{error}"
+    );
     assert!(error.message().contains("mesh.yaml"), "{error}");
 
     std::fs::write(dir.join("mesh.yaml"), "server: [unclosed\n").unwrap();
     let error = config.reload().await.unwrap_err();
     assert!(error.message().contains("mesh.yaml"), "{error}");
-    assert_eq!(config.snapshot().revision(), 1, "a bad file keeps the last configuration");
+    assert_eq!(
+        config.snapshot().revision(),
+        1,
+        "a bad file keeps the last configuration"
+    );
 
     let missing = MeshConfig::builder("orders")
         .file(dir.join("absent.yaml"))
@@ -190,7 +206,13 @@ async fn subscribers_see_a_changed_file_once_reloaded() {
     assert!(changes.has_changed().unwrap());
     let snapshot = changes.borrow_and_update().clone();
     assert_eq!(snapshot.revision(), 2);
-    assert_eq!(snapshot.section::<ServerSettings>("server").unwrap().body_limit, 200);
+    assert_eq!(
+        snapshot
+            .section::<ServerSettings>("server")
+            .unwrap()
+            .body_limit,
+        200
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -213,7 +235,11 @@ async fn watching_the_files_publishes_a_change_without_a_call() {
         .await
         .expect("the watcher noticed the change")
         .unwrap();
-    let body_limit = changes.borrow().section::<ServerSettings>("server").unwrap().body_limit;
+    let body_limit = changes
+        .borrow()
+        .section::<ServerSettings>("server")
+        .unwrap()
+        .body_limit;
     assert_eq!(body_limit, 20000);
     watcher.abort();
     std::fs::remove_dir_all(dir).unwrap();

@@ -243,7 +243,11 @@ async fn a_config_change_alters_as_retry_count_live() {
     std::fs::write(&file, yaml(4)).unwrap();
     assert!(a_mesh.config().reload().await.unwrap());
     b.get_json::<String>("/who-json").await.unwrap_err();
-    assert_eq!(hits.swap(0, Ordering::SeqCst), 4, "the new retry count applies");
+    assert_eq!(
+        hits.swap(0, Ordering::SeqCst),
+        4,
+        "the new retry count applies"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -252,22 +256,49 @@ async fn metrics_carry_the_red_series_with_route_and_status() {
     let registry = registry();
     let b = start("metered", b_router("b1"), &registry, json!({})).await;
     assert_eq!(http_get(b.local_addr(), "/who").await.0, StatusCode::OK);
-    assert_eq!(http_get(b.local_addr(), "/nowhere").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        http_get(b.local_addr(), "/nowhere").await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let (status, headers, text) = call(b.local_addr(), "GET", "/metrics", &[], Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[http::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
-    let line = |needle: &[&str]| {
-        text.lines()
-            .any(|l| needle.iter().all(|n| l.contains(n)))
-    };
     assert!(
-        line(&["mesh_server_requests_total{", "service=\"metered\"", "route=\"/who\"", "status=\"200\"", "method=\"GET\""]),
+        headers[http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let line = |needle: &[&str]| text.lines().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        line(&[
+            "mesh_server_requests_total{",
+            "service=\"metered\"",
+            "route=\"/who\"",
+            "status=\"200\"",
+            "method=\"GET\""
+        ]),
         "{text}"
     );
-    assert!(line(&["mesh_server_requests_total{", "service=\"metered\"", "status=\"404\""]), "{text}");
-    assert!(line(&["mesh_server_request_duration_seconds_bucket{", "route=\"/who\""]), "{text}");
-    assert!(text.contains("# TYPE mesh_server_requests_total counter"), "{text}");
+    assert!(
+        line(&[
+            "mesh_server_requests_total{",
+            "service=\"metered\"",
+            "status=\"404\""
+        ]),
+        "{text}"
+    );
+    assert!(
+        line(&[
+            "mesh_server_request_duration_seconds_bucket{",
+            "route=\"/who\""
+        ]),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE mesh_server_requests_total counter"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +330,10 @@ async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() 
     assert!(!in_flight.is_finished());
     // ...which then completes before the service exits.
     release_tx.send(()).unwrap();
-    assert_eq!(in_flight.await.unwrap(), (StatusCode::OK, "done".to_owned()));
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (StatusCode::OK, "done".to_owned())
+    );
     shutdown.await.unwrap().unwrap();
 }
 
@@ -307,12 +341,15 @@ async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() 
 async fn bad_input_and_panics_get_json_errors_and_the_service_goes_on() {
     let registry = registry();
     let router = Router::new()
-        .route("/panic", get(|| async {
-            if true {
-                panic!("boom");
-            }
-            "unreachable"
-        }))
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
         .route(
             "/echo",
             mesh::axum::routing::post(|body: bytes::Bytes| async move { body.len().to_string() }),
@@ -337,7 +374,14 @@ async fn bad_input_and_panics_get_json_errors_and_the_service_goes_on() {
     let (status, _, body) = call(addr, "POST", "/echo", &[], vec![b'x'; 512]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "512"));
 
-    let (status, _, body) = call(addr, "GET", "/health", &[("mesh-timeout", "soon")], Vec::new()).await;
+    let (status, _, body) = call(
+        addr,
+        "GET",
+        "/health",
+        &[("mesh-timeout", "soon")],
+        Vec::new(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(http_get(addr, "/health/live").await.0, StatusCode::OK);
 }
@@ -352,7 +396,13 @@ async fn readiness_runs_the_dependency_checks() {
         .registry(registry.clone() as Arc<dyn mesh::registry::RegistryApi>)
         .health_check("cache", Duration::from_secs(1), move || {
             let up = probe.load(Ordering::SeqCst);
-            async move { if up { Ok(()) } else { Err("connection refused".to_owned()) } }
+            async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err("connection refused".to_owned())
+                }
+            }
         })
         .build()
         .await
@@ -385,7 +435,11 @@ async fn upstream_errors_keep_status_and_body() {
     let _b = start("b", router, &registry, json!({})).await;
     until_registered(&registry, "b", 1).await;
     let a = support::mesh("a", &registry, json!({})).await;
-    let error = a.client("b").get_json::<String>("/who-json").await.unwrap_err();
+    let error = a
+        .client("b")
+        .get_json::<String>("/who-json")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Upstream);
     assert_eq!(error.status(), StatusCode::NOT_FOUND);
     assert!(error.message().contains("no such sku"), "{error}");
@@ -396,7 +450,13 @@ async fn upstream_errors_keep_status_and_body() {
 #[tokio::test]
 async fn a_client_without_registry_uses_configured_instances() {
     let registry = registry();
-    let b = start("b", b_json_router("fixed"), &registry, json!({"registry": {"register": false}})).await;
+    let b = start(
+        "b",
+        b_json_router("fixed"),
+        &registry,
+        json!({"registry": {"register": false}}),
+    )
+    .await;
     let a = mesh::Mesh::builder("a")
         .config(mesh::config::MeshConfig::from_value(
             "a",

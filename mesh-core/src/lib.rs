@@ -50,7 +50,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
-//! | `redis` | [`RedisStore`](resilience::rate_limit::RedisStore), the distributed rate-limit backend, and `RedisDedupe` for the bus |
+//! | `redis` | `RedisStore`, the distributed rate-limit backend, and `RedisDedupe` for the bus |
 //! | `amqp` | `AmqpBus`, the RabbitMQ backend of the [`bus`] |
 //! | `dns-srv` | `discovery::dns::resolve_srv`, discovery from DNS SRV records |
 //! | `runtime` | `Mesh::builder()` (the server runtime), `MeshClient`, layered configuration, health and Prometheus metrics |

@@ -348,8 +348,9 @@ where
                 let outcome = classifier.classify(&result);
                 let rtt = match outcome {
                     // A failure is a latency peak: a fast-failing instance must not look fast.
-                    Outcome::Failure => (now - call.started)
-                        .max(call.shared.config.default_rtt * FAILURE_PENALTY),
+                    Outcome::Failure => {
+                        (now - call.started).max(call.shared.config.default_rtt * FAILURE_PENALTY)
+                    }
                     _ => now - call.started,
                 };
                 let eject = call.endpoint.finish(

@@ -54,7 +54,9 @@ where
             .copied()
             .or_else(TraceContext::current);
         let context = parent.map_or_else(TraceContext::root, |p| p.child());
-        request.headers_mut().insert(TRACEPARENT, context.to_header());
+        request
+            .headers_mut()
+            .insert(TRACEPARENT, context.to_header());
         self.inner.call(request)
     }
 }
@@ -165,10 +167,12 @@ pub(crate) fn status_label(code: u16) -> &'static str {
         502 => "502",
         503 => "503",
         504 => "504",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        _ => match code / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
     }
 }

@@ -26,17 +26,17 @@ use std::{fmt, sync::Arc};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::{Serialize, de::DeserializeOwned};
-use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
+pub(crate) use self::layers::status_label;
 pub use self::settings::{ClientSettings, Switchable};
 use self::stack::{Connector, Layers, Stack};
-pub(crate) use self::layers::status_label;
 use crate::{
     BoxBody,
     config::MeshConfig,
@@ -119,11 +119,7 @@ impl ClientContext {
                 ),
             ));
         };
-        let cell = self
-            .discoveries
-            .entry(service.clone())
-            .or_default()
-            .clone();
+        let cell = self.discoveries.entry(service.clone()).or_default().clone();
         let discovery = cell
             .get_or_init(|| follow(registry.clone(), service.clone()))
             .await;
@@ -140,7 +136,10 @@ impl ClientContext {
             .merged_section(&[exact.as_str(), underscored.as_str()])
     }
 
-    fn fixed_discovery(service: &ServiceId, settings: &ClientSettings) -> Result<Discovery, MeshError> {
+    fn fixed_discovery(
+        service: &ServiceId,
+        settings: &ClientSettings,
+    ) -> Result<Discovery, MeshError> {
         let instances = settings
             .instances
             .iter()
@@ -248,13 +247,21 @@ impl MeshClient {
     /// Any method with an optional JSON body, decoding a JSON answer. A status other than 2xx
     /// is an [`ErrorKind::Upstream`] error that keeps the status and the body; an empty body
     /// decodes as JSON `null` (so `()` and `Option` accept it).
-    pub async fn json<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, MeshError>
+    pub async fn json<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, MeshError>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
         let uri: Uri = path.parse().map_err(|e| {
-            MeshError::new(ErrorKind::BadRequest, format!("`{path}` is not a request path: {e}"))
+            MeshError::new(
+                ErrorKind::BadRequest,
+                format!("`{path}` is not a request path: {e}"),
+            )
         })?;
         let mut request = Request::builder().method(method).uri(uri);
         request = request.header(header::ACCEPT, "application/json");
@@ -262,9 +269,14 @@ impl MeshClient {
             Some(body) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");
                 let bytes = serde_json::to_vec(body).map_err(|e| {
-                    MeshError::new(ErrorKind::BadRequest, format!("encoding the request body: {e}"))
+                    MeshError::new(
+                        ErrorKind::BadRequest,
+                        format!("encoding the request body: {e}"),
+                    )
                 })?;
-                Full::new(Bytes::from(bytes)).map_err(Into::into).boxed_unsync()
+                Full::new(Bytes::from(bytes))
+                    .map_err(Into::into)
+                    .boxed_unsync()
             }
             None => BoxBody::default(),
         };

@@ -140,7 +140,10 @@ impl MeshConfig {
         let mut layers = Tree::new();
         layers.merge(tree, "defaults");
         Self::with_tree(
-            Self::builder(name).defaults(Value::Null).env_vars(Vec::<(String, String)>::new()).sources,
+            Self::builder(name)
+                .defaults(Value::Null)
+                .env_vars(Vec::<(String, String)>::new())
+                .sources,
             layers,
         )
     }
@@ -196,7 +199,9 @@ impl MeshConfig {
                 tree: tree.clone(),
                 revision: current.revision + 1,
             });
-            self.inner.revision.store(current.revision, Ordering::Release);
+            self.inner
+                .revision
+                .store(current.revision, Ordering::Release);
             changed = true;
             true
         });
@@ -218,7 +223,9 @@ impl MeshConfig {
                 tree,
                 revision: current.revision + 1,
             });
-            self.inner.revision.store(current.revision, Ordering::Release);
+            self.inner
+                .revision
+                .store(current.revision, Ordering::Release);
         });
     }
 
@@ -306,11 +313,11 @@ impl ConfigBuilder {
     /// Reads every layer.
     pub async fn load(mut self) -> Result<MeshConfig, MeshError> {
         let env = self.sources.env_vars();
-        if !self.sources.file_required {
-            if let Some((_, path)) = env.iter().find(|(k, _)| k == CONFIG_ENV) {
-                self.sources.file = PathBuf::from(path);
-                self.sources.file_required = true;
-            }
+        if !self.sources.file_required
+            && let Some((_, path)) = env.iter().find(|(k, _)| k == CONFIG_ENV)
+        {
+            self.sources.file = PathBuf::from(path);
+            self.sources.file_required = true;
         }
         if self.sources.profile.is_none() {
             self.sources.profile = env
@@ -359,10 +366,10 @@ impl Sources {
         if let Some(layer) = read_yaml(&self.file, self.file_required).await? {
             tree.merge(layer, &self.file.display().to_string());
         }
-        if let Some(profile_file) = self.profile_file() {
-            if let Some(layer) = read_yaml(&profile_file, false).await? {
-                tree.merge(layer, &profile_file.display().to_string());
-            }
+        if let Some(profile_file) = self.profile_file()
+            && let Some(layer) = read_yaml(&profile_file, false).await?
+        {
+            tree.merge(layer, &profile_file.display().to_string());
         }
         let env = env_layer(&self.env_vars());
         // The config server's address may itself come from the environment.
@@ -396,7 +403,10 @@ async fn read_yaml(path: &Path, required: bool) -> Result<Option<Value>, MeshErr
             return Ok(None);
         }
         Err(error) => {
-            return Err(MeshError::new(ErrorKind::Config, format!("{shown}: {error}")));
+            return Err(MeshError::new(
+                ErrorKind::Config,
+                format!("{shown}: {error}"),
+            ));
         }
     };
     if metadata.len() > MAX_FILE_BYTES {
@@ -514,7 +524,10 @@ mod tests {
     fn environment_variables_map_to_keys() {
         let layer = env_layer(&[
             ("MESH_SERVER__ADDRESS".into(), "0.0.0.0:9000".into()),
-            ("MESH_CLIENTS__INVENTORY_SERVICE__RETRY__MAX_ATTEMPTS".into(), "5".into()),
+            (
+                "MESH_CLIENTS__INVENTORY_SERVICE__RETRY__MAX_ATTEMPTS".into(),
+                "5".into(),
+            ),
             ("MESH_FLAG".into(), "true".into()),
             ("MESH_PROFILE".into(), "prod".into()),
             ("MESH_BAD____KEY".into(), "x".into()),

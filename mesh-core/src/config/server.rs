@@ -44,12 +44,15 @@ pub(super) async fn fetch(
         uri.push('/');
         uri.push_str(label);
     }
-    let unreachable =
-        |e: &dyn std::fmt::Display| MeshError::new(ErrorKind::Unavailable, format!("config server {uri}: {e}"));
+    let unreachable = |e: &dyn std::fmt::Display| {
+        MeshError::new(ErrorKind::Unavailable, format!("config server {uri}: {e}"))
+    };
     let request = Request::get(&uri)
         .header(header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| MeshError::new(ErrorKind::Config, format!("config server url `{uri}`: {e}")))?;
+        .map_err(|e| {
+            MeshError::new(ErrorKind::Config, format!("config server url `{uri}`: {e}"))
+        })?;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let exchange = async {
         let response = client.request(request).await.map_err(|e| unreachable(&e))?;

@@ -21,7 +21,13 @@ impl Tree {
 
     /// Lays `layer` over the tree: objects merge key by key, anything else replaces.
     pub(crate) fn merge(&mut self, layer: Value, origin: &str) {
-        merge_into(&mut self.root, layer, String::new(), origin, &mut self.origins);
+        merge_into(
+            &mut self.root,
+            layer,
+            String::new(),
+            origin,
+            &mut self.origins,
+        );
     }
 
     /// The value at a dotted `key`, if any.

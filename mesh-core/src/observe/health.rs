@@ -142,13 +142,22 @@ mod tests {
         });
         let report = checks.run().await;
         assert_eq!(report.status, Status::Down);
-        assert!(report.components["slow"].error.as_deref().unwrap().contains("100ms"));
+        assert!(
+            report.components["slow"]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("100ms")
+        );
     }
 
     #[tokio::test]
     async fn no_checks_is_up() {
         let report = HealthChecks::new().run().await;
         assert_eq!(report.status, Status::Up);
-        assert_eq!(serde_json::to_value(&report).unwrap(), serde_json::json!({"status": "UP"}));
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::json!({"status": "UP"})
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A server extracts the caller's `traceparent` (or starts a trace) and makes it the
 //! [current](TraceContext::current) context of the handler's task; every call the handler
-//! makes through a [`MeshClient`](crate::client::MeshClient) carries a child of it, so one
+//! makes through a `MeshClient` carries a child of it, so one
 //! trace ID follows a request across services and into logs and error bodies.
 
 #[cfg(feature = "runtime")]

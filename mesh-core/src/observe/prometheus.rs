@@ -27,7 +27,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => Some(handle),
                 Err(_) => {
-                    tracing::warn!("a metrics recorder was installed already; /metrics stays empty");
+                    tracing::warn!(
+                        "a metrics recorder was installed already; /metrics stays empty"
+                    );
                     None
                 }
             }

@@ -122,7 +122,8 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 impl IntoResponse for MeshError {
     fn into_response(self) -> Response {
         let trace_id = TraceContext::current().map(|c| c.trace_id());
-        let mut response = (self.status(), axum::Json(self.to_json(trace_id.as_deref()))).into_response();
+        let mut response =
+            (self.status(), axum::Json(self.to_json(trace_id.as_deref()))).into_response();
         if let Some(after) = self.retry_after() {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             response

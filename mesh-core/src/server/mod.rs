@@ -264,7 +264,11 @@ impl Mesh {
         let server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
         let listener = TcpListener::bind(server.address).await.map_err(|e| {
-            MeshError::new(ErrorKind::Config, format!("binding {}: {e}", server.address)).with_source(e)
+            MeshError::new(
+                ErrorKind::Config,
+                format!("binding {}: {e}", server.address),
+            )
+            .with_source(e)
         })?;
         let local_addr = listener
             .local_addr()
@@ -321,7 +325,12 @@ impl Mesh {
             }
         });
         let mut instance = Instance::new(self.inner.name.clone(), host, local_addr.port());
-        instance.id = format!("{}:{}:{}", instance.host, self.inner.name, local_addr.port());
+        instance.id = format!(
+            "{}:{}:{}",
+            instance.host,
+            self.inner.name,
+            local_addr.port()
+        );
         instance
             .metadata
             .insert("version".into(), self.inner.version.clone());
