@@ -26,3 +26,8 @@ pub use mesh_macros::EventType;
 /// mesh or in tests.
 #[cfg(feature = "registry")]
 pub use mesh_registry as registry_server;
+
+/// The getting-started guide's code, compiled and run as a doctest.
+#[cfg(all(doctest, feature = "registry", feature = "runtime"))]
+#[doc = include_str!("../docs/getting-started.md")]
+pub struct GettingStarted;
