@@ -248,6 +248,7 @@ impl MeshError {
 }
 
 /// The kind [`MeshError::from_boxed`] would give `error`, without consuming it.
+#[cfg(feature = "runtime")]
 pub(crate) fn kind_of(error: &(dyn StdError + 'static)) -> ErrorKind {
     let mut cause = Some(error);
     while let Some(err) = cause {

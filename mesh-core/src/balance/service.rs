@@ -10,7 +10,10 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{Request, Response, Uri, uri::Scheme};
+use http::{
+    Request, Response, Uri,
+    uri::{Authority, Scheme},
+};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::Service;
@@ -44,7 +47,7 @@ const FAILURE_PENALTY: u32 = 10;
 
 /// The instance a response came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target(pub Instance);
+pub struct Target(pub Arc<Instance>);
 
 pub(super) struct Shared {
     discovery: Discovery,
@@ -57,6 +60,8 @@ pub(super) struct Shared {
 #[derive(Clone)]
 struct View {
     instances: Arc<[Instance]>,
+    /// The instances again, shareable per call, with their parsed authorities.
+    targets: Arc<[(Arc<Instance>, Option<Authority>)]>,
     endpoints: Arc<[Arc<Endpoint>]>,
     ring: Option<Arc<Ring>>,
 }
@@ -81,7 +86,7 @@ pin_project! {
 /// the in-flight count.
 struct Call {
     shared: Arc<Shared>,
-    instance: Instance,
+    instance: Arc<Instance>,
     endpoint: Arc<Endpoint>,
     started: Instant,
     recorded: bool,
@@ -135,9 +140,10 @@ where
                 },
             };
         };
-        let instance = view.instances[index].clone();
+        let (instance, authority) = &view.targets[index];
+        let instance = instance.clone();
         let endpoint = view.endpoints[index].clone();
-        retarget(&mut request, &instance);
+        retarget(&mut request, &instance, authority.clone());
         endpoint.start();
         ResponseFuture {
             state: State::Called {
@@ -156,14 +162,14 @@ where
 }
 
 /// Points the request at the instance, keeping path and query.
-fn retarget<B>(request: &mut Request<B>, instance: &Instance) {
+fn retarget<B>(request: &mut Request<B>, instance: &Instance, authority: Option<Authority>) {
     let mut parts = std::mem::take(request.uri_mut()).into_parts();
     parts.scheme = Some(if instance.secure {
         Scheme::HTTPS
     } else {
         Scheme::HTTP
     });
-    parts.authority = instance.authority().parse().ok();
+    parts.authority = authority;
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
@@ -176,6 +182,7 @@ impl Shared {
     pub(super) fn new(discovery: Discovery, config: BalanceConfig) -> Self {
         let view = View {
             instances: Arc::from(Vec::new()),
+            targets: Arc::from(Vec::new()),
             endpoints: Arc::from(Vec::new()),
             ring: None,
         };
@@ -212,7 +219,12 @@ impl Shared {
                 let up = current.iter().enumerate().filter(|(_, i)| i.is_up());
                 Arc::new(Ring::new(up.map(|(index, i)| (index, i.id.as_str()))))
             });
+            let targets = current
+                .iter()
+                .map(|i| (Arc::new(i.clone()), i.authority().parse().ok()))
+                .collect();
             *view = View {
+                targets,
                 instances: current,
                 endpoints,
                 ring,
@@ -224,6 +236,11 @@ impl Shared {
     /// Picks an instance index: among `UP` instances not ejected, or — when every `UP` instance
     /// is ejected — among all `UP` instances, since a suspect instance beats none.
     fn pick(&self, view: &View, key: Option<u64>, now: Instant) -> Option<usize> {
+        if matches!(self.config.strategy, Strategy::PeakEwma)
+            && let Some(pick) = self.pick_two_sampled(view, now)
+        {
+            return Some(pick);
+        }
         let up: Vec<usize> = (0..view.instances.len())
             .filter(|&i| view.instances[i].is_up())
             .collect();
@@ -280,6 +297,31 @@ impl Shared {
             },
         };
         Some(pick)
+    }
+
+    /// Power of two choices without building the candidate list: samples two distinct
+    /// eligible (up, not ejected) instances. `None` when sampling did not find two (few
+    /// eligible instances): [`pick`](Self::pick) then decides over the full list.
+    fn pick_two_sampled(&self, view: &View, now: Instant) -> Option<usize> {
+        const TRIES: usize = 8;
+        let eligible = |i: usize| view.instances[i].is_up() && !view.endpoints[i].is_ejected(now);
+        let n = view.instances.len();
+        if n == 1 {
+            return eligible(0).then_some(0);
+        }
+        let mut first = None;
+        for _ in 0..TRIES {
+            let i = fastrand::usize(..n);
+            match first {
+                None if eligible(i) => first = Some(i),
+                Some(a) if a != i && eligible(i) => {
+                    let load = |i: usize| view.endpoints[i].load(now, self.config.decay);
+                    return Some(if load(a) <= load(i) { a } else { i });
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Ejects `endpoint` unless that would put more than the allowed share of the pool out.

@@ -8,6 +8,7 @@ use std::{
 };
 
 use http::{Request, Response};
+use metrics::{Counter, Histogram};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -66,18 +67,44 @@ where
 #[derive(Debug, Clone)]
 pub(crate) struct RecordMetrics<S> {
     inner: S,
+    handles: Arc<Handles>,
+}
+
+/// The metric handles registered once: the duration histogram and the counter of the usual
+/// outcome (200); other outcomes are looked up when they happen.
+#[derive(Debug)]
+pub(crate) struct Handles {
     service: Arc<str>,
+    ok: Counter,
+    duration: Histogram,
+}
+
+impl Handles {
+    fn count(&self, status: &'static str) {
+        if status == "200" {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!("mesh_client_requests_total", "service" => self.service.clone(), "status" => status)
+                .increment(1);
+        }
+    }
 }
 
 /// Applies [`RecordMetrics`].
 #[derive(Debug, Clone)]
 pub(crate) struct RecordMetricsLayer {
-    service: Arc<str>,
+    handles: Arc<Handles>,
 }
 
 impl RecordMetricsLayer {
     pub(crate) fn new(service: Arc<str>) -> Self {
-        Self { service }
+        Self {
+            handles: Arc::new(Handles {
+                ok: metrics::counter!("mesh_client_requests_total", "service" => service.clone(), "status" => "200"),
+                duration: metrics::histogram!("mesh_client_request_duration_seconds", "service" => service.clone()),
+                service,
+            }),
+        }
     }
 }
 
@@ -87,7 +114,7 @@ impl<S> Layer<S> for RecordMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RecordMetrics {
             inner,
-            service: self.service.clone(),
+            handles: self.handles.clone(),
         }
     }
 }
@@ -107,7 +134,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         MetricsFuture {
             inner: self.inner.call(request),
-            service: self.service.clone(),
+            handles: self.handles.clone(),
             started: Instant::now(),
         }
     }
@@ -118,7 +145,7 @@ pin_project! {
     pub(crate) struct MetricsFuture<F> {
         #[pin]
         inner: F,
-        service: Arc<str>,
+        handles: Arc<Handles>,
         started: Instant,
     }
 }
@@ -137,10 +164,8 @@ where
             Ok(response) => status_label(response.status().as_u16()),
             Err(error) => kind_of(error.as_ref()).as_str(),
         };
-        metrics::counter!("mesh_client_requests_total", "service" => this.service.clone(), "status" => status)
-            .increment(1);
-        metrics::histogram!("mesh_client_request_duration_seconds", "service" => this.service.clone())
-            .record(elapsed);
+        this.handles.count(status);
+        this.handles.duration.record(elapsed);
         Poll::Ready(output)
     }
 }

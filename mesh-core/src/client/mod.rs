@@ -315,11 +315,12 @@ impl MeshClient {
             if current.revision == self.inner.context.config.revision() {
                 return Ok(current);
             }
-            return Ok(self.apply_config(current).await);
+            return Ok(Box::pin(self.apply_config(current)).await);
         }
+        // Boxed: the cold path stays out of every call's future.
         self.inner
             .init
-            .get_or_try_init(|| self.build_first())
+            .get_or_try_init(|| Box::pin(self.build_first()))
             .await?;
         self.inner
             .current

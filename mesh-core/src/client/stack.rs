@@ -47,6 +47,7 @@ pub(crate) type Stack = BoxCloneService<Request<BoxBody>, Response<Incoming>, Bo
 pub(crate) struct Layers {
     name: Arc<str>,
     settings: ClientSettings,
+    metrics: RecordMetricsLayer,
     timeout: TimeoutLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer,
@@ -73,6 +74,7 @@ impl Layers {
                 .map(|config| RateLimitLayer::try_new(name.clone(), config))
                 .transpose()?,
             balance: BalanceLayer::try_new(discovery, settings.balance.clone())?,
+            metrics: RecordMetricsLayer::new(name.clone()),
             name,
             settings,
         })
@@ -127,6 +129,7 @@ impl Layers {
             } else {
                 BalanceLayer::try_new(discovery(), settings.balance.clone())?
             },
+            metrics: self.metrics.clone(),
             name: name.clone(),
             settings,
         })
@@ -137,7 +140,7 @@ impl Layers {
         let on = |layer| self.settings.enabled(layer);
         let service = ServiceBuilder::new()
             .layer(InjectTraceLayer)
-            .layer(RecordMetricsLayer::new(self.name.clone()))
+            .layer(self.metrics.clone())
             .option_layer(on(Switchable::Timeout).then(|| self.timeout.clone()))
             .option_layer(on(Switchable::Retry).then(|| self.retry.clone()))
             .option_layer(on(Switchable::CircuitBreaker).then(|| self.breaker.clone()))

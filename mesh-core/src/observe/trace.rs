@@ -100,7 +100,17 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn to_header(&self) -> HeaderValue {
-        HeaderValue::try_from(self.to_string()).expect("hex digits and dashes are a valid header")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let mut write = |at: usize, digits: usize, value: u128| {
+            for i in 0..digits {
+                buf[at + digits - 1 - i] = HEX[((value >> (4 * i)) & 0xf) as usize];
+            }
+        };
+        write(3, 32, self.trace_id);
+        write(36, 16, u128::from(self.span_id));
+        write(53, 2, u128::from(self.flags));
+        HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header")
     }
 
     /// The context of the request this task is serving, if any.
@@ -139,6 +149,7 @@ mod tests {
         let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let context = TraceContext::parse(value).unwrap();
         assert_eq!(context.to_string(), value);
+        assert_eq!(context.to_header(), value);
         assert_eq!(context.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(context.is_sampled());
     }
