@@ -55,6 +55,8 @@
 //! | `dns-srv` | `discovery::dns::resolve_srv`, discovery from DNS SRV records |
 //! | `runtime` | `Mesh::builder()` (the server runtime), `MeshClient`, layered configuration, health and Prometheus metrics |
 
+#[cfg(feature = "runtime")]
+pub mod auth;
 pub mod balance;
 pub mod bus;
 #[cfg(feature = "runtime")]

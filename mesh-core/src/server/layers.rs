@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! observe (trace-context extraction, tracing span, RED metrics)
-//!   ─► panic → 500 JSON ─► deadline honouring ─► request body limit ─► handler
+//!   ─► panic → 500 JSON ─► token verification (when configured) ─► deadline honouring
+//!   ─► request body limit ─► handler
 //! ```
 
-use std::{any::Any, net::SocketAddr, sync::Arc, time::Duration};
+use std::{any::Any, net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -20,33 +21,85 @@ use tower::ServiceBuilder;
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 use tracing::Instrument;
 
+use super::ServerSettings;
 use crate::{
+    auth::{AuthError, AuthSettings, JwtVerifier},
     client::status_label,
-    context::PeerAddr,
+    context::{PeerAddr, Subject},
     error::{BoxError, ErrorKind, MeshError},
     observe::TraceContext,
     resilience::timeout::HonorDeadlineLayer,
 };
 
-/// Wraps `router` in the server layers.
+/// Wraps `router` in the server layers; `auth` verifies tokens when set.
 pub(crate) fn wrap(
     router: Router,
     service: Arc<str>,
-    body_limit: usize,
-    max_deadline: Duration,
+    settings: &ServerSettings,
+    auth: Option<JwtVerifier>,
 ) -> Router {
-    router
+    let mut router = router
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|error: BoxError| async move {
                     MeshError::from_boxed(error).into_response()
                 }))
-                .layer(HonorDeadlineLayer::new().max_budget(max_deadline)),
-        )
+                .layer(HonorDeadlineLayer::new().max_budget(settings.max_deadline)),
+        );
+    if let Some(verifier) = auth {
+        let state = Arc::new((verifier, settings.auth.clone()));
+        router = router.layer(middleware::from_fn_with_state(state, authenticate));
+    }
+    router
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(service, observe))
+}
+
+/// Requires a valid bearer token on every non-public path, and hands the handler the caller's
+/// [`Identity`](crate::auth::Identity) (and its [`Subject`], for rate limits keyed by caller).
+async fn authenticate(
+    State(auth): State<Arc<(JwtVerifier, AuthSettings)>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let (verifier, settings) = auth.as_ref();
+    if settings.is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let outcome = match token {
+        Some(token) if !token.is_empty() => verifier.verify(token).await,
+        _ => Err(AuthError::Missing),
+    };
+    match outcome {
+        Ok(identity) => {
+            request
+                .extensions_mut()
+                .insert(Subject(identity.subject.clone()));
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(error) => {
+            tracing::debug!(%error, "request refused");
+            let mut response = MeshError::from(error).into_response();
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
+        }
+    }
 }
 
 /// Extracts the trace context (or starts a trace), runs the request in its span and scope,

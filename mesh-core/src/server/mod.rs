@@ -48,6 +48,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub use self::settings::{RegistrySettings, ServerSettings};
 use crate::{
+    auth::JwtVerifier,
     client::{ClientContext, MeshClient},
     config::MeshConfig,
     discovery::{Instance, ServiceId},
@@ -76,6 +77,7 @@ struct Inner {
     config: MeshConfig,
     clients: Arc<ClientContext>,
     checks: HealthChecks,
+    auth: Option<JwtVerifier>,
     ready: AtomicBool,
 }
 
@@ -191,8 +193,13 @@ impl MeshBuilder {
             (None, Some(url)) => Some(Arc::new(RegistryClient::new(url)?) as Arc<dyn RegistryApi>),
             (None, None) => None,
         };
-        // Fail at start, not at the first request, on a bad server section.
-        config.snapshot().section::<ServerSettings>("server")?;
+        // Fail at start, not at the first request, on a bad server section or key.
+        let server: ServerSettings = config.snapshot().section("server")?;
+        let auth = server
+            .auth
+            .enabled()
+            .then(|| JwtVerifier::new(server.auth.jwt.clone()))
+            .transpose()?;
         prometheus::install();
         Ok(Mesh {
             inner: Arc::new(Inner {
@@ -201,6 +208,7 @@ impl MeshBuilder {
                 clients: Arc::new(ClientContext::new(config.clone(), registry)),
                 config,
                 checks: self.checks,
+                auth,
                 ready: AtomicBool::new(false),
             }),
         })
@@ -276,8 +284,8 @@ impl Mesh {
         let app = layers::wrap(
             router.merge(self.endpoints()),
             self.inner.name.as_str().into(),
-            server.body_limit,
-            server.max_deadline,
+            &server,
+            self.inner.auth.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = axum::serve(

@@ -2,6 +2,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
+
 /// The `server` section of the configuration.
 ///
 /// ```yaml
@@ -11,6 +13,9 @@ use serde::Deserialize;
 ///   body_limit: 2097152
 ///   drain_timeout: 30s
 ///   max_deadline: 60s
+///   auth:                                 # token verification, off by default
+///     jwt: { public_key: /etc/mesh/auth.pem, issuer: auth-service }
+///     public: ["/products/**"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +33,8 @@ pub struct ServerSettings {
     /// The longest deadline a caller may ask for; longer ones are cut to it.
     #[serde(with = "humantime_serde")]
     pub max_deadline: Duration,
+    /// Token verification on the routes; off unless a key source is set.
+    pub auth: AuthSettings,
 }
 
 impl Default for ServerSettings {
@@ -39,6 +46,7 @@ impl Default for ServerSettings {
             body_limit: 2 * 1024 * 1024,
             drain_timeout: Duration::from_secs(30),
             max_deadline: Duration::from_secs(60),
+            auth: AuthSettings::default(),
         }
     }
 }

@@ -1,0 +1,147 @@
+//! Keys from a JWKS URL, cached and rotated.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use jsonwebtoken::{
+    DecodingKey,
+    jwk::{AlgorithmParameters, JwkSet},
+};
+use tokio::{sync::Mutex, time::Instant};
+
+use super::{AuthError, verify::Family};
+use crate::error::{ErrorKind, MeshError};
+
+/// Largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// How long the JWKS endpoint has to answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time between two fetches triggered by unknown `kid`s, so forged `kid`s cannot
+/// make the service hammer its key server.
+const MIN_REFETCH: Duration = Duration::from_secs(10);
+
+type KeyMap = HashMap<Option<String>, (DecodingKey, Family)>;
+
+pub(super) struct Jwks {
+    url: String,
+    http: Client<HttpConnector, Empty<Bytes>>,
+    keys: ArcSwap<KeyMap>,
+    fetched: Mutex<Option<Instant>>,
+    refresh: Duration,
+}
+
+impl Jwks {
+    pub(super) fn new(url: &str, refresh: Duration) -> Result<Self, MeshError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| MeshError::new(ErrorKind::Config, format!("jwt.jwks_url `{url}`: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            // HTTPS needs a TLS connector; the gateway's, when it lands, will provide one.
+            return Err(MeshError::new(
+                ErrorKind::Config,
+                format!("jwt.jwks_url `{url}`: only http:// URLs are supported"),
+            ));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            keys: ArcSwap::from_pointee(HashMap::new()),
+            fetched: Mutex::new(None),
+            refresh,
+        })
+    }
+
+    /// The key for `kid` (a JWKS with one key also serves tokens without a `kid`).
+    pub(super) async fn key(&self, kid: Option<&str>) -> Result<(DecodingKey, Family), AuthError> {
+        let stale = {
+            let fetched = self.fetched.lock().await;
+            fetched.is_none_or(|at| at.elapsed() >= self.refresh)
+        };
+        if !stale && let Some(key) = self.lookup(kid) {
+            return Ok(key);
+        }
+        self.fetch(stale).await?;
+        self.lookup(kid).ok_or(AuthError::UnknownKey)
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<(DecodingKey, Family)> {
+        let keys = self.keys.load();
+        let key = keys.get(&kid.map(str::to_owned)).or_else(|| {
+            // A token without a kid against a set of one key.
+            (kid.is_none() && keys.len() == 1).then(|| keys.values().next())?
+        });
+        key.cloned()
+    }
+
+    /// Fetches the set again: always when stale, otherwise at most every `MIN_REFETCH`.
+    async fn fetch(&self, stale: bool) -> Result<(), AuthError> {
+        let mut fetched = self.fetched.lock().await;
+        if !stale && fetched.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
+            return Ok(());
+        }
+        match self.download().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
+                self.keys.store(Arc::new(keys));
+                *fetched = Some(Instant::now());
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "JWKS fetch failed");
+                // Keep serving the keys already known.
+                if self.keys.load().is_empty() {
+                    Err(AuthError::KeysUnavailable)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    async fn download(&self) -> Result<KeyMap, String> {
+        let request = Request::get(&self.url)
+            .header(header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            Limited::new(response.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .map_err(|e| e.to_string())
+        };
+        let body = tokio::time::timeout(FETCH_TIMEOUT, exchange)
+            .await
+            .map_err(|_| "no answer in time".to_owned())??;
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Family::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+                // Symmetric keys have no place in a published key set.
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(jwk.common.key_id.clone(), (key, family));
+            }
+        }
+        Ok(keys)
+    }
+}
