@@ -25,7 +25,7 @@ struct Inner {
 
 enum Keys {
     Static(DecodingKey, Family),
-    Jwks(Jwks),
+    Jwks(Box<Jwks>),
 }
 
 /// The verified caller, put among the request's extensions.
@@ -155,10 +155,10 @@ impl JwtVerifier {
             Keys::Static(key, family)
         } else {
             let url = config.jwks_url.as_deref().unwrap_or_default();
-            Keys::Jwks(Jwks::new(
+            Keys::Jwks(Box::new(Jwks::new(
                 url,
                 config.jwks_refresh.unwrap_or(Duration::from_secs(300)),
-            )?)
+            )?))
         };
         let families: Vec<Family> = match &keys {
             Keys::Static(_, family) => vec![*family],
