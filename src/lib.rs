@@ -13,6 +13,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
+//! | `runtime` (default) | `Mesh`, `MeshClient`, `config`, `auth`, health and Prometheus metrics |
 //! | `redis` | the Redis stores of the rate limiter and the bus's dedupe (and of the registry, with `registry`) |
 //! | `amqp` | the RabbitMQ backend of the event bus |
 //! | `dns-srv` | discovery from DNS SRV records |
