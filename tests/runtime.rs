@@ -470,3 +470,49 @@ async fn a_client_without_registry_uses_configured_instances() {
     let error = a.client("c").get_json::<String>("/x").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn promtool_accepts_the_metrics() {
+    let Ok(promtool) = which_promtool() else {
+        eprintln!("skipped: promtool is not installed");
+        return;
+    };
+    let registry = registry();
+    let b = start("exposed", b_json_router("b1"), &registry, json!({})).await;
+    until_registered(&registry, "exposed", 1).await;
+    let a = support::mesh("caller", &registry, json!({})).await;
+    let _: String = a.client("exposed").get_json("/who-json").await.unwrap();
+    http_get(b.local_addr(), "/nowhere").await;
+
+    let (_, text) = http_get(b.local_addr(), "/metrics").await;
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn which_promtool() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("promtool"))
+        .find(|path| path.is_file())
+        .ok_or(())
+}

@@ -25,7 +25,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
                 Err(_) => {
                     tracing::warn!(
                         "a metrics recorder was installed already; /metrics stays empty"
@@ -50,3 +53,91 @@ pub fn render() -> String {
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The help text of every metric mesh records (Prometheus's `# HELP`).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+
+    describe_counter!(
+        "mesh_server_requests_total",
+        "Requests served, by service, method, route pattern and status."
+    );
+    describe_histogram!(
+        "mesh_server_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to serve a request, by service, method and route pattern."
+    );
+    describe_counter!(
+        "mesh_client_requests_total",
+        "Calls made through a MeshClient, by called service and status (or error kind)."
+    );
+    describe_histogram!(
+        "mesh_client_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of a call through a MeshClient, every retry included."
+    );
+    describe_counter!("mesh_timeouts_total", "Calls cut off by the timeout layer.");
+    describe_counter!(
+        "mesh_deadlines_exceeded_total",
+        "Requests whose caller's deadline passed while they were served."
+    );
+    describe_counter!(
+        "mesh_retries_total",
+        "Attempts after the first, by retry layer."
+    );
+    describe_counter!(
+        "mesh_circuit_breaker_calls_total",
+        "Calls seen by a circuit breaker, by outcome."
+    );
+    describe_counter!(
+        "mesh_circuit_breaker_transitions_total",
+        "Circuit breaker state changes."
+    );
+    describe_gauge!(
+        "mesh_circuit_breaker_state",
+        "1 for the state a circuit breaker is in, 0 for the others."
+    );
+    describe_counter!(
+        "mesh_bulkhead_rejected_total",
+        "Calls refused because the bulkhead was full."
+    );
+    describe_gauge!(
+        "mesh_bulkhead_max_concurrent_calls",
+        "The bulkhead's concurrency limit."
+    );
+    describe_counter!(
+        "mesh_rate_limit_rejected_total",
+        "Calls refused by the rate limiter."
+    );
+    describe_counter!(
+        "mesh_rate_limit_store_failures_total",
+        "Rate-limit decisions the store failed to make in time."
+    );
+    describe_counter!(
+        "mesh_balance_ejections_total",
+        "Instances ejected from a balancer after consecutive failures."
+    );
+    describe_counter!("mesh_bus_published_total", "Events published, by outcome.");
+    describe_counter!(
+        "mesh_bus_consumed_total",
+        "Events delivered to a subscriber."
+    );
+    describe_counter!("mesh_bus_handled_total", "Events handled, by outcome.");
+    describe_counter!(
+        "mesh_bus_retried_total",
+        "Events scheduled for another attempt."
+    );
+    describe_counter!(
+        "mesh_bus_dead_lettered_total",
+        "Events moved to a dead-letter queue."
+    );
+    describe_histogram!(
+        "mesh_bus_handler_seconds",
+        metrics::Unit::Seconds,
+        "Time an event handler took."
+    );
+    describe_gauge!(
+        "mesh_bus_queue_depth",
+        "Messages waiting in a subscriber's queue."
+    );
+}
