@@ -516,3 +516,116 @@ fn which_promtool() -> Result<std::path::PathBuf, ()> {
         .find(|path| path.is_file())
         .ok_or(())
 }
+
+/// A registry that refuses the first registrations, as one still starting would.
+struct Flaky {
+    registry: Arc<mesh_registry::Registry>,
+    refusals: AtomicUsize,
+}
+
+impl mesh::registry::RegistryApi for Flaky {
+    fn register<'a>(
+        &'a self,
+        instance: &'a mesh::discovery::Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> mesh::registry::RegistryFuture<'a, ()> {
+        if self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Box::pin(async {
+                Err(MeshError::new(ErrorKind::Unavailable, "registry starting"))
+            });
+        }
+        mesh::registry::RegistryApi::register(
+            self.registry.as_ref(),
+            instance,
+            renewal_interval,
+            lease_duration,
+        )
+    }
+
+    fn renew<'a>(
+        &'a self,
+        service: &'a mesh::discovery::ServiceId,
+        id: &'a str,
+    ) -> mesh::registry::RegistryFuture<'a, bool> {
+        mesh::registry::RegistryApi::renew(self.registry.as_ref(), service, id)
+    }
+
+    fn deregister<'a>(
+        &'a self,
+        service: &'a mesh::discovery::ServiceId,
+        id: &'a str,
+    ) -> mesh::registry::RegistryFuture<'a, ()> {
+        mesh::registry::RegistryApi::deregister(self.registry.as_ref(), service, id)
+    }
+
+    fn watch(
+        &self,
+        since: u64,
+        wait: Duration,
+    ) -> mesh::registry::RegistryFuture<'_, mesh_registry::WatchAnswer> {
+        mesh::registry::RegistryApi::watch(self.registry.as_ref(), since, wait)
+    }
+}
+
+#[tokio::test]
+async fn a_service_starts_while_the_registry_is_away_and_registers_when_it_is_back() {
+    let registry = registry();
+    let flaky = Arc::new(Flaky {
+        registry: registry.clone(),
+        refusals: AtomicUsize::new(2),
+    });
+    let running = mesh::Mesh::builder("patient")
+        .config(mesh::config::MeshConfig::from_value("patient", json!({})))
+        .registry(flaky)
+        .build()
+        .await
+        .unwrap()
+        .start(b_router("up"))
+        .await
+        .unwrap();
+    assert_eq!(http_get(running.local_addr(), "/who").await.1, "up");
+    assert!(!running.is_registered().await);
+    until_registered(&registry, "patient", 1).await;
+    assert!(running.is_registered().await);
+    running.shutdown().await.unwrap();
+    until_registered(&registry, "patient", 0).await;
+}
+
+#[tokio::test]
+async fn serve_runs_until_its_shutdown_signal() {
+    let registry = registry();
+    let mesh = support::mesh("signalled", &registry, json!({})).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(mesh.serve_with_shutdown(b_router("s"), async {
+        let _ = stopped.await;
+    }));
+    until_registered(&registry, "signalled", 1).await;
+    assert!(!serving.is_finished());
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    until_registered(&registry, "signalled", 0).await;
+}
+
+#[tokio::test]
+async fn a_client_speaks_http2_when_told() {
+    let registry = registry();
+    let router = Router::new().route(
+        "/who-json",
+        get(|request: mesh::axum::extract::Request| async move {
+            mesh::axum::Json(format!("{:?}", request.version()))
+        }),
+    );
+    let _b = start("h2", router, &registry, json!({})).await;
+    until_registered(&registry, "h2", 1).await;
+    let a = support::mesh("a", &registry, json!({"clients": {"h2": {"http2": true}}})).await;
+    let version: String = a.client("h2").get_json("/who-json").await.unwrap();
+    assert_eq!(version, "HTTP/2.0");
+    let a1 = support::mesh("a", &registry, json!({})).await;
+    let version: String = a1.client("h2").get_json("/who-json").await.unwrap();
+    assert_eq!(version, "HTTP/1.1");
+}

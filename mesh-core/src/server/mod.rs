@@ -25,6 +25,7 @@
 //! `server.drain_timeout`.
 
 mod layers;
+mod registration;
 mod settings;
 
 use std::{
@@ -46,6 +47,7 @@ use axum::{
 use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+use self::registration::Registration;
 pub use self::settings::{RegistrySettings, ServerSettings};
 use crate::{
     auth::JwtVerifier,
@@ -57,7 +59,7 @@ use crate::{
         health::{HealthChecks, HealthReport, Status},
         prometheus,
     },
-    registry::{Registered, RegistryApi, RegistryClient, keep_registered},
+    registry::{RegistryApi, RegistryClient},
 };
 
 /// How long deregistration may take before shutdown goes on without it.
@@ -100,7 +102,7 @@ pub struct MeshBuilder {
 pub struct Running {
     mesh: Mesh,
     local_addr: SocketAddr,
-    registered: Option<Registered>,
+    registration: Option<Registration>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     drain_timeout: Duration,
@@ -266,7 +268,8 @@ impl Mesh {
     }
 
     /// Binds, starts serving `router` with the server layers, `/health` and `/metrics`, and
-    /// registers; returns once the service is reachable and registered.
+    /// registers; returns once the service is reachable and registered — or, when the
+    /// registry cannot be reached, reachable, with registration retried in the background.
     pub async fn start(&self, router: Router) -> Result<Running, MeshError> {
         let snapshot = self.inner.config.snapshot();
         let server: ServerSettings = snapshot.section("server")?;
@@ -296,19 +299,16 @@ impl Mesh {
             let _ = stopped.await;
         });
         let server_task = tokio::spawn(async move { serve.await });
-        let registered = match (&self.inner.clients.registry, registry_settings.register) {
-            (Some(registry), true) => {
-                let instance = self.instance(&server, local_addr);
-                Some(
-                    keep_registered(
-                        registry.clone(),
-                        instance,
-                        registry_settings.renewal_interval,
-                        registry_settings.lease_duration,
-                    )
-                    .await?,
+        let registration = match (&self.inner.clients.registry, registry_settings.register) {
+            (Some(registry), true) => Some(
+                Registration::start(
+                    registry.clone(),
+                    self.instance(&server, local_addr),
+                    registry_settings.renewal_interval,
+                    registry_settings.lease_duration,
                 )
-            }
+                .await,
+            ),
             _ => None,
         };
         self.inner.ready.store(true, Ordering::SeqCst);
@@ -316,7 +316,7 @@ impl Mesh {
         Ok(Running {
             mesh: self.clone(),
             local_addr,
-            registered,
+            registration,
             stop: Some(stop),
             server: server_task,
             drain_timeout: server.drain_timeout,
@@ -429,9 +429,18 @@ impl Running {
         self.local_addr
     }
 
-    /// The instance registered, if the service registered.
+    /// The instance this service registers as, when it registers.
     pub fn instance(&self) -> Option<&Instance> {
-        self.registered.as_ref().map(Registered::instance)
+        self.registration.as_ref().map(Registration::instance)
+    }
+
+    /// Whether the registry has accepted this service (registration is retried in the
+    /// background while the registry cannot be reached).
+    pub async fn is_registered(&self) -> bool {
+        match &self.registration {
+            Some(registration) => registration.is_registered().await,
+            None => false,
+        }
     }
 
     /// The service.
@@ -444,8 +453,8 @@ impl Running {
     /// `server.drain_timeout` for in-flight requests before closing the rest.
     pub async fn shutdown(mut self) -> Result<(), MeshError> {
         self.mesh.inner.ready.store(false, Ordering::SeqCst);
-        if let Some(registered) = self.registered.take() {
-            match tokio::time::timeout(DEREGISTER_TIMEOUT, registered.deregister()).await {
+        if let Some(registration) = self.registration.take() {
+            match tokio::time::timeout(DEREGISTER_TIMEOUT, registration.deregister()).await {
                 Ok(Ok(())) => tracing::info!(service = %self.mesh.name(), "deregistered"),
                 Ok(Err(error)) => tracing::warn!(%error, "deregistration failed"),
                 Err(_) => tracing::warn!("deregistration timed out"),
