@@ -12,6 +12,7 @@ use mesh_core::{
         SubscriptionConfig,
     },
     error::BoxError,
+    observe::TraceContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -203,7 +204,51 @@ async fn an_event_nobody_subscribed_to_is_refused(bus: &dyn Bus) {
     assert!(matches!(error, BusError::Unroutable(ty) if ty == "orphan.created"));
 }
 
+async fn a_handler_continues_the_publishers_trace(bus: &dyn Bus) {
+    let service = format!("coach-{}", nonce());
+    let seen: Arc<Mutex<Option<(TraceContext, Option<String>)>>> = Arc::default();
+    let log = seen.clone();
+    let handler = move |event: Event| {
+        let log = log.clone();
+        async move {
+            *log.lock().unwrap() = Some((TraceContext::current().unwrap(), event.traceparent));
+            Ok::<(), BoxError>(())
+        }
+    };
+    let _subscription = bus
+        .subscribe(config(&service, "goals"), Arc::new(handler))
+        .await
+        .unwrap();
+    let publisher = TraceContext::root();
+    let event = publisher.scope(async { event("dee", 1) }).await;
+    bus.publish(event).await.unwrap();
+    eventually(|| seen.lock().unwrap().is_some()).await;
+    let (consume, carried) = seen.lock().unwrap().take().unwrap();
+    let publish = TraceContext::parse(&carried.unwrap()).unwrap();
+    assert_eq!(
+        publish.trace_id(),
+        publisher.trace_id(),
+        "publish continues the publisher's trace"
+    );
+    assert_ne!(
+        publish.span_id(),
+        publisher.span_id(),
+        "publishing is a span of its own"
+    );
+    assert_eq!(
+        consume.trace_id(),
+        publisher.trace_id(),
+        "the handler runs in the same trace"
+    );
+    assert_ne!(
+        consume.span_id(),
+        publish.span_id(),
+        "consuming is a child span"
+    );
+}
+
 async fn behaviour_suite(bus: &dyn Bus) {
+    a_handler_continues_the_publishers_trace(bus).await;
     an_event_nobody_subscribed_to_is_refused(bus).await;
     failing_twice_then_succeeding_runs_three_times_with_growing_delays(bus).await;
     an_always_failing_event_lands_in_the_dead_letter_queue(bus).await;

@@ -3,6 +3,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::BusError;
+use crate::observe::TraceContext;
 
 /// A typed event payload, declared once with its CloudEvents type, which is also its routing
 /// key on the topic exchange. Through the `mesh` facade, `#[derive(mesh::EventType)]` with
@@ -66,7 +67,12 @@ impl Event {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             subject: None,
             datacontenttype: "application/json".into(),
-            traceparent: None,
+            // The publish span: a child of the trace the publisher is serving, or a new trace.
+            traceparent: Some(
+                TraceContext::current()
+                    .map_or_else(TraceContext::root, |current| current.child())
+                    .to_string(),
+            ),
             data,
         })
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{DedupeStore, Event, Handler};
+use crate::observe::TraceContext;
 use crate::resilience::retry::Backoff;
 
 /// A consumer group's subscription.
@@ -159,17 +160,23 @@ impl Runner {
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "dedupe store unavailable, handling anyway"),
         }
+        // The consume span: a child of the publish span the event carries, so the handler's
+        // own calls (a MeshClient's, another publish) continue the publisher's trace.
+        let publish = event.traceparent.as_deref().and_then(TraceContext::parse);
+        let context = publish.map_or_else(TraceContext::root, |parent| parent.child());
         let span = tracing::debug_span!(
             "bus.consume",
             queue = %self.queue,
             event.id = %event.id,
             event.r#type = %event.ty,
-            traceparent = event.traceparent.as_deref().unwrap_or(""),
+            trace_id = %context.trace_id(),
+            span_id = %context.span_id(),
+            parent_span_id = %publish.map(|p| p.span_id()).unwrap_or_default(),
             attempt,
         );
         let started = tokio::time::Instant::now();
-        let outcome = AssertUnwindSafe(self.handler.handle(event.clone()))
-            .catch_unwind()
+        let outcome = context
+            .scope(AssertUnwindSafe(self.handler.handle(event.clone())).catch_unwind())
             .instrument(span)
             .await;
         metrics::histogram!("mesh_bus_handler_seconds", "queue" => self.queue.clone())
