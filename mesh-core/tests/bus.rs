@@ -206,7 +206,9 @@ async fn an_event_nobody_subscribed_to_is_refused(bus: &dyn Bus) {
 
 async fn a_handler_continues_the_publishers_trace(bus: &dyn Bus) {
     let service = format!("coach-{}", nonce());
-    let seen: Arc<Mutex<Option<(TraceContext, Option<String>)>>> = Arc::default();
+    /// The handler's trace context and the `traceparent` its event carried.
+    type Seen = Option<(TraceContext, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     let handler = move |event: Event| {
         let log = log.clone();
