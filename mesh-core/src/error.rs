@@ -10,7 +10,7 @@
 //! [`BulkheadFull`]: crate::resilience::bulkhead::BulkheadFull
 //! [`RateLimited`]: crate::resilience::rate_limit::RateLimited
 
-use std::{error::Error as StdError, fmt, io, time::Duration};
+use std::{borrow::Cow, error::Error as StdError, fmt, io, time::Duration};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -67,6 +67,7 @@ pub struct MeshError {
     message: String,
     upstream_status: Option<StatusCode>,
     upstream_body: Option<Bytes>,
+    code: Option<Cow<'static, str>>,
     retry_after: Option<Duration>,
     source: Option<BoxError>,
 }
@@ -142,6 +143,7 @@ impl MeshError {
             message: message.into(),
             upstream_status: None,
             upstream_body: None,
+            code: None,
             retry_after: None,
             source: None,
         }
@@ -153,6 +155,50 @@ impl MeshError {
             upstream_status: Some(status),
             ..Self::new(ErrorKind::Upstream, message)
         }
+    }
+
+    /// An application's own error: answered with `status` and `code` as the body's `kind`, so
+    /// a caller can tell it apart ([`upstream_code`](Self::upstream_code)). The error's
+    /// [`kind`](Self::kind) follows the status (404 → `NotFound`, 409 and other 4xx →
+    /// `BadRequest`, 5xx → `Internal`, …).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use mesh_core::error::{ErrorKind, MeshError};
+    /// let error = MeshError::custom(StatusCode::CONFLICT, "out_of_stock", "sku-1 is sold out");
+    /// assert_eq!(error.status(), StatusCode::CONFLICT);
+    /// assert_eq!(error.to_json(None)["error"]["kind"], "out_of_stock");
+    /// assert_eq!(error.kind(), ErrorKind::BadRequest);
+    /// ```
+    pub fn custom(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        let kind = match status.as_u16() {
+            400 | 405..=428 | 430..=499 => ErrorKind::BadRequest,
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::RateLimited,
+            502 => ErrorKind::Upstream,
+            503 => ErrorKind::Unavailable,
+            504 => ErrorKind::Timeout,
+            _ => ErrorKind::Internal,
+        };
+        Self {
+            upstream_status: Some(status),
+            code: Some(code.into()),
+            ..Self::new(kind, message)
+        }
+    }
+
+    /// The `kind` an upstream's JSON error body named (its own code for
+    /// [`custom`](Self::custom) errors), when it sent one.
+    pub fn upstream_code(&self) -> Option<String> {
+        let body = self.upstream_body.as_ref()?;
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        value["error"]["kind"].as_str().map(str::to_owned)
     }
 
     /// Attaches the underlying cause.
@@ -211,7 +257,7 @@ impl MeshError {
     pub fn to_json(&self, trace_id: Option<&str>) -> serde_json::Value {
         serde_json::json!({
             "error": {
-                "kind": self.kind.as_str(),
+                "kind": self.code.as_deref().unwrap_or(self.kind.as_str()),
                 "message": self.message,
                 "trace_id": trace_id,
             }
@@ -267,6 +313,7 @@ fn classify(err: &(dyn StdError + 'static)) -> Option<MeshError> {
         let mut copy = MeshError::new(mesh.kind, mesh.message.clone());
         copy.upstream_status = mesh.upstream_status;
         copy.upstream_body = mesh.upstream_body.clone();
+        copy.code = mesh.code.clone();
         copy.retry_after = mesh.retry_after;
         return Some(copy);
     } else if let Some(limited) = err.downcast_ref::<RateLimited>() {

@@ -111,8 +111,9 @@ impl fmt::Debug for JwtConfig {
 pub struct AuthSettings {
     /// How tokens are verified; no key source means no verification on this service.
     pub jwt: JwtConfig,
-    /// Paths that need no token: exact, or a prefix ending in `/**`. `/health`,
-    /// `/health/*` and `/metrics` are always public.
+    /// Paths that need no token: exact, with `{name}` segments matching any one segment, or
+    /// ending in `/**` to match everything below. `/health`, `/health/*` and `/metrics` are
+    /// always public.
     pub public: Vec<String>,
 }
 

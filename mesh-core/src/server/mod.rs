@@ -80,6 +80,7 @@ struct Inner {
     clients: Arc<ClientContext>,
     checks: HealthChecks,
     auth: Option<JwtVerifier>,
+    described: Vec<ServiceMetadata>,
     ready: AtomicBool,
 }
 
@@ -95,6 +96,56 @@ pub struct MeshBuilder {
     registry: Option<Arc<dyn RegistryApi>>,
     registry_url: Option<String>,
     checks: HealthChecks,
+    described: Vec<ServiceMetadata>,
+}
+
+/// What `#[mesh::service]` knows of a service's API. A service that
+/// [`describe`](MeshBuilder::describe)s itself publishes its routes in its registration's
+/// metadata (`routes`, a JSON list), from which a gateway can generate routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceMetadata {
+    /// The service ID.
+    pub name: &'static str,
+    /// Every route.
+    pub routes: &'static [RouteMetadata],
+}
+
+/// One route of a [`ServiceMetadata`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMetadata {
+    /// The HTTP method, in capitals.
+    pub method: &'static str,
+    /// The path pattern, such as `/inventory/{sku}`.
+    pub path: &'static str,
+    /// Whether the route needs no token.
+    pub public: bool,
+    /// Whether calls may be retried whatever the method.
+    pub idempotent: bool,
+}
+
+impl ServiceMetadata {
+    /// The routes as the JSON list the registration carries:
+    /// `[{"method":"GET","path":"/inventory/{sku}","public":false,"idempotent":true}]`.
+    pub fn routes_json(&self) -> String {
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "method": r.method,
+                    "path": r.path,
+                    "public": r.public,
+                    "idempotent": r.idempotent,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(routes).to_string()
+    }
+
+    /// The paths that need no token, for `server.auth.public`.
+    pub fn public_paths(&self) -> impl Iterator<Item = &'static str> {
+        self.routes.iter().filter(|r| r.public).map(|r| r.path)
+    }
 }
 
 /// A service being served; [`shutdown`](Self::shutdown) stops it gracefully.
@@ -155,6 +206,14 @@ impl MeshBuilder {
         self
     }
 
+    /// Publishes the API of a `#[mesh::service]` trait this service implements (its routes
+    /// go into the registration's metadata), and makes its public routes public when
+    /// `server.auth` is on.
+    pub fn describe(mut self, metadata: ServiceMetadata) -> Self {
+        self.described.push(metadata);
+        self
+    }
+
     /// Adds a readiness check (a Redis ping, the bus connection): `/health/ready` is down
     /// while it fails or takes longer than `timeout`.
     pub fn health_check<F, Fut>(mut self, name: &str, timeout: Duration, check: F) -> Self
@@ -211,6 +270,7 @@ impl MeshBuilder {
                 config,
                 checks: self.checks,
                 auth,
+                described: self.described,
                 ready: AtomicBool::new(false),
             }),
         })
@@ -232,6 +292,7 @@ impl Mesh {
             registry: None,
             registry_url: None,
             checks: HealthChecks::new(),
+            described: Vec::new(),
         }
     }
 
@@ -272,8 +333,14 @@ impl Mesh {
     /// registry cannot be reached, reachable, with registration retried in the background.
     pub async fn start(&self, router: Router) -> Result<Running, MeshError> {
         let snapshot = self.inner.config.snapshot();
-        let server: ServerSettings = snapshot.section("server")?;
+        let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
+        for described in &self.inner.described {
+            server
+                .auth
+                .public
+                .extend(described.public_paths().map(str::to_owned));
+        }
         let listener = TcpListener::bind(server.address).await.map_err(|e| {
             MeshError::new(
                 ErrorKind::Config,
@@ -344,6 +411,11 @@ impl Mesh {
             .insert("version".into(), self.inner.version.clone());
         if let Some(profile) = self.inner.config.profile() {
             instance.metadata.insert("profile".into(), profile.into());
+        }
+        if let [described, ..] = self.inner.described.as_slice() {
+            instance
+                .metadata
+                .insert("routes".into(), described.routes_json());
         }
         instance
     }
