@@ -23,6 +23,11 @@ pub use mesh_core::*;
 /// Declares an event payload's type: `#[derive(EventType)] #[event(type = "order.placed")]`
 /// implements [`bus::EventType`].
 pub use mesh_macros::EventType;
+/// Turns one trait into a server router (`{Trait}Server`) and a typed client
+/// (`{Trait}Client`) calling the service by its ID: `#[mesh::service(name = "inventory")]`.
+/// See `docs/service-macro.md`.
+#[cfg(feature = "runtime")]
+pub use mesh_macros::service;
 /// The registry server (`mesh-registry`) as a library: embed a registry in a single-process
 /// mesh or in tests.
 #[cfg(feature = "registry")]

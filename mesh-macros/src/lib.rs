@@ -2,13 +2,44 @@
 //!
 //! - `#[derive(EventType)]` declares an event payload's CloudEvents type, which is also its
 //!   routing key on the bus: `#[event(type = "order.placed")]`.
+//! - `#[service(name = "...")]` turns one trait into a server router and a typed client.
 //!
 //! The generated code names `::mesh::…` paths only, so it works in any crate depending on
 //! `mesh`.
 
+mod service;
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{DeriveInput, LitStr, parse_macro_input};
+
+/// Turns a trait into a service contract: the trait (its methods returning `Send` futures),
+/// `{Trait}Server` (an axum router over an implementation) and `{Trait}Client` (a typed client
+/// calling the service by its ID through the mesh client stack).
+///
+/// ```ignore
+/// #[mesh::service(name = "inventory-service")]
+/// pub trait Inventory {
+///     /// The stock of one SKU.
+///     #[get("/inventory/{sku}")]
+///     async fn stock(&self, sku: String) -> Result<Stock, MeshError>;
+///
+///     #[post("/inventory/{sku}/reservations", idempotent, timeout = "2s")]
+///     async fn reserve(&self, sku: String, #[query] hold: Hold, body: Reservation) -> Result<Reserved, MeshError>;
+/// }
+/// ```
+///
+/// Arguments bind by name to `{path}` parameters, `#[query]` to the query string, and one
+/// other argument (or the one marked `#[body]`) to the JSON body. Route options:
+/// `idempotent` (a POST or PATCH may be retried), `public` (no token needed) and
+/// `timeout = "2s"`. The mesh book's `docs/service-macro.md` has the full reference.
+#[proc_macro_attribute]
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    match service::expand(args.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
 
 /// Implements `mesh::bus::EventType` for a payload type.
 ///
