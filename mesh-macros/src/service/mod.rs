@@ -9,9 +9,16 @@ use syn::{ItemTrait, LitStr, TraitItem};
 use self::parse::{Binding, Method, Segment, Service};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let name = parse::service_name(args)?;
     let mut item: ItemTrait = syn::parse2(item)?;
-    let service = parse::service(name, &mut item)?;
+    let service = match parse::service_name(args).and_then(|name| parse::service(name, &mut item)) {
+        Ok(service) => service,
+        Err(error) => {
+            // The trait stays, without mesh's attributes, so the error is the only one.
+            parse::strip(&mut item);
+            let error = error.to_compile_error();
+            return Ok(quote!(#error #item));
+        }
+    };
     let service_trait = service_trait(&mut item);
     let metadata = metadata(&service);
     let server = server(&item, &service, &metadata);

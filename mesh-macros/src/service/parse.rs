@@ -162,6 +162,22 @@ pub(crate) fn service(name: LitStr, item: &mut ItemTrait) -> syn::Result<Service
     }
 }
 
+/// Removes mesh's attributes (routes, `#[query]`, `#[body]`) from every method.
+pub(crate) fn strip(item: &mut ItemTrait) {
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(function) = trait_item {
+            function.attrs.retain(|a| HttpMethod::of(a).is_none());
+            for input in &mut function.sig.inputs {
+                if let FnArg::Typed(typed) = input {
+                    typed
+                        .attrs
+                        .retain(|a| !a.path().is_ident("query") && !a.path().is_ident("body"));
+                }
+            }
+        }
+    }
+}
+
 fn push(errors: &mut Option<syn::Error>, error: syn::Error) {
     match errors {
         Some(errors) => errors.combine(error),

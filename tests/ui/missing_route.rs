@@ -1,0 +1,8 @@
+use mesh::error::MeshError;
+
+#[mesh::service(name = "inventory")]
+trait Inventory {
+    async fn stock(&self) -> Result<u32, MeshError>;
+}
+
+fn main() {}
