@@ -117,9 +117,16 @@ async fn only_up_instances_receive_traffic() {
 
     pool[1].status = InstanceStatus::Starting;
     publisher.publish(pool);
-    let error = service.oneshot(get("/")).await.unwrap_err();
+    let error = service.clone().oneshot(get("/")).await.unwrap_err();
     assert!(error.is::<NoInstances>());
     assert_eq!(MeshError::from_boxed(error).kind(), ErrorKind::NoInstances);
+
+    publisher.publish(Vec::new());
+    let error = service.oneshot(get("/")).await.unwrap_err();
+    assert!(
+        error.is::<NoInstances>(),
+        "an empty pool is no instance, not a panic"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,9 +1,42 @@
-//! The edge API gateway of mesh.
+//! The edge API gateway of mesh: the single entry point that secures and routes every client
+//! request, configured as Spring Cloud Gateway users write it.
 //!
-//! This crate will hold the route matcher, filters, per-route policies and the `mesh-gateway`
-//! binary. Nothing is public yet: the gateway is built on the mesh runtime, which comes first.
+//! Routes match on `Path`, `Method`, `Host`, `Header` and `Query` predicates (compiled once at
+//! start), rewrite requests with `StripPrefix`, `SetPath`, `RewritePath` and header filters,
+//! need a valid JWT unless `public` (or one of a list of roles), may carry a rate limit and a
+//! timeout, and forward to `lb://service-id` (discovery, balancing and the whole mesh client
+//! stack) or a fixed `http://host:port`. Errors are mesh's JSON error bodies: 404 no route,
+//! 401/403, 429 with `Retry-After`, 502, 503, 504.
 //!
 //! ```
-//! // The crate links against mesh-core; its API arrives with the gateway capability.
-//! use mesh_gateway as _;
+//! use mesh_gateway::{Gateway, GatewayConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mesh_core::error::MeshError> {
+//! let config = GatewayConfig::from_yaml(r#"
+//! routes:
+//!   - id: all
+//!     uri: http://127.0.0.1:9000
+//!     predicates: ["Path=/**"]
+//!     auth: public
+//! "#)?;
+//! let mesh = mesh_core::Mesh::builder("mesh-gateway")
+//!     .config(mesh_core::config::MeshConfig::from_value("mesh-gateway", serde_json::json!({})))
+//!     .build()
+//!     .await?;
+//! let router = Gateway::new(config, &mesh)?.into_router();
+//! # let _ = router;
+//! # Ok(()) }
 //! ```
+
+mod config;
+mod error;
+mod filter;
+mod gateway;
+mod predicate;
+
+pub use self::{
+    config::{EdgeAuthConfig, GatewayConfig, RouteAuth, RouteConfig},
+    filter::Filter,
+    gateway::{Gateway, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER},
+    predicate::{Captures, PathPattern, Predicate},
+};

@@ -306,8 +306,10 @@ impl Shared {
         const TRIES: usize = 8;
         let eligible = |i: usize| view.instances[i].is_up() && !view.endpoints[i].is_ejected(now);
         let n = view.instances.len();
-        if n == 1 {
-            return eligible(0).then_some(0);
+        match n {
+            0 => return None,
+            1 => return eligible(0).then_some(0),
+            _ => {}
         }
         let mut first = None;
         for _ in 0..TRIES {

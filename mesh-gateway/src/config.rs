@@ -1,0 +1,150 @@
+//! The gateway's YAML: routes as Spring Cloud Gateway users write them, and edge auth.
+
+use std::{path::Path, time::Duration};
+
+use mesh_core::{
+    auth::JwtConfig,
+    error::{ErrorKind, MeshError},
+    resilience::rate_limit::RateLimitConfig,
+};
+use serde::Deserialize;
+
+/// The whole gateway file.
+///
+/// ```yaml
+/// routes:
+///   - id: products
+///     uri: lb://product-service
+///     predicates: [Path=/api/products/**, Method=GET]
+///     filters: [StripPrefix=1]
+///     auth: public
+///   - id: orders
+///     uri: lb://order-service
+///     predicates: [Path=/api/orders/**]
+///     filters: [StripPrefix=1]
+///     auth: [customer]
+///     rate_limit: { replenish_rate: 10, burst_capacity: 20, key: subject }
+///     timeout: 2s
+/// auth:
+///   jwt: { jwks_url: http://auth-service/.well-known/jwks.json, issuer: auth-service }
+/// ```
+///
+/// The same file may hold the gateway's own mesh settings (`server`, `registry`, `clients`),
+/// read by its `Mesh`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// The routes, tried in `order` (then file order); the first match wins.
+    pub routes: Vec<RouteConfig>,
+    /// How tokens are verified at the edge.
+    pub auth: EdgeAuthConfig,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A name for logs and metrics.
+    pub id: String,
+    /// `lb://service-id` (discovery and balancing) or `http://host:port` (a fixed upstream).
+    pub uri: String,
+    /// Spring Cloud Gateway's shorthand: `Path=/api/**`, `Method=GET,POST`,
+    /// `Host=**.example.com`, `Header=X-Tenant, \d+`, `Query=green` or `Query=color, gr.+`.
+    #[serde(default)]
+    pub predicates: Vec<String>,
+    /// Spring Cloud Gateway's shorthand: `StripPrefix=1`, `SetPath=/{segment}`,
+    /// `RewritePath=/red/(?<segment>.*), /$\{segment}`, `AddRequestHeader=X-A, 1`,
+    /// `RemoveRequestHeader=Cookie`, `AddResponseHeader=X-B, 2`, `RemoveResponseHeader=Server`.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Lower first; routes of equal order keep their file order.
+    #[serde(default)]
+    pub order: i32,
+    /// `required` (the default: any valid token), `public`, or a list of roles (any one).
+    #[serde(default)]
+    pub auth: RouteAuth,
+    /// A rate limit on this route (keyed by the `key` it names).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// The longest the upstream may take.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawAuth")]
+pub enum RouteAuth {
+    /// Secure by default: any valid token.
+    #[default]
+    Required,
+    /// No token needed.
+    Public,
+    /// A valid token carrying any one of these roles.
+    Roles(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAuth {
+    Mode(AuthMode),
+    Roles(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AuthMode {
+    Required,
+    Public,
+}
+
+impl From<RawAuth> for RouteAuth {
+    fn from(raw: RawAuth) -> Self {
+        match raw {
+            RawAuth::Mode(AuthMode::Required) => Self::Required,
+            RawAuth::Mode(AuthMode::Public) => Self::Public,
+            RawAuth::Roles(roles) => Self::Roles(roles),
+        }
+    }
+}
+
+/// Token verification at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeAuthConfig {
+    /// The keys and claims; with no key source, only `public` routes answer.
+    pub jwt: JwtConfig,
+    /// The HttpOnly cookie a browser's token may come in, instead of `Authorization`.
+    pub cookie: String,
+}
+
+impl Default for EdgeAuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt: JwtConfig::default(),
+            cookie: "mesh_token".into(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads a YAML file.
+    pub fn from_file(path: &Path) -> Result<Self, MeshError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MeshError::new(ErrorKind::Config, format!("{}: {e}", path.display())))?;
+        Self::from_yaml(&text).map_err(|e| {
+            MeshError::new(
+                ErrorKind::Config,
+                format!("{}: {}", path.display(), e.message()),
+            )
+        })
+    }
+
+    /// Reads YAML text; the error names the offending key.
+    pub fn from_yaml(text: &str) -> Result<Self, MeshError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            MeshError::new(ErrorKind::Config, format!("`{}`: {}", e.path(), e.inner()))
+        })
+    }
+}

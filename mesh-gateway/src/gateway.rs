@@ -1,0 +1,433 @@
+//! The gateway: route matching, edge auth, per-route policies and forwarding.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
+use http_body_util::BodyExt;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
+use mesh_core::{
+    BoxBody, Mesh, MeshClient,
+    auth::{AuthError, Identity, JwtVerifier},
+    context::{PeerAddr, Subject},
+    error::{ErrorKind, MeshError},
+    observe::TraceContext,
+    resilience::rate_limit::RateLimitLayer,
+};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt, service_fn};
+
+use crate::{
+    config::{GatewayConfig, RouteAuth, RouteConfig},
+    error::invalid,
+    filter::Filter,
+    predicate::{Captures, Predicate},
+};
+
+/// The identity headers the gateway sets upstream, and removes when a client sends them.
+pub const USER_HEADER: HeaderName = HeaderName::from_static("x-mesh-user");
+/// The caller's roles, comma-separated.
+pub const ROLES_HEADER: HeaderName = HeaderName::from_static("x-mesh-roles");
+/// The request id every request carries, set when the client did not.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers that concern one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// A compiled gateway. Clones share it.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    routes: Vec<Route>,
+    verifier: Option<JwtVerifier>,
+    cookie: String,
+    http: Client<HttpConnector, BoxBody>,
+}
+
+#[derive(Debug)]
+struct Route {
+    id: Arc<str>,
+    predicates: Vec<Predicate>,
+    filters: Vec<Filter>,
+    upstream: Upstream,
+    auth: RouteAuth,
+    limiter: Option<RateLimitLayer>,
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Upstream {
+    /// `lb://service`: through discovery, balancing and the client stack.
+    Service(MeshClient),
+    /// `http://host:port`: a fixed upstream.
+    Fixed(Authority),
+}
+
+impl Gateway {
+    /// Compiles `config`; `mesh` resolves `lb://` services. Every problem is reported at once
+    /// here, never per request.
+    pub fn new(config: GatewayConfig, mesh: &Mesh) -> Result<Self, MeshError> {
+        let verifier = if config.auth.jwt.secret.is_some()
+            || config.auth.jwt.public_key.is_some()
+            || config.auth.jwt.jwks_url.is_some()
+        {
+            Some(JwtVerifier::new(config.auth.jwt.clone())?)
+        } else {
+            None
+        };
+        let mut routes: Vec<(i32, Route)> = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let compiled = compile(route, mesh)
+                .map_err(|e| invalid(format!("route `{}`: {}", route.id, e.message())))?;
+            if verifier.is_none() && compiled.auth != RouteAuth::Public {
+                return Err(invalid(format!(
+                    "route `{}` needs a token, but `auth.jwt` names no key: set one, or make \
+                     the route `auth: public`",
+                    route.id
+                )));
+            }
+            routes.push((route.order, compiled));
+        }
+        routes.sort_by_key(|(order, _)| *order);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                routes: routes.into_iter().map(|(_, r)| r).collect(),
+                verifier,
+                cookie: config.auth.cookie,
+                http: Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .build(connector),
+            }),
+        })
+    }
+
+    /// The gateway as a router: every path goes through [`handle`](Self::handle).
+    pub fn into_router(self) -> Router {
+        Router::new().fallback(handle).with_state(self)
+    }
+
+    /// Routes one request.
+    pub async fn handle(&self, mut request: Request) -> Response {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
+        let mut captures = Captures::new();
+        let index = self.inner.routes.iter().position(|route| {
+            captures.clear();
+            route
+                .predicates
+                .iter()
+                .all(|p| p.test(&request, &mut captures))
+        });
+        let route = index.map(|i| &self.inner.routes[i]);
+        let (route_id, method, path) = (
+            route.map_or("none".into(), |r| r.id.clone()),
+            request.method().clone(),
+            request.uri().path().to_owned(),
+        );
+        let mut response = match route {
+            None => {
+                MeshError::new(ErrorKind::NotFound, format!("no route for {path}")).into_response()
+            }
+            Some(route) => match self.admit(route, &mut request).await {
+                Err(error) => error.into_response(),
+                Ok(()) => self
+                    .limited(index.unwrap_or_default(), request, captures)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+            },
+        };
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
+        if response.status() == http::StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        let status = response.status().as_u16();
+        metrics::counter!("mesh_gateway_requests_total", "route" => route_id.clone(), "status" => status.to_string())
+            .increment(1);
+        tracing::info!(
+            target: "mesh_gateway::access",
+            route = %route_id,
+            method = %method,
+            path = %path,
+            status,
+            duration_ms = started.elapsed().as_millis() as u64,
+            request_id = %request_id.to_str().unwrap_or_default(),
+            "request"
+        );
+        response
+    }
+
+    /// Edge auth: the route's token and role requirements; sets the identity headers.
+    async fn admit(&self, route: &Route, request: &mut Request) -> Result<(), MeshError> {
+        let headers = request.headers_mut();
+        headers.remove(USER_HEADER);
+        headers.remove(ROLES_HEADER);
+        if route.auth == RouteAuth::Public {
+            return Ok(());
+        }
+        let Some(verifier) = &self.inner.verifier else {
+            return Err(AuthError::Missing.into());
+        };
+        let (token, from_cookie) = match bearer(request.headers()) {
+            Some(token) => (token, false),
+            None => match cookie(request.headers(), &self.inner.cookie) {
+                Some(token) => (token, true),
+                None => return Err(unauthorized(AuthError::Missing)),
+            },
+        };
+        let identity: Identity = verifier.verify(&token).await.map_err(unauthorized)?;
+        if let RouteAuth::Roles(roles) = &route.auth
+            && !roles.iter().any(|role| identity.has_role(role))
+        {
+            return Err(MeshError::new(
+                ErrorKind::Forbidden,
+                format!("route `{}` needs one of the roles {roles:?}", route.id),
+            ));
+        }
+        let headers = request.headers_mut();
+        if let Ok(user) = HeaderValue::try_from(identity.subject.as_str()) {
+            headers.insert(USER_HEADER, user);
+        }
+        if let Ok(roles) = HeaderValue::try_from(identity.roles.join(",")) {
+            headers.insert(ROLES_HEADER, roles);
+        }
+        if from_cookie && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}")) {
+            // Relayed, so services behind the gateway can call each other on the user's behalf.
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        request
+            .extensions_mut()
+            .insert(Subject(identity.subject.clone()));
+        request.extensions_mut().insert(identity);
+        Ok(())
+    }
+
+    /// The route's rate limit (when set) around its timeout around forwarding.
+    async fn limited(
+        &self,
+        index: usize,
+        request: Request,
+        captures: Captures,
+    ) -> Result<Response, MeshError> {
+        let gateway = self.clone();
+        let captures = Arc::new(captures);
+        let forward = service_fn(move |request: Request| {
+            let (gateway, captures) = (gateway.clone(), captures.clone());
+            async move {
+                let route = &gateway.inner.routes[index];
+                let call = gateway.forward(route, request, &captures);
+                match route.timeout {
+                    Some(timeout) => tokio::time::timeout(timeout, call).await.map_err(|_| {
+                        MeshError::new(
+                            ErrorKind::Timeout,
+                            format!("route `{}` took longer than {timeout:?}", route.id),
+                        )
+                    })?,
+                    None => call.await,
+                }
+            }
+        });
+        match &self.inner.routes[index].limiter {
+            Some(limiter) => limiter
+                .layer(forward)
+                .oneshot(request)
+                .await
+                .map_err(MeshError::from_boxed),
+            None => forward.oneshot(request).await,
+        }
+    }
+
+    /// Filters the request, sends it upstream, filters the response.
+    async fn forward(
+        &self,
+        route: &Route,
+        mut request: Request,
+        captures: &Captures,
+    ) -> Result<Response, MeshError> {
+        for filter in &route.filters {
+            filter.request(&mut request, captures);
+        }
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+        prepare_upstream_headers(request.headers_mut(), peer);
+        let (mut parts, body) = request.into_parts();
+        let body: BoxBody = body.map_err(Into::into).boxed_unsync();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let response = match &route.upstream {
+            Upstream::Service(client) => {
+                parts.uri = Uri::try_from(path_and_query)
+                    .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+                client.send(http::Request::from_parts(parts, body)).await?
+            }
+            Upstream::Fixed(authority) => {
+                parts.uri = Uri::builder()
+                    .scheme("http")
+                    .authority(authority.clone())
+                    .path_and_query(path_and_query)
+                    .build()
+                    .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+                self.inner
+                    .http
+                    .request(http::Request::from_parts(parts, body))
+                    .await
+                    .map_err(|e| MeshError::from_boxed(e.into()))?
+            }
+        };
+        let mut response = response.map(Body::new);
+        for name in &HOP_BY_HOP {
+            response.headers_mut().remove(name);
+        }
+        for filter in &route.filters {
+            filter.response(&mut response);
+        }
+        Ok(response)
+    }
+}
+
+fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
+    let predicates = route
+        .predicates
+        .iter()
+        .map(|p| Predicate::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if predicates.is_empty() {
+        return Err(invalid(
+            "a route needs at least one predicate, such as `Path=/**`",
+        ));
+    }
+    let filters = route
+        .filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream = if let Some(service) = route.uri.strip_prefix("lb://") {
+        if service.is_empty() {
+            return Err(invalid("`lb://` needs a service ID"));
+        }
+        Upstream::Service(mesh.client(service))
+    } else if let Some(authority) = route.uri.strip_prefix("http://") {
+        Upstream::Fixed(
+            authority
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|_| invalid(format!("`{}` is not http://host:port", route.uri)))?,
+        )
+    } else {
+        return Err(invalid(format!(
+            "uri `{}`: expected lb://service-id or http://host:port",
+            route.uri
+        )));
+    };
+    let limiter = route
+        .rate_limit
+        .clone()
+        .map(|config| RateLimitLayer::try_new(format!("gateway:{}", route.id), config))
+        .transpose()
+        .map_err(MeshError::from)?;
+    Ok(Route {
+        id: route.id.as_str().into(),
+        predicates,
+        filters,
+        upstream,
+        auth: route.auth.clone(),
+        limiter,
+        timeout: route.timeout,
+    })
+}
+
+/// The client's `x-request-id`, or a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = TraceContext::current()
+                .map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
+            HeaderValue::try_from(id).expect("hex digits are a valid header")
+        })
+}
+
+/// The bearer token of `Authorization`, if any.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// The value of cookie `name`, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+fn unauthorized(error: AuthError) -> MeshError {
+    MeshError::from(error)
+}
+
+/// Drops hop-by-hop headers and the client's `Host` (the upstream's is set on sending), and
+/// records the client in `X-Forwarded-For`.
+fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(host) = headers.remove(header::HOST) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    if let Some(peer) = peer {
+        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(value) = HeaderValue::try_from(forwarded) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+    }
+}
+
+async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
+    gateway.handle(request).await
+}

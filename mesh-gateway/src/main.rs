@@ -1,0 +1,49 @@
+//! `mesh-gateway --config gateway.yaml`: the edge gateway. Listens on `MESH_GATEWAY_ADDR`
+//! (default `127.0.0.1:8080`; `server.address` in the file wins over the default, the variable
+//! over both). The same file holds the routes and the gateway's own mesh settings (`registry`,
+//! `clients`, …); `MESH_*` variables override it. `MESH_LOG` sets the log filter.
+
+use std::path::PathBuf;
+
+use mesh_core::{Mesh, config::MeshConfig};
+use mesh_gateway::{Gateway, GatewayConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = std::env::args().skip(1);
+    let mut file = PathBuf::from("gateway.yaml");
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => file = args.next().ok_or("--config needs a path")?.into(),
+            "--help" | "-h" => {
+                println!("usage: mesh-gateway [--config gateway.yaml]");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    let mut defaults = serde_json::json!({"server": {"address": "127.0.0.1:8080"}});
+    if let Ok(addr) = std::env::var("MESH_GATEWAY_ADDR") {
+        defaults["server"]["address"] = addr.into();
+    }
+    let config = MeshConfig::builder("mesh-gateway")
+        .file(&file)
+        .defaults(defaults.clone())
+        .load()
+        .await?;
+    if let Ok(addr) = std::env::var("MESH_GATEWAY_ADDR") {
+        config.set("server.address", addr.into());
+    }
+    let routes: GatewayConfig = config.snapshot().section("")?;
+    let mesh = Mesh::builder("mesh-gateway").config(config).build().await?;
+    let gateway = Gateway::new(routes, &mesh)?;
+    tracing::info!(config = %file.display(), "mesh-gateway starting");
+    mesh.serve(gateway.into_router()).await?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Route predicates, compiled once from Spring Cloud Gateway's shorthand.
+
+use std::collections::HashMap;
+
+use http::{HeaderName, Method, Request};
+use regex::Regex;
+
+use crate::error::invalid;
+use mesh_core::error::MeshError;
+
+/// A compiled `Path=` pattern: `/api/products/**`, `/users/{id}`, `/files/*/raw`.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    segments: Vec<PathSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathSegment {
+    Literal(String),
+    Var(String),
+    Star,
+    Rest,
+}
+
+/// The variables a matched path bound, for `SetPath`.
+pub type Captures = HashMap<String, String>;
+
+impl PathPattern {
+    /// Compiles a pattern; `**` may only end it.
+    pub fn parse(pattern: &str) -> Result<Self, MeshError> {
+        if !pattern.starts_with('/') {
+            return Err(invalid(format!(
+                "Path pattern `{pattern}` must start with `/`"
+            )));
+        }
+        let parts: Vec<&str> = pattern[1..].split('/').collect();
+        let mut segments = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            segments.push(match *part {
+                "**" if i + 1 == parts.len() => PathSegment::Rest,
+                "**" => {
+                    return Err(invalid(format!("`**` must end the pattern `{pattern}`")));
+                }
+                "*" => PathSegment::Star,
+                var if var.starts_with('{') && var.ends_with('}') && var.len() > 2 => {
+                    PathSegment::Var(var[1..var.len() - 1].to_owned())
+                }
+                literal => PathSegment::Literal(literal.to_owned()),
+            });
+        }
+        Ok(Self { segments })
+    }
+
+    /// Whether `path` matches, binding `{var}`s into `captures`.
+    pub fn matches(&self, path: &str, captures: &mut Captures) -> bool {
+        let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
+        for segment in &self.segments {
+            match segment {
+                PathSegment::Rest => return true,
+                _ => {
+                    let Some(part) = parts.next() else {
+                        return false;
+                    };
+                    match segment {
+                        PathSegment::Literal(literal) if literal == part => {}
+                        PathSegment::Star if !part.is_empty() => {}
+                        PathSegment::Var(name) if !part.is_empty() => {
+                            captures.insert(name.clone(), part.to_owned());
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+}
+
+/// One predicate of a route.
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    /// Any of these paths.
+    Path(Vec<PathPattern>),
+    /// Any of these methods.
+    Method(Vec<Method>),
+    /// Any of these host patterns (`**.example.com`, `api.example.com`).
+    Host(Vec<String>),
+    /// A header present and, when a regex is given, matching it.
+    Header(HeaderName, Option<Regex>),
+    /// A query parameter present and, when a regex is given, matching it.
+    Query(String, Option<Regex>),
+}
+
+impl Predicate {
+    /// Compiles `Name=args` shorthand.
+    pub fn parse(text: &str) -> Result<Self, MeshError> {
+        let (name, args) = text
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("predicate `{text}` is not `Name=arguments`")))?;
+        let list = || args.split(',').map(str::trim).filter(|a| !a.is_empty());
+        let pair = || -> Result<(String, Option<Regex>), MeshError> {
+            let (first, regex) = match args.split_once(',') {
+                Some((first, regex)) => (first.trim(), Some(regex.trim())),
+                None => (args.trim(), None),
+            };
+            let regex = regex
+                .map(|r| Regex::new(&format!("^(?:{r})$")))
+                .transpose()
+                .map_err(|e| invalid(format!("predicate `{text}`: {e}")))?;
+            Ok((first.to_owned(), regex))
+        };
+        Ok(match name.trim() {
+            "Path" => Self::Path(list().map(PathPattern::parse).collect::<Result<_, _>>()?),
+            "Method" => Self::Method(
+                list()
+                    .map(|m| {
+                        Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                            .map_err(|_| invalid(format!("`{m}` is not a method")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            "Host" => Self::Host(list().map(|h| h.to_ascii_lowercase()).collect()),
+            "Header" => {
+                let (name, regex) = pair()?;
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|_| invalid(format!("`{name}` is not a header name")))?;
+                Self::Header(name, regex)
+            }
+            "Query" => {
+                let (name, regex) = pair()?;
+                Self::Query(name, regex)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown predicate `{other}`: expected Path, Method, Host, Header or Query"
+                )));
+            }
+        })
+    }
+
+    /// Whether `request` satisfies the predicate.
+    pub fn test<B>(&self, request: &Request<B>, captures: &mut Captures) -> bool {
+        match self {
+            Self::Path(patterns) => {
+                let path = request.uri().path();
+                patterns.iter().any(|p| p.matches(path, captures))
+            }
+            Self::Method(methods) => methods.contains(request.method()),
+            Self::Host(patterns) => {
+                let host = request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| request.uri().host())
+                    .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+                host.is_some_and(|host| patterns.iter().any(|p| host_matches(p, &host)))
+            }
+            Self::Header(name, regex) => request.headers().get_all(name).iter().any(|v| {
+                regex
+                    .as_ref()
+                    .is_none_or(|r| v.to_str().is_ok_and(|v| r.is_match(v)))
+            }),
+            Self::Query(name, regex) => request.uri().query().is_some_and(|query| {
+                form_pairs(query)
+                    .any(|(k, v)| k == *name && regex.as_ref().is_none_or(|r| r.is_match(&v)))
+            }),
+        }
+    }
+}
+
+/// `**.example.com` matches any subdomain depth; `*.example.com` exactly one label.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    if let Some(suffix) = pattern.strip_prefix("**.") {
+        return host.ends_with(&format!(".{suffix}"));
+    }
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return host
+            .strip_suffix(&format!(".{suffix}"))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.'));
+    }
+    pattern == host
+}
+
+/// The decoded `key=value` pairs of a query string.
+fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k), decode(v))
+    })
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn path_patterns() {
+        let table = [
+            ("/api/products/**", "/api/products", true),
+            ("/api/products/**", "/api/products/7/reviews", true),
+            ("/api/products/**", "/api/productsx", false),
+            ("/users/{id}", "/users/42", true),
+            ("/users/{id}", "/users/", false),
+            ("/users/{id}", "/users/42/orders", false),
+            ("/files/*/raw", "/files/a/raw", true),
+            ("/files/*/raw", "/files/raw", false),
+            ("/**", "/", true),
+            ("/exact", "/exact", true),
+            ("/exact", "/exact/", false),
+        ];
+        for (pattern, path, expected) in table {
+            let mut captures = Captures::new();
+            assert_eq!(
+                PathPattern::parse(pattern)
+                    .unwrap()
+                    .matches(path, &mut captures),
+                expected,
+                "{pattern} vs {path}"
+            );
+        }
+        let mut captures = Captures::new();
+        assert!(
+            PathPattern::parse("/users/{id}/orders/{order}")
+                .unwrap()
+                .matches("/users/4/orders/9", &mut captures)
+        );
+        assert_eq!(captures["id"], "4");
+        assert_eq!(captures["order"], "9");
+        assert!(PathPattern::parse("/a/**/b").is_err());
+    }
+
+    #[test]
+    fn predicate_shorthand() {
+        let table: [(&str, Request<()>, bool); 12] = [
+            ("Method=GET,POST", request("POST", "/", &[]), true),
+            ("Method=GET", request("DELETE", "/", &[]), false),
+            (
+                "Host=**.example.com",
+                request("GET", "/", &[("host", "a.b.example.com:8080")]),
+                true,
+            ),
+            (
+                "Host=*.example.com",
+                request("GET", "/", &[("host", "a.b.example.com")]),
+                false,
+            ),
+            (
+                "Host=*.example.com",
+                request("GET", "/", &[("host", "api.example.com")]),
+                true,
+            ),
+            (
+                "Header=X-Request-Id, \\d+",
+                request("GET", "/", &[("x-request-id", "123")]),
+                true,
+            ),
+            (
+                "Header=X-Request-Id, \\d+",
+                request("GET", "/", &[("x-request-id", "12a")]),
+                false,
+            ),
+            (
+                "Header=X-Tenant",
+                request("GET", "/", &[("x-tenant", "t")]),
+                true,
+            ),
+            ("Query=green", request("GET", "/?green", &[]), true),
+            (
+                "Query=color, gr.+",
+                request("GET", "/?color=gre%65n", &[]),
+                true,
+            ),
+            (
+                "Query=color, gr.+",
+                request("GET", "/?color=red", &[]),
+                false,
+            ),
+            ("Path=/a/**,/b", request("GET", "/b", &[]), true),
+        ];
+        for (text, request, expected) in table {
+            let predicate = Predicate::parse(text).unwrap();
+            assert_eq!(
+                predicate.test(&request, &mut Captures::new()),
+                expected,
+                "{text}"
+            );
+        }
+        assert!(Predicate::parse("Cookie=x").is_err());
+        assert!(Predicate::parse("Header=X, (").is_err());
+    }
+}

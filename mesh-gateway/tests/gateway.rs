@@ -1,0 +1,366 @@
+//! The gateway on real sockets: routing and filters, the auth matrix, rate limits, and the
+//! error statuses.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Json, Router, extract::Request, routing::any};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use mesh_core::{Mesh, config::MeshConfig, error::ErrorKind, server::Running};
+use mesh_gateway::{Gateway, GatewayConfig};
+use mesh_registry::{Registry, RegistryConfig};
+use serde_json::{Value, json};
+
+const SECRET: &str = "a shared secret of at least thirty-two bytes";
+
+/// An upstream that answers with what it received.
+async fn echo() -> SocketAddr {
+    let router = Router::new().fallback(any(|request: Request| async move {
+        let headers: serde_json::Map<String, Value> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or_default())))
+            .collect();
+        if request.uri().path().starts_with("/slow") {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        (
+            [("server", "echo"), ("x-upstream", "yes")],
+            Json(json!({
+                "method": request.method().as_str(),
+                "uri": request.uri().to_string(),
+                "headers": headers,
+            })),
+        )
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+fn token(roles: &[&str]) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "roles": roles, "exp": exp}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn gateway(yaml: &str, registry: Option<Arc<Registry>>) -> Running {
+    let config = GatewayConfig::from_yaml(yaml).unwrap();
+    let mut builder = Mesh::builder("mesh-gateway").config(MeshConfig::from_value(
+        "mesh-gateway",
+        json!({"registry": {"register": false}}),
+    ));
+    if let Some(registry) = registry {
+        builder = builder.registry(registry);
+    }
+    let mesh = builder.build().await.unwrap();
+    let router = Gateway::new(config, &mesh).unwrap().into_router();
+    mesh.start(router).await.unwrap()
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+fn routes(upstream: SocketAddr) -> String {
+    format!(
+        r#"
+routes:
+  - id: products
+    uri: http://{upstream}
+    predicates: [Path=/api/products/**, Method=GET]
+    filters: [StripPrefix=1, "AddRequestHeader=X-Source, gateway", RemoveResponseHeader=Server, "AddResponseHeader=X-Served-By, mesh"]
+    auth: public
+  - id: legacy
+    uri: http://{upstream}
+    predicates: ["Path=/legacy/items/{{id}}"]
+    filters: ["SetPath=/v2/items/{{id}}"]
+    auth: public
+  - id: orders
+    uri: http://{upstream}
+    predicates: [Path=/api/orders/**]
+    filters: [StripPrefix=1]
+    auth: [customer]
+  - id: profile
+    uri: http://{upstream}
+    predicates: [Path=/api/profile]
+    filters: [StripPrefix=1]
+  - id: limited
+    uri: http://{upstream}
+    predicates: [Path=/limited]
+    auth: public
+    rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip }}
+  - id: slow
+    uri: http://{upstream}
+    predicates: [Path=/slow]
+    auth: public
+    timeout: 100ms
+  - id: down
+    uri: http://127.0.0.1:1
+    predicates: [Path=/down]
+    auth: public
+  - id: nobody
+    uri: lb://nobody
+    predicates: [Path=/nobody]
+    auth: public
+auth:
+  jwt: {{ secret: "{SECRET}" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn routes_match_and_filters_rewrite() {
+    let upstream = echo().await;
+    let gateway = gateway(&routes(upstream), None).await;
+    let addr = gateway.local_addr();
+
+    let (status, headers, body) = call(
+        addr,
+        "GET",
+        "/api/products/7?color=red",
+        &[("x-mesh-user", "mallory")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["uri"], "/products/7?color=red");
+    assert_eq!(body["headers"]["x-source"], "gateway");
+    assert!(
+        body["headers"].get("x-mesh-user").is_none(),
+        "a client cannot pose as a user"
+    );
+    assert!(body["headers"]["x-request-id"].as_str().unwrap().len() >= 16);
+    assert_eq!(headers["x-served-by"], "mesh");
+    assert!(headers.get("server").is_none());
+    assert_eq!(
+        headers["x-request-id"],
+        body["headers"]["x-request-id"].as_str().unwrap()
+    );
+
+    let (_, _, body) = call(addr, "GET", "/legacy/items/42", &[("x-request-id", "abc")]).await;
+    assert_eq!(body["uri"], "/v2/items/42");
+    assert_eq!(body["headers"]["x-request-id"], "abc");
+
+    let (status, _, body) = call(addr, "POST", "/api/products/7", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "Method=GET does not match a POST"
+    );
+    assert_eq!(body["error"]["kind"], "not_found");
+}
+
+#[tokio::test]
+async fn tokens_and_roles_guard_the_routes() {
+    let upstream = echo().await;
+    let gateway = gateway(&routes(upstream), None).await;
+    let addr = gateway.local_addr();
+    let customer = format!("Bearer {}", token(&["customer"]));
+    let visitor = format!("Bearer {}", token(&["visitor"]));
+
+    let (status, headers, body) = call(addr, "GET", "/api/profile", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "routes need a token by default"
+    );
+    assert_eq!(body["error"]["kind"], "unauthorized");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (status, _, _) = call(
+        addr,
+        "GET",
+        "/api/profile",
+        &[("authorization", "Bearer forged")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, _, body) = call(addr, "GET", "/api/profile", &[("authorization", &visitor)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["headers"]["x-mesh-user"], "alice");
+    assert_eq!(body["headers"]["x-mesh-roles"], "visitor");
+    assert_eq!(
+        body["headers"]["authorization"],
+        visitor.as_str(),
+        "the token is relayed"
+    );
+
+    let (status, _, body) =
+        call(addr, "GET", "/api/orders/1", &[("authorization", &visitor)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a valid token without the role"
+    );
+    assert_eq!(body["error"]["kind"], "forbidden");
+    let (status, _, _) = call(
+        addr,
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &customer)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let cookie = format!("theme=dark; mesh_token={}", token(&["customer"]));
+    let (status, _, body) = call(addr, "GET", "/api/orders/1", &[("cookie", &cookie)]).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the token may come in the gateway's cookie"
+    );
+    assert!(
+        body["headers"]["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+}
+
+#[tokio::test]
+async fn a_burst_beyond_the_limit_gets_429_with_retry_after() {
+    let upstream = echo().await;
+    let gateway = gateway(&routes(upstream), None).await;
+    let addr = gateway.local_addr();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let (status, headers, _) = call(addr, "GET", "/limited", &[]).await;
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = headers.get("retry-after").cloned();
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert!(
+        retry_after
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn upstream_failures_have_their_statuses() {
+    let upstream = echo().await;
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let gateway = gateway(&routes(upstream), Some(registry)).await;
+    let addr = gateway.local_addr();
+    let (status, _, body) = call(addr, "GET", "/slow", &[]).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
+    );
+    let (status, _, body) = call(addr, "GET", "/down", &[]).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("transport"))
+    );
+    let (status, _, body) = call(addr, "GET", "/nobody", &[]).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("no_instances"))
+    );
+}
+
+#[tokio::test]
+async fn lb_routes_reach_registered_instances() {
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let catalog = Mesh::builder("catalog")
+        .config(MeshConfig::from_value("catalog", json!({})))
+        .registry(registry.clone())
+        .build()
+        .await
+        .unwrap()
+        .start(Router::new().route("/items", any(|| async { Json(json!(["pen"])) })))
+        .await
+        .unwrap();
+    assert!(catalog.is_registered().await);
+    let gateway = gateway(
+        r#"
+routes:
+  - id: catalog
+    uri: lb://catalog
+    predicates: [Path=/shop/**]
+    filters: [StripPrefix=1]
+    auth: public
+"#,
+        Some(registry),
+    )
+    .await;
+    let (status, _, body) = call(gateway.local_addr(), "GET", "/shop/items", &[]).await;
+    assert_eq!((status, body), (StatusCode::OK, json!(["pen"])));
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_at_start() {
+    let mesh = Mesh::builder("mesh-gateway")
+        .config(MeshConfig::from_value("mesh-gateway", json!({})))
+        .build()
+        .await
+        .unwrap();
+    for (yaml, needle) in [
+        (
+            "routes: [{id: a, uri: 'http://x:1', predicates: ['Path=/a']}]",
+            "needs a token",
+        ),
+        (
+            "routes: [{id: b, uri: 'http://x:1', predicates: ['Teleport=1'], auth: public}]",
+            "unknown predicate",
+        ),
+        (
+            "routes: [{id: c, uri: 'ftp://x', predicates: ['Path=/c'], auth: public}]",
+            "lb://service-id",
+        ),
+        (
+            "routes: [{id: d, uri: 'http://x:1', predicates: [], auth: public}]",
+            "at least one predicate",
+        ),
+    ] {
+        let config = GatewayConfig::from_yaml(yaml).unwrap();
+        let error = Gateway::new(config, &mesh).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.message().contains(needle), "{error}");
+    }
+    let error = GatewayConfig::from_yaml("routes: [{id: e, uri: 'http://x:1', timeout: soon}]")
+        .unwrap_err();
+    assert!(error.message().contains("routes[0].timeout"), "{error}");
+}
