@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use axum::{
     Router,
     body::Body,
@@ -17,6 +18,7 @@ use hyper_util::{
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
     auth::{AuthError, Identity, JwtVerifier},
+    config::MeshConfig,
     context::{PeerAddr, Subject},
     error::{ErrorKind, MeshError},
     observe::TraceContext,
@@ -51,10 +53,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// A compiled gateway. Clones share it.
+/// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
+/// all of them at once.
 #[derive(Clone, Debug)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    current: Arc<ArcSwap<Inner>>,
+    mesh: Mesh,
 }
 
 #[derive(Debug)]
@@ -88,6 +92,51 @@ impl Gateway {
     /// Compiles `config`; `mesh` resolves `lb://` services. Every problem is reported at once
     /// here, never per request.
     pub fn new(config: GatewayConfig, mesh: &Mesh) -> Result<Self, MeshError> {
+        Ok(Self {
+            current: Arc::new(ArcSwap::from_pointee(Inner::new(config, mesh)?)),
+            mesh: mesh.clone(),
+        })
+    }
+
+    /// Replaces the routes and auth with `config`'s. Requests in flight finish on the routes
+    /// they started with; an invalid `config` changes nothing.
+    pub fn reload(&self, config: GatewayConfig) -> Result<(), MeshError> {
+        let inner = Inner::new(config, &self.mesh)?;
+        let routes = inner.routes.len();
+        self.current.store(Arc::new(inner));
+        tracing::info!(routes, "gateway routes reloaded");
+        Ok(())
+    }
+
+    /// Reloads whenever the mesh configuration publishes a change (a file watched with
+    /// `MeshConfig::watch_files`, a config-server refresh), until the gateway is dropped.
+    pub fn follow(&self, config: &MeshConfig) -> tokio::task::JoinHandle<()> {
+        let mut changes = config.subscribe();
+        let weak = Arc::downgrade(&self.current);
+        let mesh = self.mesh.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(current) = weak.upgrade() else {
+                    return;
+                };
+                let gateway = Gateway {
+                    current,
+                    mesh: mesh.clone(),
+                };
+                let section = changes.borrow_and_update().section::<GatewayConfig>("");
+                match section.and_then(|config| gateway.reload(config)) {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "gateway configuration refused; keeping the routes")
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Inner {
+    fn new(config: GatewayConfig, mesh: &Mesh) -> Result<Self, MeshError> {
         let verifier = if config.auth.jwt.secret.is_some()
             || config.auth.jwt.public_key.is_some()
             || config.auth.jwt.jwks_url.is_some()
@@ -114,38 +163,44 @@ impl Gateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Ok(Self {
-            inner: Arc::new(Inner {
-                routes: routes.into_iter().map(|(_, r)| r).collect(),
-                verifier,
-                cookie: config.auth.cookie,
-                http: Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .build(connector),
-            }),
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+            verifier,
+            cookie: config.auth.cookie,
+            http: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .build(connector),
         })
     }
+}
 
+impl Gateway {
     /// The gateway as a router: every path goes through [`handle`](Self::handle).
     pub fn into_router(self) -> Router {
         Router::new().fallback(handle).with_state(self)
     }
 
-    /// Routes one request.
-    pub async fn handle(&self, mut request: Request) -> Response {
+    /// Routes one request, on the routes current when it arrives.
+    pub async fn handle(&self, request: Request) -> Response {
+        self.current.load_full().handle(request).await
+    }
+}
+
+impl Inner {
+    async fn handle(self: Arc<Self>, mut request: Request) -> Response {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
         let mut captures = Captures::new();
-        let index = self.inner.routes.iter().position(|route| {
+        let index = self.routes.iter().position(|route| {
             captures.clear();
             route
                 .predicates
                 .iter()
                 .all(|p| p.test(&request, &mut captures))
         });
-        let route = index.map(|i| &self.inner.routes[i]);
+        let route = index.map(|i| &self.routes[i]);
         let (route_id, method, path) = (
             route.map_or("none".into(), |r| r.id.clone()),
             request.method().clone(),
@@ -195,12 +250,12 @@ impl Gateway {
         if route.auth == RouteAuth::Public {
             return Ok(());
         }
-        let Some(verifier) = &self.inner.verifier else {
+        let Some(verifier) = &self.verifier else {
             return Err(AuthError::Missing.into());
         };
         let (token, from_cookie) = match bearer(request.headers()) {
             Some(token) => (token, false),
-            None => match cookie(request.headers(), &self.inner.cookie) {
+            None => match cookie(request.headers(), &self.cookie) {
                 Some(token) => (token, true),
                 None => return Err(unauthorized(AuthError::Missing)),
             },
@@ -234,7 +289,7 @@ impl Gateway {
 
     /// The route's rate limit (when set) around its timeout around forwarding.
     async fn limited(
-        &self,
+        self: &Arc<Self>,
         index: usize,
         request: Request,
         captures: Captures,
@@ -244,7 +299,7 @@ impl Gateway {
         let forward = service_fn(move |request: Request| {
             let (gateway, captures) = (gateway.clone(), captures.clone());
             async move {
-                let route = &gateway.inner.routes[index];
+                let route = &gateway.routes[index];
                 let call = gateway.forward(route, request, &captures);
                 match route.timeout {
                     Some(timeout) => tokio::time::timeout(timeout, call).await.map_err(|_| {
@@ -257,7 +312,7 @@ impl Gateway {
                 }
             }
         });
-        match &self.inner.routes[index].limiter {
+        match &self.routes[index].limiter {
             Some(limiter) => limiter
                 .layer(forward)
                 .oneshot(request)
@@ -299,8 +354,7 @@ impl Gateway {
                     .path_and_query(path_and_query)
                     .build()
                     .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
-                self.inner
-                    .http
+                self.http
                     .request(http::Request::from_parts(parts, body))
                     .await
                     .map_err(|e| MeshError::from_boxed(e.into()))?

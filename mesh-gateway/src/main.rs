@@ -1,7 +1,9 @@
 //! `mesh-gateway --config gateway.yaml`: the edge gateway. Listens on `MESH_GATEWAY_ADDR`
 //! (default `127.0.0.1:8080`; `server.address` in the file wins over the default, the variable
 //! over both). The same file holds the routes and the gateway's own mesh settings (`registry`,
-//! `clients`, …); `MESH_*` variables override it. `MESH_LOG` sets the log filter.
+//! `clients`, …); `MESH_*` variables override it. The file is watched: a change swaps the
+//! routes without dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets
+//! the log filter.
 
 use std::path::PathBuf;
 
@@ -41,8 +43,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.set("server.address", addr.into());
     }
     let routes: GatewayConfig = config.snapshot().section("")?;
-    let mesh = Mesh::builder("mesh-gateway").config(config).build().await?;
+    let mesh = Mesh::builder("mesh-gateway")
+        .config(config.clone())
+        .build()
+        .await?;
     let gateway = Gateway::new(routes, &mesh)?;
+    // Hot reload: a changed file swaps the routes without dropping a request.
+    let _watching = config.watch_files(std::time::Duration::from_secs(2));
+    let _following = gateway.follow(&config);
     tracing::info!(config = %file.display(), "mesh-gateway starting");
     mesh.serve(gateway.into_router()).await?;
     Ok(())

@@ -364,3 +364,68 @@ async fn a_bad_configuration_is_refused_at_start() {
         .unwrap_err();
     assert!(error.message().contains("routes[0].timeout"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_load_fails_no_request() {
+    let old = echo().await;
+    let new = Router::new().fallback(any(|| async { Json(json!({"uri": "new"})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let new_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, new).await });
+    let yaml = |upstream: SocketAddr| {
+        format!(
+            "routes: [{{id: all, uri: 'http://{upstream}', predicates: ['Path=/**'], auth: public}}]"
+        )
+    };
+    let config = MeshConfig::from_value(
+        "mesh-gateway",
+        serde_json::to_value(serde_norway::from_str::<Value>(&yaml(old)).unwrap()).unwrap(),
+    );
+    let mesh = Mesh::builder("mesh-gateway")
+        .config(config.clone())
+        .build()
+        .await
+        .unwrap();
+    let gateway = Gateway::new(config.snapshot().section("").unwrap(), &mesh).unwrap();
+    let _following = gateway.follow(&config);
+    let running = mesh.start(gateway.into_router()).await.unwrap();
+    let addr = running.local_addr();
+
+    let (warm, warmed) = tokio::sync::oneshot::channel();
+    let load = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        let mut warm = Some(warm);
+        for i in 0..300 {
+            let (status, _, body) = call(addr, "GET", "/item", &[]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            answers.push(body["uri"].as_str().unwrap().to_owned());
+            if i == 20 {
+                let _ = warm.take().unwrap().send(());
+            }
+        }
+        answers
+    });
+    warmed.await.unwrap();
+    config.set(
+        "routes",
+        serde_norway::from_str::<Value>(&yaml(new_addr)).unwrap()["routes"].clone(),
+    );
+    let answers = load.await.unwrap();
+    assert_eq!(answers.first().map(String::as_str), Some("/item"));
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("new"),
+        "the new routes took over"
+    );
+    // An invalid change keeps the running routes.
+    config.set(
+        "routes",
+        json!([{"id": "bad", "uri": "ftp://x", "predicates": ["Path=/**"], "auth": "public"}]),
+    );
+    tokio::task::yield_now().await;
+    let (status, _, body) = call(addr, "GET", "/item", &[]).await;
+    assert_eq!(
+        (status, body["uri"].as_str()),
+        (StatusCode::OK, Some("new"))
+    );
+}
