@@ -38,6 +38,41 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
     /// How tokens are verified at the edge.
     pub auth: EdgeAuthConfig,
+    /// Which browser origins may call the gateway; none by default.
+    pub cors: Option<CorsConfig>,
+}
+
+/// The CORS policy, answered at the edge (preflights never reach a service).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Allowed origins (`https://shop.example.com`), or `*` for any.
+    pub allowed_origins: Vec<String>,
+    /// Allowed methods.
+    pub allowed_methods: Vec<String>,
+    /// Allowed request headers.
+    pub allowed_headers: Vec<String>,
+    /// Whether cookies and credentials may be sent (never with a `*` origin).
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .into(),
+            allowed_headers: ["authorization", "content-type", "x-request-id"]
+                .map(String::from)
+                .into(),
+            allow_credentials: true,
+            max_age: Duration::from_secs(600),
+        }
+    }
 }
 
 /// One route.
@@ -69,6 +104,13 @@ pub struct RouteConfig {
     /// The longest the upstream may take.
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// A login route: the token in its JSON answer (`token` or `access_token`) becomes the
+    /// gateway's HttpOnly cookie.
+    #[serde(default)]
+    pub login: bool,
+    /// A logout route: its answer clears the cookie.
+    #[serde(default)]
+    pub logout: bool,
 }
 
 /// Who may use a route.
@@ -116,6 +158,12 @@ pub struct EdgeAuthConfig {
     pub jwt: JwtConfig,
     /// The HttpOnly cookie a browser's token may come in, instead of `Authorization`.
     pub cookie: String,
+    /// Whether the cookie is `Secure` (sent over HTTPS only); turn off for plain-HTTP
+    /// development only.
+    pub secure_cookie: bool,
+    /// How many verified tokens are remembered (until they expire), so a repeated token
+    /// skips the signature check.
+    pub token_cache_size: usize,
 }
 
 impl Default for EdgeAuthConfig {
@@ -123,6 +171,8 @@ impl Default for EdgeAuthConfig {
         Self {
             jwt: JwtConfig::default(),
             cookie: "mesh_token".into(),
+            secure_cookie: true,
+            token_cache_size: 100_000,
         }
     }
 }

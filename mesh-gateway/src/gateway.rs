@@ -28,10 +28,11 @@ use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
 
 use crate::{
-    config::{GatewayConfig, RouteAuth, RouteConfig},
+    config::{CorsConfig, GatewayConfig, RouteAuth, RouteConfig},
     error::invalid,
     filter::Filter,
     predicate::{Captures, Predicate},
+    token_cache::TokenCache,
 };
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
@@ -65,9 +66,15 @@ pub struct Gateway {
 struct Inner {
     routes: Vec<Route>,
     verifier: Option<JwtVerifier>,
+    tokens: TokenCache,
     cookie: String,
+    secure_cookie: bool,
+    cors: Option<CorsConfig>,
     http: Client<HttpConnector, BoxBody>,
 }
+
+/// Largest login answer read to find the token in it.
+const MAX_LOGIN_ANSWER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct Route {
@@ -78,6 +85,8 @@ struct Route {
     auth: RouteAuth,
     limiter: Option<RateLimitLayer>,
     timeout: Option<Duration>,
+    login: bool,
+    logout: bool,
 }
 
 #[derive(Debug)]
@@ -162,9 +171,20 @@ impl Inner {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        if let Some(cors) = &config.cors
+            && cors.allow_credentials
+            && cors.allowed_origins.iter().any(|o| o == "*")
+        {
+            return Err(invalid(
+                "cors: credentials cannot be allowed for every origin (`*`); list the origins",
+            ));
+        }
         Ok(Self {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             verifier,
+            tokens: TokenCache::new(config.auth.token_cache_size),
+            secure_cookie: config.auth.secure_cookie,
+            cors: config.cors,
             cookie: config.auth.cookie,
             http: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
@@ -188,6 +208,10 @@ impl Gateway {
 impl Inner {
     async fn handle(self: Arc<Self>, mut request: Request) -> Response {
         let started = Instant::now();
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        if let Some(preflight) = self.preflight(&request) {
+            return preflight;
+        }
         let request_id = request_id(request.headers());
         request
             .headers_mut()
@@ -221,6 +245,9 @@ impl Inner {
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
+        if let Some(origin) = &origin {
+            self.allow_origin(origin, response.headers_mut());
+        }
         if response.status() == http::StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -260,7 +287,14 @@ impl Inner {
                 None => return Err(unauthorized(AuthError::Missing)),
             },
         };
-        let identity: Identity = verifier.verify(&token).await.map_err(unauthorized)?;
+        let identity: Identity = match self.tokens.get(&token) {
+            Some(identity) => identity,
+            None => {
+                let identity = verifier.verify(&token).await.map_err(unauthorized)?;
+                self.tokens.put(&token, &identity);
+                identity
+            }
+        };
         if let RouteAuth::Roles(roles) = &route.auth
             && !roles.iter().any(|role| identity.has_role(role))
         {
@@ -367,7 +401,119 @@ impl Inner {
         for filter in &route.filters {
             filter.response(&mut response);
         }
+        if route.login && response.status().is_success() {
+            response = self.remember_login(response).await?;
+        }
+        if route.logout {
+            let clear = self.cookie_header("", 0);
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
         Ok(response)
+    }
+
+    /// Turns a login answer's token into the gateway's cookie.
+    async fn remember_login(&self, response: Response) -> Result<Response, MeshError> {
+        let (mut parts, body) = response.into_parts();
+        let bytes = http_body_util::Limited::new(body, MAX_LOGIN_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                MeshError::new(
+                    ErrorKind::Upstream,
+                    format!("reading the login answer: {e}"),
+                )
+            })?
+            .to_bytes();
+        let answer: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let token = answer
+            .as_ref()
+            .and_then(|a| a.get("token").or_else(|| a.get("access_token")))
+            .and_then(|t| t.as_str());
+        if let Some(token) = token {
+            let lifetime = answer
+                .as_ref()
+                .and_then(|a| a.get("expires_in"))
+                .and_then(|e| e.as_u64())
+                .unwrap_or(3600);
+            let cookie = self.cookie_header(token, lifetime);
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        Ok(Response::from_parts(parts, Body::from(bytes)))
+    }
+
+    /// `Set-Cookie` for the token (an empty token and no lifetime clear it).
+    fn cookie_header(&self, token: &str, max_age: u64) -> HeaderValue {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        HeaderValue::try_from(format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            self.cookie
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Answers a CORS preflight at the edge: allowed → 204 with the policy, refused → 403.
+    fn preflight(&self, request: &Request) -> Option<Response> {
+        let cors = self.cors.as_ref()?;
+        let headers = request.headers();
+        if request.method() != http::Method::OPTIONS
+            || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return None;
+        }
+        let origin = headers.get(header::ORIGIN)?;
+        let method_allowed = headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                cors.allowed_methods
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(m))
+            });
+        if !self.origin_allowed(origin) || !method_allowed {
+            return Some(
+                MeshError::new(ErrorKind::Forbidden, "CORS: origin or method not allowed")
+                    .into_response(),
+            );
+        }
+        let mut response = http::StatusCode::NO_CONTENT.into_response();
+        let out = response.headers_mut();
+        self.allow_origin(origin, out);
+        let join = |items: &[String]| HeaderValue::try_from(items.join(", ")).ok();
+        if let Some(methods) = join(&cors.allowed_methods) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+        }
+        if let Some(allowed) = join(&cors.allowed_headers) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allowed);
+        }
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from(cors.max_age.as_secs()),
+        );
+        Some(response)
+    }
+
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        self.cors.as_ref().is_some_and(|cors| {
+            cors.allowed_origins
+                .iter()
+                .any(|allowed| allowed == "*" || allowed.as_bytes() == origin.as_bytes())
+        })
+    }
+
+    /// Adds `Access-Control-Allow-Origin` (and credentials) for an allowed origin.
+    fn allow_origin(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        let Some(cors) = &self.cors else { return };
+        if !self.origin_allowed(origin) {
+            return;
+        }
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        if cors.allow_credentials {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
 }
 
@@ -419,6 +565,8 @@ fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
         auth: route.auth.clone(),
         limiter,
         timeout: route.timeout,
+        login: route.login,
+        logout: route.logout,
     })
 }
 

@@ -33,9 +33,10 @@ mod error;
 mod filter;
 mod gateway;
 mod predicate;
+mod token_cache;
 
 pub use self::{
-    config::{EdgeAuthConfig, GatewayConfig, RouteAuth, RouteConfig},
+    config::{CorsConfig, EdgeAuthConfig, GatewayConfig, RouteAuth, RouteConfig},
     filter::Filter,
     gateway::{Gateway, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER},
     predicate::{Captures, PathPattern, Predicate},

@@ -27,6 +27,12 @@ async fn echo() -> SocketAddr {
         if request.uri().path().starts_with("/slow") {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
+        if request.uri().path() == "/login" {
+            return (
+                [("server", "echo"), ("x-upstream", "yes")],
+                Json(json!({"token": token(&["customer"]), "expires_in": 60})),
+            );
+        }
         (
             [("server", "echo"), ("x-upstream", "yes")],
             Json(json!({
@@ -138,8 +144,22 @@ routes:
     uri: lb://nobody
     predicates: [Path=/nobody]
     auth: public
+  - id: login
+    uri: http://{upstream}
+    predicates: [Path=/auth/login, Method=POST]
+    filters: [StripPrefix=1]
+    auth: public
+    login: true
+  - id: logout
+    uri: http://{upstream}
+    predicates: [Path=/auth/logout]
+    filters: [StripPrefix=1]
+    auth: public
+    logout: true
 auth:
   jwt: {{ secret: "{SECRET}" }}
+cors:
+  allowed_origins: [https://shop.example.com]
 "#
     )
 }
@@ -428,4 +448,94 @@ async fn hot_reload_under_load_fails_no_request() {
         (status, body["uri"].as_str()),
         (StatusCode::OK, Some("new"))
     );
+}
+
+#[tokio::test]
+async fn login_sets_the_cookie_and_logout_clears_it() {
+    let upstream = echo().await;
+    let gateway = gateway(&routes(upstream), None).await;
+    let addr = gateway.local_addr();
+    let (status, headers, body) = call(addr, "POST", "/auth/login", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(
+        cookie,
+        format!("mesh_token={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure")
+    );
+    let (status, _, _) = call(
+        addr,
+        "GET",
+        "/api/orders/1",
+        &[("cookie", &format!("mesh_token={token}"))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the cookie authenticates");
+
+    let (_, headers, _) = call(addr, "POST", "/auth/logout", &[]).await;
+    assert_eq!(
+        headers["set-cookie"],
+        "mesh_token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
+    );
+}
+
+#[tokio::test]
+async fn cors_is_answered_at_the_edge() {
+    let upstream = echo().await;
+    let gateway = gateway(&routes(upstream), None).await;
+    let addr = gateway.local_addr();
+    let preflight = [
+        ("origin", "https://shop.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+    let (status, headers, _) = call(addr, "OPTIONS", "/api/orders/1", &preflight).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "no token needed for a preflight"
+    );
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+
+    let (status, _, _) = call(
+        addr,
+        "OPTIONS",
+        "/api/orders/1",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, headers, _) = call(
+        addr,
+        "GET",
+        "/api/products/1",
+        &[("origin", "https://shop.example.com")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let (_, headers, _) = call(
+        addr,
+        "GET",
+        "/api/products/1",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(headers.get("access-control-allow-origin").is_none());
 }
