@@ -5,7 +5,9 @@ use std::{path::Path, time::Duration};
 use mesh_core::{
     auth::JwtConfig,
     error::{ErrorKind, MeshError},
-    resilience::rate_limit::RateLimitConfig,
+    resilience::{
+        circuit_breaker::CircuitBreakerConfig, rate_limit::RateLimitConfig, retry::RetryConfig,
+    },
 };
 use serde::Deserialize;
 
@@ -31,7 +33,7 @@ use serde::Deserialize;
 ///
 /// The same file may hold the gateway's own mesh settings (`server`, `registry`, `clients`),
 /// read by its `Mesh`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct GatewayConfig {
     /// The routes, tried in `order` (then file order); the first match wins.
@@ -76,7 +78,7 @@ impl Default for CorsConfig {
 }
 
 /// One route.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// A name for logs and metrics.
@@ -101,9 +103,19 @@ pub struct RouteConfig {
     /// A rate limit on this route (keyed by the `key` it names).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
-    /// The longest the upstream may take.
+    /// The longest the upstream may take, retries included; the remaining budget travels
+    /// upstream as a deadline.
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// Retries of failed calls (idempotent methods only unless `retry_non_idempotent`).
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// A circuit breaker on this route.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// What answers while the circuit is open (instead of a 503).
+    #[serde(default)]
+    pub fallback: Option<Fallback>,
     /// A login route: the token in its JSON answer (`token` or `access_token`) becomes the
     /// gateway's HttpOnly cookie.
     #[serde(default)]
@@ -111,6 +123,30 @@ pub struct RouteConfig {
     /// A logout route: its answer clears the cookie.
     #[serde(default)]
     pub logout: bool,
+}
+
+/// A static answer for when a route's circuit is open.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    /// The status (default 200).
+    #[serde(default = "ok")]
+    pub status: u16,
+    /// The JSON body.
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+impl Fallback {
+    /// The answer.
+    pub fn response(&self) -> axum::response::Response {
+        let status = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::OK);
+        axum::response::IntoResponse::into_response((status, axum::Json(self.body.clone())))
+    }
 }
 
 /// Who may use a route.

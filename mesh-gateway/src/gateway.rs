@@ -9,6 +9,7 @@ use axum::{
     extract::{Request, State},
     response::{IntoResponse, Response},
 };
+use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
 use http_body_util::BodyExt;
 use hyper_util::{
@@ -20,15 +21,21 @@ use mesh_core::{
     auth::{AuthError, Identity, JwtVerifier},
     config::MeshConfig,
     context::{PeerAddr, Subject},
+    error::BoxError,
     error::{ErrorKind, MeshError},
     observe::TraceContext,
-    resilience::rate_limit::RateLimitLayer,
+    resilience::{
+        circuit_breaker::CircuitBreakerLayer,
+        rate_limit::RateLimitLayer,
+        retry::RetryLayer,
+        timeout::{TimeoutConfig, TimeoutLayer},
+    },
 };
 use tokio::time::Instant;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::{
-    config::{CorsConfig, GatewayConfig, RouteAuth, RouteConfig},
+    config::{CorsConfig, Fallback, GatewayConfig, RouteAuth, RouteConfig},
     error::invalid,
     filter::Filter,
     predicate::{Captures, Predicate},
@@ -84,7 +91,10 @@ struct Route {
     upstream: Upstream,
     auth: RouteAuth,
     limiter: Option<RateLimitLayer>,
-    timeout: Option<Duration>,
+    breaker: Option<CircuitBreakerLayer>,
+    fallback: Option<Fallback>,
+    timeout: Option<TimeoutLayer>,
+    retry: Option<RetryLayer>,
     login: bool,
     logout: bool,
 }
@@ -330,29 +340,35 @@ impl Inner {
     ) -> Result<Response, MeshError> {
         let gateway = self.clone();
         let captures = Arc::new(captures);
-        let forward = service_fn(move |request: Request| {
+        let forward = service_fn(move |request: http::Request<BoxBody>| {
             let (gateway, captures) = (gateway.clone(), captures.clone());
             async move {
                 let route = &gateway.routes[index];
-                let call = gateway.forward(route, request, &captures);
-                match route.timeout {
-                    Some(timeout) => tokio::time::timeout(timeout, call).await.map_err(|_| {
-                        MeshError::new(
-                            ErrorKind::Timeout,
-                            format!("route `{}` took longer than {timeout:?}", route.id),
-                        )
-                    })?,
-                    None => call.await,
-                }
+                gateway
+                    .forward(route, request, &captures)
+                    .await
+                    .map_err(BoxError::from)
             }
         });
-        match &self.routes[index].limiter {
-            Some(limiter) => limiter
-                .layer(forward)
-                .oneshot(request)
-                .await
-                .map_err(MeshError::from_boxed),
-            None => forward.oneshot(request).await,
+        let route = &self.routes[index];
+        // The edge's order: rate limit, circuit breaker (and its fallback), timeout, retry.
+        let stack = ServiceBuilder::new()
+            .option_layer(route.limiter.clone())
+            .option_layer(route.breaker.clone())
+            .option_layer(route.timeout.clone())
+            .option_layer(route.retry.clone())
+            .service(forward);
+        let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        // Erased, so the handler's future is `Send` under any lifetime (rustc cannot prove it
+        // through the stack's nested types).
+        let call: BoxFuture<'static, Result<Response, BoxError>> = Box::pin(stack.oneshot(request));
+        let outcome = call.await.map_err(MeshError::from_boxed);
+        match (outcome, &route.fallback) {
+            (Err(error), Some(fallback)) if error.kind() == ErrorKind::CircuitOpen => {
+                tracing::debug!(route = %route.id, "circuit open: fallback answers");
+                Ok(fallback.response())
+            }
+            (outcome, _) => outcome,
         }
     }
 
@@ -360,7 +376,7 @@ impl Inner {
     async fn forward(
         &self,
         route: &Route,
-        mut request: Request,
+        mut request: http::Request<BoxBody>,
         captures: &Captures,
     ) -> Result<Response, MeshError> {
         for filter in &route.filters {
@@ -369,7 +385,6 @@ impl Inner {
         let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
         prepare_upstream_headers(request.headers_mut(), peer);
         let (mut parts, body) = request.into_parts();
-        let body: BoxBody = body.map_err(Into::into).boxed_unsync();
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -551,10 +566,14 @@ fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
             route.uri
         )));
     };
+    if route.fallback.is_some() && route.circuit_breaker.is_none() {
+        return Err(invalid("a fallback needs a circuit_breaker"));
+    }
+    let name: Arc<str> = format!("gateway:{}", route.id).into();
     let limiter = route
         .rate_limit
         .clone()
-        .map(|config| RateLimitLayer::try_new(format!("gateway:{}", route.id), config))
+        .map(|config| RateLimitLayer::try_new(name.clone(), config))
         .transpose()
         .map_err(MeshError::from)?;
     Ok(Route {
@@ -564,7 +583,26 @@ fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
         upstream,
         auth: route.auth.clone(),
         limiter,
-        timeout: route.timeout,
+        breaker: route
+            .circuit_breaker
+            .clone()
+            .map(|config| CircuitBreakerLayer::try_new(name.clone(), config))
+            .transpose()
+            .map_err(MeshError::from)?,
+        fallback: route.fallback.clone(),
+        timeout: route
+            .timeout
+            .map(|timeout| {
+                TimeoutLayer::try_new(name.clone(), TimeoutConfig::default().timeout(timeout))
+            })
+            .transpose()
+            .map_err(MeshError::from)?,
+        retry: route
+            .retry
+            .clone()
+            .map(|config| RetryLayer::try_new(name.clone(), config))
+            .transpose()
+            .map_err(MeshError::from)?,
         login: route.login,
         logout: route.logout,
     })

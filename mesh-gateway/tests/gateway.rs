@@ -539,3 +539,77 @@ async fn cors_is_answered_at_the_edge() {
     .await;
     assert!(headers.get("access-control-allow-origin").is_none());
 }
+
+/// An upstream that fails each path's first two calls with 503.
+async fn flaky() -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+) {
+    let calls: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
+    let seen = calls.clone();
+    let router = Router::new().fallback(any(move |request: Request| {
+        let seen = seen.clone();
+        async move {
+            let mut calls = seen.lock().unwrap();
+            let count = calls.entry(request.uri().path().to_owned()).or_default();
+            *count += 1;
+            if *count <= 2 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            }
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, calls)
+}
+
+#[tokio::test]
+async fn idempotent_calls_are_retried_and_an_open_circuit_falls_back() {
+    let (upstream, calls) = flaky().await;
+    let gateway = gateway(
+        &format!(
+            r#"
+routes:
+  - id: flaky
+    uri: http://{upstream}
+    predicates: [Path=/flaky/**]
+    auth: public
+    retry: {{ max_attempts: 3, initial_backoff: 1ms, max_backoff: 2ms }}
+  - id: broken
+    uri: http://127.0.0.1:1
+    predicates: [Path=/broken]
+    auth: public
+    circuit_breaker: {{ sliding_window_size: 2, minimum_number_of_calls: 2 }}
+    fallback: {{ status: 200, body: {{ items: [], degraded: true }} }}
+"#
+        ),
+        None,
+    )
+    .await;
+    let addr = gateway.local_addr();
+    let (status, _, _) = call(addr, "GET", "/flaky/a", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.lock().unwrap()["/flaky/a"], 3, "two retries");
+    let (status, _, _) = call(addr, "POST", "/flaky/b", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a POST is not retried"
+    );
+    assert_eq!(calls.lock().unwrap()["/flaky/b"], 1);
+
+    for _ in 0..2 {
+        assert_eq!(
+            call(addr, "GET", "/broken", &[]).await.0,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    let (status, _, body) = call(addr, "GET", "/broken", &[]).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"items": [], "degraded": true}))
+    );
+}
