@@ -12,9 +12,10 @@ use axum::{
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
 use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
@@ -383,7 +384,13 @@ impl Inner {
             filter.request(&mut request, captures);
         }
         let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
-        prepare_upstream_headers(request.headers_mut(), peer);
+        let upgrade = is_upgrade(request.headers());
+        prepare_upstream_headers(request.headers_mut(), peer, upgrade);
+        let client_upgrade = if upgrade {
+            request.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
             .uri
@@ -409,6 +416,9 @@ impl Inner {
                     .map_err(|e| MeshError::from_boxed(e.into()))?
             }
         };
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return tunnel(route, client_upgrade, response);
+        }
         let mut response = response.map(Body::new);
         for name in &HOP_BY_HOP {
             response.headers_mut().remove(name);
@@ -648,10 +658,59 @@ fn unauthorized(error: AuthError) -> MeshError {
     MeshError::from(error)
 }
 
-/// Drops hop-by-hop headers and the client's `Host` (the upstream's is set on sending), and
-/// records the client in `X-Forwarded-For`.
-fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
+/// Whether the request asks to switch protocols (a WebSocket handshake, say).
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Answers a `101` from upstream: once both sides have switched, bytes flow both ways
+/// untouched until either side closes.
+fn tunnel(
+    route: &Route,
+    client: Option<OnUpgrade>,
+    mut upstream: http::Response<hyper::body::Incoming>,
+) -> Result<Response, MeshError> {
+    let Some(client) = client else {
+        return Err(MeshError::new(
+            ErrorKind::Upstream,
+            "the upstream switched protocols for a request that did not ask to",
+        ));
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+    let route_id = route.id.clone();
+    tokio::spawn(async move {
+        match tokio::try_join!(client, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    Ok((up, down)) => {
+                        tracing::debug!(route = %route_id, up, down, "upgraded connection closed")
+                    }
+                    Err(error) => {
+                        tracing::debug!(route = %route_id, %error, "upgraded connection ended")
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(route = %route_id, %error, "protocol switch failed"),
+        }
+    });
+    Ok(upstream.map(|_| Body::empty()))
+}
+
+/// Drops hop-by-hop headers (but `Connection` and `Upgrade` of a protocol switch) and the
+/// client's `Host` (the upstream's is set on sending), and records the client in
+/// `X-Forwarded-For`.
+fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, upgrade: bool) {
     for name in &HOP_BY_HOP {
+        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
         headers.remove(name);
     }
     if let Some(host) = headers.remove(header::HOST) {

@@ -613,3 +613,82 @@ routes:
         (StatusCode::OK, json!({"items": [], "degraded": true}))
     );
 }
+
+/// An upstream that accepts any protocol switch and then echoes bytes.
+async fn upgrade_echo() -> SocketAddr {
+    let router = Router::new().fallback(any(|mut request: Request| async move {
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let upgraded = on_upgrade.await.unwrap();
+            let (mut reader, mut writer) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        });
+        http::Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// Sends a protocol-switch request over a raw socket; returns the status line and, once
+/// switched, the socket.
+async fn switch(addr: SocketAddr, auth: Option<&str>) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = auth
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let handshake = format!(
+        "GET /ws/chat HTTP/1.1\r\nhost: gateway\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+    );
+    socket.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        socket.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    (head.lines().next().unwrap().to_owned(), socket)
+}
+
+#[tokio::test]
+async fn a_protocol_switch_tunnels_through_the_route_and_its_auth() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upgrade_echo().await;
+    let gateway = gateway(
+        &format!(
+            r#"
+routes:
+  - id: chat
+    uri: http://{upstream}
+    predicates: [Path=/ws/**]
+    auth: [customer]
+auth:
+  jwt: {{ secret: "{SECRET}" }}
+"#
+        ),
+        None,
+    )
+    .await;
+    let (status, _) = switch(gateway.local_addr(), None).await;
+    assert!(status.contains("401"), "{status}");
+    let (status, _) = switch(gateway.local_addr(), Some(&token(&["visitor"]))).await;
+    assert!(status.contains("403"), "{status}");
+
+    let (status, mut socket) = switch(gateway.local_addr(), Some(&token(&["customer"]))).await;
+    assert!(status.contains("101"), "{status}");
+    for message in [&b"hello"[..], b"through the gateway"] {
+        socket.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        socket.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message);
+    }
+}
