@@ -27,6 +27,7 @@
 mod layers;
 mod registration;
 mod settings;
+mod tls;
 
 use std::{
     future::Future,
@@ -47,8 +48,11 @@ use axum::{
 use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-use self::registration::Registration;
-pub use self::settings::{RegistrySettings, ServerSettings};
+use self::{registration::Registration, tls::TlsListener};
+pub use self::{
+    settings::{RegistrySettings, ServerSettings},
+    tls::TlsSettings,
+};
 use crate::{
     auth::JwtVerifier,
     client::{ClientContext, MeshClient},
@@ -256,6 +260,9 @@ impl MeshBuilder {
         };
         // Fail at start, not at the first request, on a bad server section or key.
         let server: ServerSettings = config.snapshot().section("server")?;
+        if let Some(tls) = &server.tls {
+            tls.server_config()?;
+        }
         let auth = server
             .auth
             .enabled()
@@ -358,14 +365,25 @@ impl Mesh {
             self.inner.auth.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let stopped = async move {
             let _ = stopped.await;
-        });
-        let server_task = tokio::spawn(async move { serve.await });
+        };
+        let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let server_task = match &server.tls {
+            None => {
+                let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { serve.await })
+            }
+            Some(tls) => {
+                use axum::serve::ListenerExt;
+                let listener = TlsListener::new(listener, tls.server_config()?)
+                    .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?
+                    // Tapped so that the peer address reaches handlers as for plain TCP.
+                    .tap_io(|_| {});
+                let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { serve.await })
+            }
+        };
         let registration = match (&self.inner.clients.registry, registry_settings.register) {
             (Some(registry), true) => Some(
                 Registration::start(
@@ -400,6 +418,7 @@ impl Mesh {
             }
         });
         let mut instance = Instance::new(self.inner.name.clone(), host, local_addr.port());
+        instance.secure = server.tls.is_some();
         instance.id = format!(
             "{}:{}:{}",
             instance.host,

@@ -2,6 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
+use super::TlsSettings;
 use crate::auth::AuthSettings;
 
 /// The `server` section of the configuration.
@@ -16,6 +17,7 @@ use crate::auth::AuthSettings;
 ///   auth:                                 # token verification, off by default
 ///     jwt: { public_key: /etc/mesh/auth.pem, issuer: auth-service }
 ///     public: ["/products/**"]
+///   tls: { cert: /etc/mesh/cert.pem, key: /etc/mesh/key.pem }   # HTTPS, h2 by ALPN
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +37,8 @@ pub struct ServerSettings {
     pub max_deadline: Duration,
     /// Token verification on the routes; off unless a key source is set.
     pub auth: AuthSettings,
+    /// HTTPS with these PEM files (HTTP/2 and HTTP/1.1 by ALPN); plain HTTP when unset.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +51,7 @@ impl Default for ServerSettings {
             drain_timeout: Duration::from_secs(30),
             max_deadline: Duration::from_secs(60),
             auth: AuthSettings::default(),
+            tls: None,
         }
     }
 }
