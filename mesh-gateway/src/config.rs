@@ -42,6 +42,16 @@ pub struct GatewayConfig {
     pub auth: EdgeAuthConfig,
     /// Which browser origins may call the gateway; none by default.
     pub cors: Option<CorsConfig>,
+    /// Redis shared by every gateway replica: the routes' rate limits and the token cache.
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where the shared Redis is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
 }
 
 /// The CORS policy, answered at the edge (preflights never reach a service).

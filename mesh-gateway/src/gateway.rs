@@ -27,7 +27,7 @@ use mesh_core::{
     observe::TraceContext,
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
-        rate_limit::RateLimitLayer,
+        rate_limit::{RateLimitLayer, RateLimitStore},
         retry::RetryLayer,
         timeout::{TimeoutConfig, TimeoutLayer},
     },
@@ -166,8 +166,9 @@ impl Inner {
             None
         };
         let mut routes: Vec<(i32, Route)> = Vec::with_capacity(config.routes.len());
+        let store = rate_limit_store(&config)?;
         for route in &config.routes {
-            let compiled = compile(route, mesh)
+            let compiled = compile(route, mesh, store.clone())
                 .map_err(|e| invalid(format!("route `{}`: {}", route.id, e.message())))?;
             if verifier.is_none() && compiled.auth != RouteAuth::Public {
                 return Err(invalid(format!(
@@ -182,6 +183,14 @@ impl Inner {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let tokens = TokenCache::new(config.auth.token_cache_size);
+        #[cfg(feature = "redis")]
+        let tokens = match &config.redis {
+            Some(redis) => tokens
+                .with_redis(&redis.url)
+                .map_err(|e| invalid(format!("redis.url: {e}")))?,
+            None => tokens,
+        };
         if let Some(cors) = &config.cors
             && cors.allow_credentials
             && cors.allowed_origins.iter().any(|o| o == "*")
@@ -193,7 +202,7 @@ impl Inner {
         Ok(Self {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             verifier,
-            tokens: TokenCache::new(config.auth.token_cache_size),
+            tokens,
             secure_cookie: config.auth.secure_cookie,
             cors: config.cors,
             cookie: config.auth.cookie,
@@ -298,11 +307,11 @@ impl Inner {
                 None => return Err(unauthorized(AuthError::Missing)),
             },
         };
-        let identity: Identity = match self.tokens.get(&token) {
+        let identity: Identity = match self.tokens.get(&token).await {
             Some(identity) => identity,
             None => {
                 let identity = verifier.verify(&token).await.map_err(unauthorized)?;
-                self.tokens.put(&token, &identity);
+                self.tokens.put(&token, &identity).await;
                 identity
             }
         };
@@ -542,7 +551,28 @@ impl Inner {
     }
 }
 
-fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
+/// The store every route's rate limit shares: Redis when configured, so that every gateway
+/// replica counts against one bucket; otherwise each route's own local store.
+fn rate_limit_store(config: &GatewayConfig) -> Result<Option<Arc<dyn RateLimitStore>>, MeshError> {
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &config.redis {
+        let store = mesh_core::resilience::rate_limit::RedisStore::new(&redis.url)
+            .map_err(|e| invalid(format!("redis.url: {e}")))?
+            .with_prefix("mesh:gw:rl:");
+        return Ok(Some(Arc::new(store)));
+    }
+    #[cfg(not(feature = "redis"))]
+    if config.redis.is_some() {
+        return Err(invalid("`redis` needs mesh-gateway's `redis` feature"));
+    }
+    Ok(None)
+}
+
+fn compile(
+    route: &RouteConfig,
+    mesh: &Mesh,
+    store: Option<Arc<dyn RateLimitStore>>,
+) -> Result<Route, MeshError> {
     let predicates = route
         .predicates
         .iter()
@@ -583,7 +613,10 @@ fn compile(route: &RouteConfig, mesh: &Mesh) -> Result<Route, MeshError> {
     let limiter = route
         .rate_limit
         .clone()
-        .map(|config| RateLimitLayer::try_new(name.clone(), config))
+        .map(|config| match &store {
+            Some(store) => RateLimitLayer::with_store(name.clone(), config, store.clone()),
+            None => RateLimitLayer::try_new(name.clone(), config),
+        })
         .transpose()
         .map_err(MeshError::from)?;
     Ok(Route {

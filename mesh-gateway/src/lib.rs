@@ -36,7 +36,9 @@ mod predicate;
 mod token_cache;
 
 pub use self::{
-    config::{CorsConfig, EdgeAuthConfig, GatewayConfig, RouteAuth, RouteConfig},
+    config::{
+        CorsConfig, EdgeAuthConfig, Fallback, GatewayConfig, RedisSettings, RouteAuth, RouteConfig,
+    },
     filter::Filter,
     gateway::{Gateway, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER},
     predicate::{Captures, PathPattern, Predicate},

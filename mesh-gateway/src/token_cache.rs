@@ -1,16 +1,43 @@
 //! Verified tokens, remembered until they expire so a repeated token skips the signature
-//! check.
+//! check: in memory, and optionally in Redis, where every gateway replica shares them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use dashmap::DashMap;
 use mesh_core::auth::Identity;
+use serde::{Deserialize, Serialize};
 
-/// A bounded in-memory cache of verified tokens.
+/// How long Redis has to answer before the cache is skipped (the token is then verified).
+#[cfg(feature = "redis")]
+const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// A bounded in-memory cache of verified tokens, over an optional shared Redis one.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     entries: DashMap<String, (Identity, u64)>,
     capacity: usize,
+    #[cfg(feature = "redis")]
+    shared: Option<Shared>,
+}
+
+/// The Redis side: keys are the token's SHA-256, so Redis never holds a usable token.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+struct Shared {
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    prefix: String,
+}
+
+/// What Redis keeps of a verified token.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    subject: String,
+    roles: Vec<String>,
+    claims: BTreeMap<String, serde_json::Value>,
 }
 
 fn now() -> u64 {
@@ -24,11 +51,47 @@ impl TokenCache {
         Self {
             entries: DashMap::new(),
             capacity,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
-    /// The identity of a token verified before and not expired since.
-    pub(crate) fn get(&self, token: &str) -> Option<Identity> {
+    /// Shares verified tokens through the Redis at `url`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_redis(mut self, url: &str) -> Result<Self, redis::RedisError> {
+        self.shared = Some(Shared {
+            client: redis::Client::open(url)?,
+            connection: tokio::sync::OnceCell::new(),
+            prefix: "mesh:gw:token:".into(),
+        });
+        Ok(self)
+    }
+
+    /// The identity of a token verified before (here or, with Redis, by any replica) and not
+    /// expired since.
+    pub(crate) async fn get(&self, token: &str) -> Option<Identity> {
+        if let Some(identity) = self.local(token) {
+            return Some(identity);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            let identity = shared.get(token).await?;
+            self.remember(token, &identity);
+            return Some(identity);
+        }
+        None
+    }
+
+    /// Remembers a verified token until its `exp`.
+    pub(crate) async fn put(&self, token: &str, identity: &Identity) {
+        self.remember(token, identity);
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.put(token, identity).await;
+        }
+    }
+
+    fn local(&self, token: &str) -> Option<Identity> {
         let hit = self.entries.get(token).map(|e| e.value().clone())?;
         if hit.1 > now() {
             return Some(hit.0);
@@ -37,12 +100,10 @@ impl TokenCache {
         None
     }
 
-    /// Remembers a verified token until its `exp`. When full, expired entries go first; if
-    /// none has expired the token is simply not remembered.
-    pub(crate) fn put(&self, token: &str, identity: &Identity) {
-        let Some(exp) = identity.claims.get("exp").and_then(|e| e.as_u64()) else {
-            return;
-        };
+    /// When full, expired entries go first; if none has expired the token is simply not
+    /// remembered here.
+    fn remember(&self, token: &str, identity: &Identity) {
+        let Some(exp) = expiry(identity) else { return };
         if self.entries.len() >= self.capacity {
             let now = now();
             self.entries.retain(|_, (_, exp)| *exp > now);
@@ -52,6 +113,78 @@ impl TokenCache {
         }
         self.entries
             .insert(token.to_owned(), (identity.clone(), exp));
+    }
+}
+
+fn expiry(identity: &Identity) -> Option<u64> {
+    identity.claims.get("exp").and_then(|e| e.as_u64())
+}
+
+#[cfg(feature = "redis")]
+impl Shared {
+    fn key(&self, token: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}{hex}", self.prefix)
+    }
+
+    async fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        self.connection
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "token cache: Redis unreachable"))
+            .ok()
+            .cloned()
+    }
+
+    async fn get(&self, token: &str) -> Option<Identity> {
+        let mut connection = self.connection().await?;
+        let value: Option<String> = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("GET")
+                .arg(self.key(token))
+                .query_async(&mut connection),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let stored: Stored = serde_json::from_str(&value?).ok()?;
+        let identity = Identity {
+            subject: stored.subject,
+            roles: stored.roles,
+            claims: stored.claims,
+        };
+        (expiry(&identity)? > now()).then_some(identity)
+    }
+
+    async fn put(&self, token: &str, identity: &Identity) {
+        let Some(ttl) = expiry(identity).and_then(|exp| exp.checked_sub(now())) else {
+            return;
+        };
+        let Some(mut connection) = self.connection().await else {
+            return;
+        };
+        let stored = Stored {
+            subject: identity.subject.clone(),
+            roles: identity.roles.clone(),
+            claims: identity.claims.clone(),
+        };
+        let Ok(value) = serde_json::to_string(&stored) else {
+            return;
+        };
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.key(token))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.max(1));
+        let set = command.query_async::<()>(&mut connection);
+        if let Ok(Err(error)) = tokio::time::timeout(REDIS_TIMEOUT, set).await {
+            tracing::debug!(%error, "token cache: Redis write failed");
+        }
     }
 }
 
@@ -67,19 +200,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn remembers_until_expiry_and_within_capacity() {
+    #[tokio::test]
+    async fn remembers_until_expiry_and_within_capacity() {
         let cache = TokenCache::new(2);
-        cache.put("a", &identity(now() + 60));
-        cache.put("b", &identity(now() - 1));
-        assert_eq!(cache.get("a").unwrap().subject, "alice");
-        assert!(cache.get("b").is_none(), "expired");
-        cache.put("c", &identity(now() + 60));
-        cache.put("d", &identity(now() + 60));
+        cache.put("a", &identity(now() + 60)).await;
+        cache.put("b", &identity(now() - 1)).await;
+        assert_eq!(cache.get("a").await.unwrap().subject, "alice");
+        assert!(cache.get("b").await.is_none(), "expired");
+        cache.put("c", &identity(now() + 60)).await;
+        cache.put("d", &identity(now() + 60)).await;
         assert!(
-            cache.get("d").is_none(),
+            cache.get("d").await.is_none(),
             "full of live tokens: not remembered"
         );
-        assert!(cache.get("c").is_some());
+        assert!(cache.get("c").await.is_some());
     }
 }

@@ -692,3 +692,86 @@ auth:
         assert_eq!(echoed, message);
     }
 }
+
+#[tokio::test]
+async fn replicas_share_verified_tokens_and_rate_limits_through_redis() {
+    let Ok(redis) = std::env::var("MESH_TEST_REDIS_URL") else {
+        eprintln!("skipped: MESH_TEST_REDIS_URL is not set");
+        return;
+    };
+    let upstream = echo().await;
+    let run = format!("{}-{}", std::process::id(), nanos());
+    let replica = |secret: &str| {
+        format!(
+            r#"
+routes:
+  - id: profile-{run}
+    uri: http://{upstream}
+    predicates: [Path=/profile]
+  - id: limited-{run}
+    uri: http://{upstream}
+    predicates: [Path=/limited]
+    auth: public
+    rate_limit: {{ replenish_rate: 1, burst_capacity: 2 }}
+auth:
+  jwt: {{ secret: "{secret}" }}
+redis:
+  url: {redis}
+"#
+        )
+    };
+    let a = gateway(&replica(SECRET), None).await;
+    // B was given another key: it can only accept the token through the shared cache.
+    let b = gateway(
+        &replica("another secret of at least thirty-two bytes!"),
+        None,
+    )
+    .await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let fresh = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "carol", "roles": [], "exp": exp, "jti": run}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {fresh}");
+    let auth = [("authorization", bearer.as_str())];
+    assert_eq!(
+        call(b.local_addr(), "GET", "/profile", &auth).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(a.local_addr(), "GET", "/profile", &auth).await.0,
+        StatusCode::OK
+    );
+    let (status, _, body) = call(b.local_addr(), "GET", "/profile", &auth).await;
+    assert_eq!(status, StatusCode::OK, "B found A's verification in Redis");
+    assert_eq!(body["headers"]["x-mesh-user"], "carol");
+
+    let statuses = [
+        call(a.local_addr(), "GET", "/limited", &[]).await.0,
+        call(b.local_addr(), "GET", "/limited", &[]).await.0,
+        call(a.local_addr(), "GET", "/limited", &[]).await.0,
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "one bucket for both replicas"
+    );
+}
+
+/// Names no other run shares, so runs against one Redis do not meet.
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
