@@ -24,7 +24,7 @@ use mesh_core::{
     context::{PeerAddr, Subject},
     error::BoxError,
     error::{ErrorKind, MeshError},
-    observe::TraceContext,
+    observe::{TRACEPARENT, TraceContext},
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
         rate_limit::{RateLimitLayer, RateLimitStore},
@@ -413,6 +413,11 @@ impl Inner {
                 client.send(http::Request::from_parts(parts, body)).await?
             }
             Upstream::Fixed(authority) => {
+                // `lb://` calls get theirs from the mesh client; a fixed upstream joins the
+                // trace here.
+                let context = TraceContext::current()
+                    .map_or_else(TraceContext::root, |current| current.child());
+                parts.headers.insert(TRACEPARENT, context.to_header());
                 parts.uri = Uri::builder()
                     .scheme("http")
                     .authority(authority.clone())

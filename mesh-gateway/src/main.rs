@@ -3,7 +3,8 @@
 //! over both). The same file holds the routes and the gateway's own mesh settings (`registry`,
 //! `clients`, …); `MESH_*` variables override it. The file is watched: a change swaps the
 //! routes without dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets
-//! the log filter.
+//! the log filter; logs (the access log among them, target `mesh_gateway::access`) are JSON
+//! lines unless `MESH_LOG_FORMAT=text`.
 
 use std::path::PathBuf;
 
@@ -12,12 +13,17 @@ use mesh_gateway::{Gateway, GatewayConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("MESH_LOG").unwrap_or_else(|_| "info".into());
+    // Access logs as JSON lines by default, for log shippers; `MESH_LOG_FORMAT=text` for people.
+    if std::env::var("MESH_LOG_FORMAT").as_deref() == Ok("text") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let mut file = PathBuf::from("gateway.yaml");
     while let Some(arg) = args.next() {
