@@ -96,13 +96,15 @@ pub struct RouteConfig {
     /// `lb://service-id` (discovery and balancing) or `http://host:port` (a fixed upstream).
     pub uri: String,
     /// Spring Cloud Gateway's shorthand: `Path=/api/**`, `Method=GET,POST`,
-    /// `Host=**.example.com`, `Header=X-Tenant, \d+`, `Query=green` or `Query=color, gr.+`.
-    #[serde(default)]
+    /// `Host=**.example.com`, `Header=X-Tenant, \d+`, `Query=green` or `Query=color, gr.+`;
+    /// or its expanded form, `{name: Path, args: {patterns: [/api/**]}}`.
+    #[serde(default, deserialize_with = "shorthand_list")]
     pub predicates: Vec<String>,
     /// Spring Cloud Gateway's shorthand: `StripPrefix=1`, `SetPath=/{segment}`,
     /// `RewritePath=/red/(?<segment>.*), /$\{segment}`, `AddRequestHeader=X-A, 1`,
-    /// `RemoveRequestHeader=Cookie`, `AddResponseHeader=X-B, 2`, `RemoveResponseHeader=Server`.
-    #[serde(default)]
+    /// `RemoveRequestHeader=Cookie`, `AddResponseHeader=X-B, 2`, `RemoveResponseHeader=Server`;
+    /// or the expanded form, `{name: StripPrefix, args: {parts: 1}}`.
+    #[serde(default, deserialize_with = "shorthand_list")]
     pub filters: Vec<String>,
     /// Lower first; routes of equal order keep their file order.
     #[serde(default)]
@@ -242,5 +244,125 @@ impl GatewayConfig {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             MeshError::new(ErrorKind::Config, format!("`{}`: {}", e.path(), e.inner()))
         })
+    }
+}
+
+/// A predicate or filter as Spring Cloud Gateway accepts it: shorthand, or expanded.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Definition {
+    Shorthand(String),
+    Expanded {
+        name: String,
+        #[serde(default)]
+        args: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// The argument names of Spring's expanded form, in shorthand order.
+const ARGUMENTS: &[(&str, &[&str])] = &[
+    ("Path", &["patterns", "pattern"]),
+    ("Host", &["patterns", "pattern"]),
+    ("Method", &["methods", "method"]),
+    ("Header", &["header", "regexp"]),
+    ("Query", &["param", "regexp"]),
+    ("StripPrefix", &["parts"]),
+    ("SetPath", &["template"]),
+    ("RewritePath", &["regexp", "replacement"]),
+    ("AddRequestHeader", &["name", "value"]),
+    ("RemoveRequestHeader", &["name"]),
+    ("AddResponseHeader", &["name", "value"]),
+    ("RemoveResponseHeader", &["name"]),
+];
+
+fn shorthand_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let definitions = Vec::<Definition>::deserialize(deserializer)?;
+    Ok(definitions.into_iter().map(shorthand).collect())
+}
+
+/// `{name: Header, args: {header: X-Id, regexp: '\d+'}}` → `Header=X-Id, \d+`. Arguments
+/// Spring generated itself (`_genkey_0`, `_genkey_1`, …) keep their numeric order.
+fn shorthand(definition: Definition) -> String {
+    let (name, args) = match definition {
+        Definition::Shorthand(text) => return text,
+        Definition::Expanded { name, args } => (name, args),
+    };
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    let known = ARGUMENTS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, keys)| *keys)
+        .unwrap_or_default();
+    let mut values: Vec<String> = known
+        .iter()
+        .filter_map(|key| args.get(*key).map(text))
+        .collect();
+    if values.is_empty() {
+        let mut generated: Vec<(u32, String)> = args
+            .iter()
+            .filter_map(|(key, value)| {
+                Some((key.strip_prefix("_genkey_")?.parse().ok()?, text(value)))
+            })
+            .collect();
+        generated.sort();
+        values = generated.into_iter().map(|(_, v)| v).collect();
+    }
+    format!("{name}={}", values.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expanded_form_reads_as_the_shorthand() {
+        let config = GatewayConfig::from_yaml(
+            r#"
+routes:
+  - id: expanded
+    uri: lb://product-service
+    predicates:
+      - name: Path
+        args: { patterns: [/api/products/**, /catalog/**] }
+      - name: Header
+        args: { header: X-Request-Id, regexp: '\d+' }
+      - name: Method
+        args: { _genkey_1: POST, _genkey_0: GET }
+      - Host=**.example.com
+    filters:
+      - name: StripPrefix
+        args: { parts: 1 }
+      - name: RewritePath
+        args: { regexp: '/red/(?<segment>.*)', replacement: '/$\{segment}' }
+"#,
+        )
+        .unwrap();
+        let route = &config.routes[0];
+        assert_eq!(
+            route.predicates,
+            [
+                "Path=/api/products/**,/catalog/**",
+                "Header=X-Request-Id, \\d+",
+                "Method=GET, POST",
+                "Host=**.example.com",
+            ]
+        );
+        assert_eq!(
+            route.filters,
+            [
+                "StripPrefix=1",
+                "RewritePath=/red/(?<segment>.*), /$\\{segment}"
+            ]
+        );
     }
 }
