@@ -12,6 +12,15 @@ use mesh::{
 };
 use serde_json::json;
 
+/// Loads `file` alone: no environment, no defaults.
+async fn load(file: impl Into<PathBuf>) -> Result<MeshConfig, mesh::error::MeshError> {
+    MeshConfig::builder("orders")
+        .file(file)
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+}
+
 /// A fresh directory for one test's files.
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mesh-config-{name}-{}", std::process::id()));
@@ -80,12 +89,7 @@ async fn errors_name_the_key_and_the_file() {
         "clients:\n  inventory:\n    retry:\n      max_attempts: many\n",
     )
     .unwrap();
-    let config = MeshConfig::builder("orders")
-        .file(dir.join("mesh.yaml"))
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap();
+    let config = load(dir.join("mesh.yaml")).await.unwrap();
     let error = config
         .snapshot()
         .section::<ClientSettings>("clients.inventory")
@@ -108,12 +112,7 @@ async fn errors_name_the_key_and_the_file() {
         "a bad file keeps the last configuration"
     );
 
-    let missing = MeshConfig::builder("orders")
-        .file(dir.join("absent.yaml"))
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap_err();
+    let missing = load(dir.join("absent.yaml")).await.unwrap_err();
     assert!(missing.message().contains("absent.yaml"), "{missing}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -166,24 +165,14 @@ async fn the_config_server_layer_sits_between_the_files_and_the_environment() {
         "config_server:\n  url: http://127.0.0.1:1/config\n",
     )
     .unwrap();
-    let config = MeshConfig::builder("orders")
-        .file(dir.join("mesh.yaml"))
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap();
+    let config = load(dir.join("mesh.yaml")).await.unwrap();
     assert!(config.snapshot().value("server").is_none());
     std::fs::write(
         dir.join("mesh.yaml"),
         "config_server:\n  url: http://127.0.0.1:1/config\n  fail_fast: true\n",
     )
     .unwrap();
-    let error = MeshConfig::builder("orders")
-        .file(dir.join("mesh.yaml"))
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap_err();
+    let error = load(dir.join("mesh.yaml")).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unavailable);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -193,12 +182,7 @@ async fn subscribers_see_a_changed_file_once_reloaded() {
     let dir = dir("watch");
     let file = dir.join("mesh.yaml");
     std::fs::write(&file, "server:\n  body_limit: 100\n").unwrap();
-    let config = MeshConfig::builder("orders")
-        .file(&file)
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap();
+    let config = load(&file).await.unwrap();
     let mut changes = config.subscribe();
     assert!(!config.reload().await.unwrap(), "nothing changed yet");
     std::fs::write(&file, "server:\n  body_limit: 200\n").unwrap();
@@ -221,12 +205,7 @@ async fn watching_the_files_publishes_a_change_without_a_call() {
     let dir = dir("poll");
     let file = dir.join("mesh.yaml");
     std::fs::write(&file, "server:\n  body_limit: 100\n").unwrap();
-    let config = MeshConfig::builder("orders")
-        .file(&file)
-        .env_vars(Vec::<(String, String)>::new())
-        .load()
-        .await
-        .unwrap();
+    let config = load(&file).await.unwrap();
     let mut changes = config.subscribe();
     let watcher = config.watch_files(Duration::from_millis(20));
     // A different length guarantees a different file even within one mtime tick.

@@ -148,6 +148,20 @@ impl Inventory for Shop {
     }
 }
 
+/// The inventory service, describing its API, configured by `config`.
+async fn described(config: serde_json::Value) -> mesh::server::Running {
+    mesh::Mesh::builder("inventory")
+        .config(mesh::config::MeshConfig::from_value("inventory", config))
+        .registry(registry())
+        .describe(InventoryServer::<Shop>::METADATA)
+        .build()
+        .await
+        .unwrap()
+        .start(shop("north"))
+        .await
+        .unwrap()
+}
+
 fn shop(name: &'static str) -> mesh::axum::Router {
     InventoryServer::new(Shop { name }).into_router()
 }
@@ -283,17 +297,7 @@ async fn the_metadata_lists_every_route_and_registration_publishes_it() {
     assert!(routes[2].idempotent, "POST marked idempotent");
     assert!(!routes[4].idempotent, "PATCH is not idempotent by default");
 
-    let registry = registry();
-    let running = mesh::Mesh::builder("inventory")
-        .config(mesh::config::MeshConfig::from_value("inventory", json!({})))
-        .registry(registry.clone())
-        .describe(InventoryServer::<Shop>::METADATA)
-        .build()
-        .await
-        .unwrap()
-        .start(shop("north"))
-        .await
-        .unwrap();
+    let running = described(json!({})).await;
     let published = &running.instance().unwrap().metadata["routes"];
     let published: serde_json::Value = serde_json::from_str(published).unwrap();
     assert_eq!(
@@ -304,20 +308,10 @@ async fn the_metadata_lists_every_route_and_registration_publishes_it() {
 
 #[tokio::test]
 async fn public_routes_need_no_token_when_the_service_checks_tokens() {
-    let registry = registry();
-    let running = mesh::Mesh::builder("inventory")
-        .config(mesh::config::MeshConfig::from_value(
-            "inventory",
-            json!({"server": {"auth": {"jwt": {"secret": "a shared secret of at least thirty-two bytes"}}}}),
-        ))
-        .registry(registry.clone())
-        .describe(InventoryServer::<Shop>::METADATA)
-        .build()
-        .await
-        .unwrap()
-        .start(shop("north"))
-        .await
-        .unwrap();
+    let running = described(
+        json!({"server": {"auth": {"jwt": {"secret": "a shared secret of at least thirty-two bytes"}}}}),
+    )
+    .await;
     let addr = running.local_addr();
     assert_eq!(
         support::get(addr, "/inventory?min=1").await.0,

@@ -293,6 +293,15 @@ impl MeshError {
     }
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for logs and failure reasons.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// The kind [`MeshError::from_boxed`] would give `error`, without consuming it.
 #[cfg(feature = "runtime")]
 pub(crate) fn kind_of(error: &(dyn StdError + 'static)) -> ErrorKind {

@@ -74,6 +74,8 @@ pub mod resilience;
 pub mod server;
 
 mod body;
+#[cfg(feature = "runtime")]
+mod fetch;
 
 pub use self::body::BoxBody;
 

@@ -19,12 +19,12 @@ use hyper_util::{
 };
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
-    auth::{AuthError, Identity, JwtVerifier},
+    auth::{AuthError, Identity, JwtVerifier, bearer_token},
     config::MeshConfig,
     context::{PeerAddr, Subject},
     error::BoxError,
     error::{ErrorKind, MeshError},
-    observe::{TRACEPARENT, TraceContext},
+    observe::{TRACEPARENT, TraceContext, status_label},
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
         rate_limit::{RateLimitLayer, RateLimitStore},
@@ -274,7 +274,7 @@ impl Inner {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         let status = response.status().as_u16();
-        metrics::counter!("mesh_gateway_requests_total", "route" => route_id.clone(), "status" => status.to_string())
+        metrics::counter!("mesh_gateway_requests_total", "route" => route_id.clone(), "status" => status_label(status))
             .increment(1);
         tracing::info!(
             target: "mesh_gateway::access",
@@ -300,17 +300,17 @@ impl Inner {
         let Some(verifier) = &self.verifier else {
             return Err(AuthError::Missing.into());
         };
-        let (token, from_cookie) = match bearer(request.headers()) {
-            Some(token) => (token, false),
+        let (token, from_cookie) = match bearer_token(request.headers()) {
+            Some(token) => (token.to_owned(), false),
             None => match cookie(request.headers(), &self.cookie) {
                 Some(token) => (token, true),
-                None => return Err(unauthorized(AuthError::Missing)),
+                None => return Err(AuthError::Missing.into()),
             },
         };
         let identity: Identity = match self.tokens.get(&token).await {
             Some(identity) => identity,
             None => {
-                let identity = verifier.verify(&token).await.map_err(unauthorized)?;
+                let identity = verifier.verify(&token).await.map_err(MeshError::from)?;
                 self.tokens.put(&token, &identity).await;
                 identity
             }
@@ -669,16 +669,6 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
-/// The bearer token of `Authorization`, if any.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then(|| token.to_owned())
-}
-
 /// The value of cookie `name`, if any.
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -690,10 +680,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
-}
-
-fn unauthorized(error: AuthError) -> MeshError {
-    MeshError::from(error)
 }
 
 /// Whether the request asks to switch protocols (a WebSocket handshake, say).

@@ -4,8 +4,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -17,7 +16,10 @@ use jsonwebtoken::{
 use tokio::{sync::Mutex, time::Instant};
 
 use super::{AuthError, verify::Family};
-use crate::error::{ErrorKind, MeshError};
+use crate::{
+    error::{ErrorKind, MeshError},
+    fetch::get_json_bytes,
+};
 
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -106,28 +108,7 @@ impl Jwks {
     }
 
     async fn download(&self) -> Result<KeyMap, String> {
-        let request = Request::get(&self.url)
-            .header(header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("answered {}", response.status()));
-            }
-            Limited::new(response.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map(|body| body.to_bytes())
-                .map_err(|e| e.to_string())
-        };
-        let body = tokio::time::timeout(FETCH_TIMEOUT, exchange)
-            .await
-            .map_err(|_| "no answer in time".to_owned())??;
+        let body = get_json_bytes(&self.http, &self.url, MAX_JWKS_BYTES, FETCH_TIMEOUT).await?;
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {

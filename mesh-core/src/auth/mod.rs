@@ -29,3 +29,19 @@ pub use self::{
     config::{AuthSettings, JwtConfig},
     verify::{AuthError, Identity, JwtVerifier},
 };
+
+/// The token of an `Authorization: Bearer …` header, if the request has a non-empty one.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert(http::header::AUTHORIZATION, "Bearer abc.def.ghi".parse().unwrap());
+/// assert_eq!(mesh_core::auth::bearer_token(&headers), Some("abc.def.ghi"));
+/// ```
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
+}

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{DedupeStore, Event, Handler};
+use crate::error::panic_message;
 use crate::observe::TraceContext;
 use crate::resilience::retry::Backoff;
 
@@ -191,14 +192,7 @@ impl Runner {
                 return Verdict::Done;
             }
             Ok(Err(error)) => error.to_string(),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "handler panicked".into());
-                format!("handler panicked: {message}")
-            }
+            Err(panic) => format!("handler panicked: {}", panic_message(panic.as_ref())),
         };
         if attempt >= self.config.max_attempts {
             tracing::warn!(queue = %self.queue, id = %event.id, attempt, %reason, "event dead-lettered");

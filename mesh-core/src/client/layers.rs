@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 
 use crate::{
     error::{BoxError, kind_of},
-    observe::{TRACEPARENT, TraceContext},
+    observe::{TRACEPARENT, TraceContext, status_label},
 };
 
 /// Sends a child of the current trace context (or a new trace) in `traceparent`.
@@ -167,37 +167,5 @@ where
         this.handles.count(status);
         this.handles.duration.record(elapsed);
         Poll::Ready(output)
-    }
-}
-
-/// A status code as a label without allocating for the common ones.
-pub(crate) fn status_label(code: u16) -> &'static str {
-    match code {
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        204 => "204",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        409 => "409",
-        413 => "413",
-        422 => "422",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => match code / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
     }
 }

@@ -34,7 +34,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
-pub(crate) use self::layers::status_label;
 pub use self::settings::{ClientSettings, Switchable};
 use self::stack::{Connector, Layers, Stack};
 use crate::{

@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::tree::{Tree, unflatten};
-use crate::error::{ErrorKind, MeshError};
+use crate::{
+    error::{ErrorKind, MeshError},
+    fetch::get_json_bytes,
+};
 
 /// Largest config-server answer read.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -47,29 +47,10 @@ pub(super) async fn fetch(
     let unreachable = |e: &dyn std::fmt::Display| {
         MeshError::new(ErrorKind::Unavailable, format!("config server {uri}: {e}"))
     };
-    let request = Request::get(&uri)
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| {
-            MeshError::new(ErrorKind::Config, format!("config server url `{uri}`: {e}"))
-        })?;
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| unreachable(&e))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| unreachable(&e))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(unreachable(&format!("answered {status}")));
-        }
-        Ok(body)
-    };
-    let body = tokio::time::timeout(FETCH_TIMEOUT, exchange)
+    let body = get_json_bytes(&client, &uri, MAX_ANSWER_BYTES, FETCH_TIMEOUT)
         .await
-        .map_err(|_| unreachable(&"no answer in time"))??;
+        .map_err(|e| unreachable(&e))?;
     let environment: Environment = serde_json::from_slice(&body)
         .map_err(|e| unreachable(&format!("unreadable answer: {e}")))?;
     let mut tree = Tree::new();

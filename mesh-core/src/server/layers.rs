@@ -23,11 +23,10 @@ use tracing::Instrument;
 
 use super::ServerSettings;
 use crate::{
-    auth::{AuthError, AuthSettings, JwtVerifier},
-    client::status_label,
+    auth::{AuthError, AuthSettings, JwtVerifier, bearer_token},
     context::{PeerAddr, Subject},
-    error::{BoxError, ErrorKind, MeshError},
-    observe::TraceContext,
+    error::{BoxError, ErrorKind, MeshError, panic_message},
+    observe::{TraceContext, status_label},
     resilience::timeout::HonorDeadlineLayer,
 };
 
@@ -68,18 +67,9 @@ async fn authenticate(
     if settings.is_public(request.uri().path()) {
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let outcome = match token {
-        Some(token) if !token.is_empty() => verifier.verify(token).await,
-        _ => Err(AuthError::Missing),
+    let outcome = match bearer_token(request.headers()) {
+        Some(token) => verifier.verify(token).await,
+        None => Err(AuthError::Missing),
     };
     match outcome {
         Ok(identity) => {
@@ -161,12 +151,7 @@ fn method_label(method: &http::Method) -> &'static str {
 
 /// A handler panic becomes a 500 with the JSON error body; the process goes on.
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown".into());
-    tracing::error!(panic = %detail, "handler panicked");
+    tracing::error!(panic = %panic_message(panic.as_ref()), "handler panicked");
     MeshError::new(ErrorKind::Internal, "the handler failed").into_response()
 }
 
