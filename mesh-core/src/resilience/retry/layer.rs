@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
-use tower::{Layer, retry::budget::TpsBudget};
+use tower::Layer;
 
-use super::{Backoff, Retry, RetryConfig, RetryOnStatus, service::Shared};
+use super::{Backoff, Retry, RetryConfig, RetryOnStatus, budget::RetryBudget, service::Shared};
 use crate::error::ConfigError;
 
 /// Applies [`Retry`] to a service. Every service the layer builds shares one retry budget.
@@ -51,7 +51,7 @@ impl<C> RetryLayer<C> {
             config.max_backoff,
             config.jitter,
         );
-        let budget = TpsBudget::new(
+        let budget = RetryBudget::new(
             config.budget.ttl,
             config.budget.min_retries_per_second,
             config.budget.percent_can_retry,

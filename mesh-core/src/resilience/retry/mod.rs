@@ -15,6 +15,7 @@
 
 mod backoff;
 mod body;
+mod budget;
 mod classify;
 mod config;
 mod layer;

@@ -14,11 +14,12 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, sleep};
-use tower::{Service, retry::budget::Budget, retry::budget::TpsBudget};
+use tower::Service;
 
 use super::{
     Backoff, Classify, Idempotent, RetryConfig,
     body::{Replay, buffer},
+    budget::RetryBudget,
 };
 use crate::{BoxBody, error::BoxError, resilience::timeout::Deadline};
 
@@ -37,7 +38,7 @@ pub(super) struct Shared<C> {
     pub(super) name: Arc<str>,
     pub(super) config: RetryConfig,
     pub(super) backoff: Backoff,
-    pub(super) budget: TpsBudget,
+    pub(super) budget: RetryBudget,
     pub(super) classifier: C,
 }
 
@@ -106,7 +107,7 @@ where
         let fresh = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
-        shared.budget.deposit();
+        shared.budget.deposit(Instant::now());
         let (parts, body) = request.into_parts();
         if !shared.may_retry(&parts) {
             let body = body.map_err(Into::into).boxed_unsync();
@@ -299,7 +300,7 @@ impl<C> Shared<C> {
                 self.record("deadline");
                 break;
             }
-            if !self.budget.withdraw() {
+            if !self.budget.withdraw(Instant::now()) {
                 tracing::warn!(name = %self.name, attempt, "retry budget exhausted");
                 self.record("budget_exhausted");
                 break;
