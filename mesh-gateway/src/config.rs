@@ -125,7 +125,8 @@ pub struct RouteConfig {
     /// A circuit breaker on this route.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
-    /// What answers while the circuit is open (instead of a 503).
+    /// What answers when the upstream call fails: the circuit is open, the call timed out,
+    /// or no connection could be made (instead of the 503, 504 or 502).
     #[serde(default)]
     pub fallback: Option<Fallback>,
     /// A login route: the token in its JSON answer (`token` or `access_token`) becomes the
@@ -137,14 +138,20 @@ pub struct RouteConfig {
     pub logout: bool,
 }
 
-/// A static answer for when a route's circuit is open.
+/// What answers when a route's upstream call fails (its circuit is open, it timed out, the
+/// connection failed): a static answer, or another path of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
-    /// The status (default 200).
+    /// Spring Cloud Gateway's `fallbackUri`: `forward:/path` routes the request again, with
+    /// this path, through the gateway's routes (its body is not replayed). When set, `status`
+    /// and `body` are not used.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// The status of the static answer (default 200).
     #[serde(default = "ok")]
     pub status: u16,
-    /// The JSON body.
+    /// The JSON body of the static answer.
     #[serde(default)]
     pub body: serde_json::Value,
 }
@@ -154,10 +161,15 @@ fn ok() -> u16 {
 }
 
 impl Fallback {
-    /// The answer.
+    /// The static answer.
     pub fn response(&self) -> axum::response::Response {
         let status = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::OK);
         axum::response::IntoResponse::into_response((status, axum::Json(self.body.clone())))
+    }
+
+    /// The path a `forward:` fallback routes to.
+    pub fn forward_path(&self) -> Option<&str> {
+        self.uri.as_deref()?.strip_prefix("forward:")
     }
 }
 

@@ -236,32 +236,8 @@ impl Inner {
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
-        let mut captures = Captures::new();
-        let index = self.routes.iter().position(|route| {
-            captures.clear();
-            route
-                .predicates
-                .iter()
-                .all(|p| p.test(&request, &mut captures))
-        });
-        let route = index.map(|i| &self.routes[i]);
-        let (route_id, method, path) = (
-            route.map_or("none".into(), |r| r.id.clone()),
-            request.method().clone(),
-            request.uri().path().to_owned(),
-        );
-        let mut response = match route {
-            None => {
-                MeshError::new(ErrorKind::NotFound, format!("no route for {path}")).into_response()
-            }
-            Some(route) => match self.admit(route, &mut request).await {
-                Err(error) => error.into_response(),
-                Ok(()) => self
-                    .limited(index.unwrap_or_default(), request, captures)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response),
-            },
-        };
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let (route_id, mut response) = self.dispatch(request, false).await;
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
@@ -287,6 +263,40 @@ impl Inner {
             "request"
         );
         response
+    }
+
+    /// Matches the request to a route, admits it and sends it through the route's policies;
+    /// returns the route's id (`none` without one) and the answer. A `forwarded` request is a
+    /// fallback's: its own route's fallback is not followed again.
+    fn dispatch(
+        self: &Arc<Self>,
+        mut request: Request,
+        forwarded: bool,
+    ) -> BoxFuture<'_, (Arc<str>, Response)> {
+        Box::pin(async move {
+            let mut captures = Captures::new();
+            let index = self.routes.iter().position(|route| {
+                captures.clear();
+                route
+                    .predicates
+                    .iter()
+                    .all(|p| p.test(&request, &mut captures))
+            });
+            let Some(index) = index else {
+                let path = request.uri().path();
+                let error = MeshError::new(ErrorKind::NotFound, format!("no route for {path}"));
+                return ("none".into(), error.into_response());
+            };
+            let route = &self.routes[index];
+            let response = match self.admit(route, &mut request).await {
+                Err(error) => error.into_response(),
+                Ok(()) => self
+                    .limited(index, request, captures, forwarded)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+            };
+            (route.id.clone(), response)
+        })
     }
 
     /// Edge auth: the route's token and role requirements; sets the identity headers.
@@ -347,7 +357,14 @@ impl Inner {
         index: usize,
         request: Request,
         captures: Captures,
+        forwarded: bool,
     ) -> Result<Response, MeshError> {
+        let route = &self.routes[index];
+        // A `forward:` fallback sends the request again, so its head is kept.
+        let head = match route.fallback.as_ref().and_then(Fallback::forward_path) {
+            Some(path) if !forwarded => Some((path, forward_head(&request, path)?)),
+            _ => None,
+        };
         let gateway = self.clone();
         let captures = Arc::new(captures);
         let forward = service_fn(move |request: http::Request<BoxBody>| {
@@ -360,7 +377,6 @@ impl Inner {
                     .map_err(BoxError::from)
             }
         });
-        let route = &self.routes[index];
         // The edge's order: rate limit, circuit breaker (and its fallback), timeout, retry.
         let stack = ServiceBuilder::new()
             .option_layer(route.limiter.clone())
@@ -372,13 +388,20 @@ impl Inner {
         // Erased, so the handler's future is `Send` under any lifetime (rustc cannot prove it
         // through the stack's nested types).
         let call: BoxFuture<'static, Result<Response, BoxError>> = Box::pin(stack.oneshot(request));
-        let outcome = call.await.map_err(MeshError::from_boxed);
-        match (outcome, &route.fallback) {
-            (Err(error), Some(fallback)) if error.kind() == ErrorKind::CircuitOpen => {
-                tracing::debug!(route = %route.id, "circuit open: fallback answers");
+        let error = match call.await.map_err(MeshError::from_boxed) {
+            Err(error) if falls_back(&error) => error,
+            outcome => return outcome,
+        };
+        match (&route.fallback, head) {
+            (_, Some((path, head))) => {
+                tracing::debug!(route = %route.id, %error, path, "upstream failed: forwarding to the fallback");
+                Ok(self.dispatch(head, true).await.1)
+            }
+            (Some(fallback), None) if fallback.uri.is_none() => {
+                tracing::debug!(route = %route.id, %error, "upstream failed: fallback answers");
                 Ok(fallback.response())
             }
-            (outcome, _) => outcome,
+            _ => Err(error),
         }
     }
 
@@ -611,8 +634,18 @@ fn compile(
             route.uri
         )));
     };
-    if route.fallback.is_some() && route.circuit_breaker.is_none() {
-        return Err(invalid("a fallback needs a circuit_breaker"));
+    if let Some(fallback) = &route.fallback {
+        if route.circuit_breaker.is_none() && route.timeout.is_none() {
+            return Err(invalid("a fallback needs a circuit_breaker or a timeout"));
+        }
+        match fallback.uri.as_deref() {
+            Some(uri) if !fallback.forward_path().is_some_and(|p| p.starts_with('/')) => {
+                return Err(invalid(format!(
+                    "fallback uri `{uri}`: expected forward:/path"
+                )));
+            }
+            _ => {}
+        }
     }
     let name: Arc<str> = format!("gateway:{}", route.id).into();
     let limiter = route
@@ -654,6 +687,40 @@ fn compile(
         login: route.login,
         logout: route.logout,
     })
+}
+
+/// Whether a failed upstream call is answered by the route's fallback: the failures of the
+/// upstream (circuit open, timeout, no connection, no instance), not the caller's (a rate
+/// limit, a bad request).
+fn falls_back(error: &MeshError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::CircuitOpen
+            | ErrorKind::Timeout
+            | ErrorKind::Transport
+            | ErrorKind::NoInstances
+            | ErrorKind::BulkheadFull
+            | ErrorKind::Unavailable
+    )
+}
+
+/// The request a `forward:` fallback routes: the same method, headers and query with `path`,
+/// and no body.
+fn forward_head(request: &Request, path: &str) -> Result<Request, MeshError> {
+    let uri = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut head = Request::new(Body::empty());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() =
+        Uri::try_from(uri).map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+    *head.headers_mut() = request.headers().clone();
+    head.headers_mut().remove(header::CONTENT_LENGTH);
+    if let Some(peer) = request.extensions().get::<PeerAddr>() {
+        head.extensions_mut().insert(*peer);
+    }
+    Ok(head)
 }
 
 /// The client's `x-request-id`, or a new one.

@@ -567,8 +567,9 @@ async fn flaky() -> (
 }
 
 #[tokio::test]
-async fn idempotent_calls_are_retried_and_an_open_circuit_falls_back() {
+async fn idempotent_calls_are_retried_and_failed_calls_fall_back() {
     let (upstream, calls) = flaky().await;
+    let echo = echo().await;
     let gateway = gateway(
         &format!(
             r#"
@@ -584,6 +585,22 @@ routes:
     auth: public
     circuit_breaker: {{ sliding_window_size: 2, minimum_number_of_calls: 2 }}
     fallback: {{ status: 200, body: {{ items: [], degraded: true }} }}
+  - id: orders
+    uri: http://127.0.0.1:1
+    predicates: [Path=/orders/**]
+    auth: public
+    circuit_breaker: {{ sliding_window_size: 2, minimum_number_of_calls: 2 }}
+    fallback: {{ uri: "forward:/fallback/orders" }}
+  - id: orders-fallback
+    uri: http://{echo}
+    predicates: [Path=/fallback/**]
+    auth: public
+  - id: loop
+    uri: http://127.0.0.1:1
+    predicates: [Path=/loop]
+    auth: public
+    timeout: 1s
+    fallback: {{ uri: "forward:/loop" }}
 "#
         ),
         None,
@@ -601,16 +618,51 @@ routes:
     );
     assert_eq!(calls.lock().unwrap()["/flaky/b"], 1);
 
-    for _ in 0..2 {
+    // Refused connections, then an open circuit: the static answer every time.
+    for attempt in 0..3 {
+        let (status, _, body) = call(addr, "GET", "/broken", &[]).await;
         assert_eq!(
-            call(addr, "GET", "/broken", &[]).await.0,
-            StatusCode::BAD_GATEWAY
+            (status, body),
+            (StatusCode::OK, json!({"items": [], "degraded": true})),
+            "call {attempt}"
         );
     }
-    let (status, _, body) = call(addr, "GET", "/broken", &[]).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::OK, json!({"items": [], "degraded": true}))
+    // `forward:` routes the request again with the fallback's path and the query kept.
+    for attempt in 0..3 {
+        let (status, _, body) = call(addr, "GET", "/orders/7?page=2", &[]).await;
+        assert_eq!(status, StatusCode::OK, "call {attempt}");
+        assert_eq!(body["uri"], "/fallback/orders?page=2");
+        assert_eq!(body["method"], "GET");
+    }
+    // A fallback that forwards to its own route is followed once, never in a loop.
+    let (status, _, _) = call(addr, "GET", "/loop", &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn a_fallback_uri_must_forward_to_a_path() {
+    let yaml = r#"
+routes:
+  - id: orders
+    uri: http://127.0.0.1:1
+    predicates: [Path=/orders/**]
+    auth: public
+    circuit_breaker: { sliding_window_size: 2 }
+    fallback: { uri: "http://elsewhere/fallback" }
+"#;
+    let config = GatewayConfig::from_yaml(yaml).unwrap();
+    let mesh = Mesh::builder("mesh-gateway")
+        .config(MeshConfig::from_value(
+            "mesh-gateway",
+            json!({"registry": {"register": false}}),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let error = Gateway::new(config, &mesh).unwrap_err();
+    assert!(
+        error.to_string().contains("expected forward:/path"),
+        "{error}"
     );
 }
 
