@@ -629,3 +629,63 @@ async fn a_client_speaks_http2_when_told() {
     let version: String = a1.client("h2").get_json("/who-json").await.unwrap();
     assert_eq!(version, "HTTP/1.1");
 }
+
+#[tokio::test]
+async fn worker_threads_share_one_port_and_drain_on_shutdown() {
+    let registry = registry();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
+    let router = Router::new()
+        .route(
+            "/thread",
+            get(|| async { std::thread::current().name().unwrap_or("").to_owned() }),
+        )
+        .route(
+            "/slow",
+            get(move || {
+                let (entered, release) = slot.lock().unwrap().take().unwrap();
+                async move {
+                    let _ = entered.send(());
+                    let _ = release.await;
+                    "done"
+                }
+            }),
+        );
+    let service = start(
+        "workers",
+        router,
+        &registry,
+        json!({"server": {"threads": 2}}),
+    )
+    .await;
+    until_registered(&registry, "workers", 1).await;
+    let addr = service.local_addr();
+    // Each call is a new connection; the kernel spreads them over both workers' listeners.
+    let mut threads = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (status, thread) = http_get(addr, "/thread").await;
+        assert_eq!(status, StatusCode::OK);
+        threads.insert(thread);
+    }
+    assert_eq!(
+        threads.into_iter().collect::<Vec<_>>(),
+        ["mesh-worker-0", "mesh-worker-1"]
+    );
+
+    let in_flight = tokio::spawn(async move { http_get(addr, "/slow").await });
+    entered_rx.await.unwrap();
+    let shutdown = tokio::spawn(service.shutdown());
+    until_registered(&registry, "workers", 0).await;
+    assert!(!in_flight.is_finished());
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (StatusCode::OK, "done".to_owned())
+    );
+    shutdown.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "every worker stopped listening"
+    );
+}

@@ -4,14 +4,15 @@
 //! `clients`, …); `MESH_*` variables override it. The file is watched: a change swaps the
 //! routes without dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets
 //! the log filter; logs (the access log among them, target `mesh_gateway::access`) are JSON
-//! lines unless `MESH_LOG_FORMAT=text`.
+//! lines unless `MESH_LOG_FORMAT=text`. Requests are served by one thread per core
+//! (`server.threads` to change it).
 
 use std::path::PathBuf;
 
 use mesh_core::{Mesh, config::MeshConfig};
 use mesh_gateway::{Gateway, GatewayConfig};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("MESH_LOG").unwrap_or_else(|_| "info".into());
@@ -36,7 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    let mut defaults = serde_json::json!({"server": {"address": "127.0.0.1:8080"}});
+    // One serving thread per core, each with its own runtime and listener, as nginx's
+    // workers; this runtime only watches the configuration and the registry.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut defaults =
+        serde_json::json!({"server": {"address": "127.0.0.1:8080", "threads": threads}});
     if let Ok(addr) = std::env::var("MESH_GATEWAY_ADDR") {
         defaults["server"]["address"] = addr.into();
     }

@@ -28,6 +28,7 @@ mod layers;
 mod registration;
 mod settings;
 mod tls;
+mod workers;
 
 use std::{
     future::Future,
@@ -348,16 +349,6 @@ impl Mesh {
                 .public
                 .extend(described.public_paths().map(str::to_owned));
         }
-        let listener = TcpListener::bind(server.address).await.map_err(|e| {
-            MeshError::new(
-                ErrorKind::Config,
-                format!("binding {}: {e}", server.address),
-            )
-            .with_source(e)
-        })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
         let app = layers::wrap(
             router.merge(self.endpoints()),
             self.inner.name.as_str().into(),
@@ -369,20 +360,40 @@ impl Mesh {
             let _ = stopped.await;
         };
         let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server_task = match &server.tls {
-            None => {
-                let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
-                tokio::spawn(async move { serve.await })
-            }
-            Some(tls) => {
-                use axum::serve::ListenerExt;
-                let listener = TlsListener::new(listener, tls.server_config()?)
-                    .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?
-                    // Tapped so that the peer address reaches handlers as for plain TCP.
-                    .tap_io(|_| {});
-                let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
-                tokio::spawn(async move { serve.await })
-            }
+        let tls = server
+            .tls
+            .as_ref()
+            .map(TlsSettings::server_config)
+            .transpose()?;
+        let (local_addr, server_task) = if server.threads > 0 {
+            workers::spawn(server.address, server.threads, make_service, tls, stopped)?
+        } else {
+            let listener = TcpListener::bind(server.address).await.map_err(|e| {
+                MeshError::new(
+                    ErrorKind::Config,
+                    format!("binding {}: {e}", server.address),
+                )
+                .with_source(e)
+            })?;
+            let local_addr = listener
+                .local_addr()
+                .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
+            let task = match tls {
+                None => {
+                    let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
+                    tokio::spawn(async move { serve.await })
+                }
+                Some(config) => {
+                    use axum::serve::ListenerExt;
+                    let listener = TlsListener::new(listener, config)
+                        .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?
+                        // Tapped so that the peer address reaches handlers as for plain TCP.
+                        .tap_io(|_| {});
+                    let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
+                    tokio::spawn(async move { serve.await })
+                }
+            };
+            (local_addr, task)
         };
         let registration = match (&self.inner.clients.registry, registry_settings.register) {
             (Some(registry), true) => Some(

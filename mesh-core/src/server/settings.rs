@@ -39,6 +39,11 @@ pub struct ServerSettings {
     pub auth: AuthSettings,
     /// HTTPS with these PEM files (HTTP/2 and HTTP/1.1 by ALPN); plain HTTP when unset.
     pub tls: Option<TlsSettings>,
+    /// Worker threads serving requests, as nginx's `worker_processes`: each runs its own
+    /// single-threaded runtime and accepts on its own listener on `address` (`SO_REUSEPORT`),
+    /// so a connection stays on one thread. `0` (the default) serves on the runtime that
+    /// starts the mesh.
+    pub threads: usize,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +57,7 @@ impl Default for ServerSettings {
             max_deadline: Duration::from_secs(60),
             auth: AuthSettings::default(),
             tls: None,
+            threads: 0,
         }
     }
 }
