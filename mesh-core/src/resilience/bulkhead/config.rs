@@ -27,7 +27,7 @@ pub struct BulkheadConfig {
     pub(super) max_wait_duration: Duration,
 }
 
-/// Tokio's semaphore limit.
+/// The most slots a bulkhead counts.
 const MAX_PERMITS: usize = usize::MAX >> 3;
 
 impl Default for BulkheadConfig {

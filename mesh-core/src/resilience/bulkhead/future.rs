@@ -5,9 +5,8 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::BulkheadFull;
+use super::{BulkheadFull, slots::Slot};
 use crate::error::BoxError;
 
 pin_project! {
@@ -24,13 +23,13 @@ pin_project! {
     #[project = StateProj]
     #[derive(Debug)]
     enum State<F> {
-        Admitted { #[pin] inner: F, permit: Option<OwnedSemaphorePermit> },
+        Admitted { #[pin] inner: F, permit: Option<Slot> },
         Rejected,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn admitted(inner: F, permit: OwnedSemaphorePermit) -> Self {
+    pub(super) fn admitted(inner: F, permit: Slot) -> Self {
         Self {
             state: State::Admitted {
                 inner,

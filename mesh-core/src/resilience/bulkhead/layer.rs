@@ -1,10 +1,9 @@
 use std::sync::Arc;
 
 use metrics::Counter;
-use tokio::sync::Semaphore;
 use tower::Layer;
 
-use super::{Bulkhead, BulkheadConfig};
+use super::{Bulkhead, BulkheadConfig, slots::Slots};
 use crate::error::ConfigError;
 
 /// Applies [`Bulkhead`] to a service. Every service the layer builds shares its slots.
@@ -17,7 +16,7 @@ pub struct BulkheadLayer {
 pub(super) struct Shared {
     pub(super) name: Arc<str>,
     pub(super) config: BulkheadConfig,
-    pub(super) semaphore: Arc<Semaphore>,
+    pub(super) slots: Arc<Slots>,
     pub(super) rejected: Counter,
 }
 
@@ -40,7 +39,7 @@ impl BulkheadLayer {
             .set(config.max_concurrent_calls as f64);
         Ok(Self {
             shared: Arc::new(Shared {
-                semaphore: Arc::new(Semaphore::new(config.max_concurrent_calls)),
+                slots: Arc::new(Slots::new(config.max_concurrent_calls)),
                 name,
                 config,
                 rejected,
@@ -50,7 +49,7 @@ impl BulkheadLayer {
 
     /// Slots free right now.
     pub fn available_slots(&self) -> usize {
-        self.shared.semaphore.available_permits()
+        self.shared.slots.available()
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod future;
 mod layer;
 mod service;
+mod slots;
 
 pub use self::{
     config::BulkheadConfig, error::BulkheadFull, future::ResponseFuture, layer::BulkheadLayer,

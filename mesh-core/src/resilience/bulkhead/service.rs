@@ -6,16 +6,17 @@ use std::{
     task::{Context, Poll},
 };
 
-use tokio::{
-    sync::{AcquireError, OwnedSemaphorePermit},
-    time::{Sleep, sleep},
-};
+use tokio::time::{Sleep, sleep};
 use tower::Service;
 
-use super::{ResponseFuture, layer::Shared};
+use super::{
+    ResponseFuture,
+    layer::Shared,
+    slots::{Slot, Slots},
+};
 use crate::error::BoxError;
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+type Acquire = Pin<Box<dyn Future<Output = Slot> + Send>>;
 
 /// Admits a bounded number of concurrent calls.
 ///
@@ -39,7 +40,7 @@ enum Reservation {
         acquire: Acquire,
         timer: Pin<Box<Sleep>>,
     },
-    Held(OwnedSemaphorePermit),
+    Held(Slot),
     Rejected,
 }
 
@@ -66,11 +67,11 @@ impl<S> Bulkhead<S> {
     fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             self.state = match std::mem::replace(&mut self.state, Reservation::None) {
-                Reservation::None => match self.shared.semaphore.clone().try_acquire_owned() {
-                    Ok(permit) => Reservation::Held(permit),
-                    Err(_) if self.shared.config.max_wait_duration.is_zero() => self.reject(),
-                    Err(_) => Reservation::Waiting {
-                        acquire: Box::pin(self.shared.semaphore.clone().acquire_owned()),
+                Reservation::None => match self.shared.slots.try_take() {
+                    Some(slot) => Reservation::Held(slot),
+                    None if self.shared.config.max_wait_duration.is_zero() => self.reject(),
+                    None => Reservation::Waiting {
+                        acquire: Box::pin(Slots::take(self.shared.slots.clone())),
                         timer: Box::pin(sleep(self.shared.config.max_wait_duration)),
                     },
                 },
@@ -78,8 +79,7 @@ impl<S> Bulkhead<S> {
                     mut acquire,
                     mut timer,
                 } => match acquire.as_mut().poll(cx) {
-                    Poll::Ready(Ok(permit)) => Reservation::Held(permit),
-                    Poll::Ready(Err(_)) => self.reject(),
+                    Poll::Ready(slot) => Reservation::Held(slot),
                     // Dropping the acquire future leaves the queue, so no slot is parked here.
                     Poll::Pending if timer.as_mut().poll(cx).is_ready() => self.reject(),
                     Poll::Pending => {
