@@ -1,6 +1,10 @@
 use std::{
     fmt,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    ops::{Deref, DerefMut},
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use metrics::Counter;
@@ -35,8 +39,39 @@ struct Shared {
     name: Arc<str>,
     config: CircuitBreakerConfig,
     machine: Mutex<Machine>,
+    /// [`Machine::admits_all`] as of the last change, written under the machine's lock:
+    /// while the breaker is closed, admission reads this instead of taking the lock.
+    admits_all: AtomicU64,
     events: broadcast::Sender<StateTransition>,
     calls: CallCounters,
+}
+
+/// The locked machine; letting go of it publishes what admission needs to the lock-free path,
+/// before the lock is released.
+struct Locked<'a> {
+    machine: MutexGuard<'a, Machine>,
+    admits_all: &'a AtomicU64,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Machine;
+
+    fn deref(&self) -> &Machine {
+        &self.machine
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.admits_all
+            .store(self.machine.admits_all(), Ordering::Release);
+    }
 }
 
 /// Counter handles registered once, so recording a call does not look metrics up by name.
@@ -113,6 +148,7 @@ impl Breaker {
                 calls: CallCounters::new(&name),
                 name,
                 config,
+                admits_all: AtomicU64::new(machine.admits_all()),
                 machine: Mutex::new(machine),
                 events,
             }),
@@ -159,9 +195,17 @@ impl Breaker {
     /// Asks to make a call: a permit, or [`CircuitOpen`] when the breaker refuses.
     pub fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
         let now = Instant::now();
-        let mut transitions = Vec::new();
-        let admitted = self.machine().try_acquire(now, &mut transitions);
-        self.publish(transitions);
+        // Closed: nothing to decide and nothing to change, so no lock. A call admitted just as
+        // the breaker opens carries the old generation, and its outcome is not counted.
+        let admitted = match self.shared.admits_all.load(Ordering::Acquire) {
+            0 => {
+                let mut transitions = Vec::new();
+                let admitted = self.machine().try_acquire(now, &mut transitions);
+                self.publish(transitions);
+                admitted
+            }
+            admits_all => Ok(admits_all - 1),
+        };
         match admitted {
             Ok(generation) => Ok(CallPermit {
                 breaker: self.clone(),
@@ -221,12 +265,16 @@ impl Breaker {
         self.publish(transitions);
     }
 
-    fn machine(&self) -> MutexGuard<'_, Machine> {
+    fn machine(&self) -> Locked<'_> {
         // The machine holds plain counters: a panic elsewhere cannot leave it inconsistent.
-        self.shared
-            .machine
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        Locked {
+            machine: self
+                .shared
+                .machine
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            admits_all: &self.shared.admits_all,
+        }
     }
 
     fn publish(&self, transitions: Vec<StateTransition>) {

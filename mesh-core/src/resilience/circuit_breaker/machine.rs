@@ -115,6 +115,15 @@ impl Machine {
         self.state
     }
 
+    /// What admission needs to know without the lock: `generation + 1` while every call is
+    /// let through (closed or disabled: time alone changes nothing), `0` otherwise.
+    pub(super) fn admits_all(&self) -> u64 {
+        match self.state {
+            State::Closed | State::Disabled => self.generation + 1,
+            _ => 0,
+        }
+    }
+
     pub(super) fn totals(&self, now: Instant) -> Totals {
         self.closed.totals(now)
     }
