@@ -304,10 +304,19 @@ async fn metrics_carry_the_red_series_with_route_and_status() {
 #[tokio::test]
 async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() {
     let registry = registry();
+    let (slow, held) = held_route();
+    let b = start("slow", slow, &registry, json!({})).await;
+    until_registered(&registry, "slow", 1).await;
+    shutdown_drains_a_held_request(b, &registry, "slow", held).await;
+}
+
+/// A `/slow` route whose one request waits until released: the router, the signal that the
+/// request has entered the handler and the sender that lets it finish.
+fn held_route() -> (Router, Held) {
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let slot = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
-    let slow = Router::new().route(
+    let router = Router::new().route(
         "/slow",
         get(move || {
             let (entered, release) = slot.lock().unwrap().take().unwrap();
@@ -318,18 +327,32 @@ async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() 
             }
         }),
     );
-    let b = start("slow", slow, &registry, json!({})).await;
-    until_registered(&registry, "slow", 1).await;
-    let addr = b.local_addr();
-    let in_flight = tokio::spawn(async move { http_get(addr, "/slow").await });
-    entered_rx.await.unwrap();
+    (router, (entered_rx, release_tx))
+}
 
-    let shutdown = tokio::spawn(b.shutdown());
+type Held = (
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+/// Sends a request to `/slow`, shuts `service` down while it is held, and checks that the
+/// service deregisters first and the request then completes before the service exits.
+async fn shutdown_drains_a_held_request(
+    service: mesh::server::Running,
+    registry: &Arc<mesh_registry::Registry>,
+    name: &str,
+    (entered, release): Held,
+) {
+    let addr = service.local_addr();
+    let in_flight = tokio::spawn(async move { http_get(addr, "/slow").await });
+    entered.await.unwrap();
+
+    let shutdown = tokio::spawn(service.shutdown());
     // Deregistered while the request is still in flight...
-    until_registered(&registry, "slow", 0).await;
+    until_registered(registry, name, 0).await;
     assert!(!in_flight.is_finished());
     // ...which then completes before the service exits.
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     assert_eq!(
         in_flight.await.unwrap(),
         (StatusCode::OK, "done".to_owned())
@@ -633,25 +656,11 @@ async fn a_client_speaks_http2_when_told() {
 #[tokio::test]
 async fn worker_threads_share_one_port_and_drain_on_shutdown() {
     let registry = registry();
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let slot = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
-    let router = Router::new()
-        .route(
-            "/thread",
-            get(|| async { std::thread::current().name().unwrap_or("").to_owned() }),
-        )
-        .route(
-            "/slow",
-            get(move || {
-                let (entered, release) = slot.lock().unwrap().take().unwrap();
-                async move {
-                    let _ = entered.send(());
-                    let _ = release.await;
-                    "done"
-                }
-            }),
-        );
+    let (slow, held) = held_route();
+    let router = slow.route(
+        "/thread",
+        get(|| async { std::thread::current().name().unwrap_or("").to_owned() }),
+    );
     let service = start(
         "workers",
         router,
@@ -673,17 +682,7 @@ async fn worker_threads_share_one_port_and_drain_on_shutdown() {
         ["mesh-worker-0", "mesh-worker-1"]
     );
 
-    let in_flight = tokio::spawn(async move { http_get(addr, "/slow").await });
-    entered_rx.await.unwrap();
-    let shutdown = tokio::spawn(service.shutdown());
-    until_registered(&registry, "workers", 0).await;
-    assert!(!in_flight.is_finished());
-    release_tx.send(()).unwrap();
-    assert_eq!(
-        in_flight.await.unwrap(),
-        (StatusCode::OK, "done".to_owned())
-    );
-    shutdown.await.unwrap().unwrap();
+    shutdown_drains_a_held_request(service, &registry, "workers", held).await;
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "every worker stopped listening"
