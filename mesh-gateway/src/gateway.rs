@@ -1,22 +1,22 @@
 //! The gateway: route matching, edge auth, per-route policies and forwarding.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
+    extract::Request,
     response::{IntoResponse, Response},
 };
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
+use hyper_util::rt::TokioIo;
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
     auth::{AuthError, Identity, JwtVerifier, bearer_token},
@@ -24,7 +24,7 @@ use mesh_core::{
     context::{PeerAddr, Subject},
     error::BoxError,
     error::{ErrorKind, MeshError},
-    observe::{TRACEPARENT, TraceContext, status_label},
+    observe::{RouteLabel, StatusCounters, TRACEPARENT, TraceContext},
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
         rate_limit::{RateLimitLayer, RateLimitStore},
@@ -41,6 +41,7 @@ use crate::{
     filter::Filter,
     predicate::{Captures, Predicate},
     token_cache::TokenCache,
+    upstream::FixedUpstream,
 };
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
@@ -50,8 +51,11 @@ pub const ROLES_HEADER: HeaderName = HeaderName::from_static("x-mesh-roles");
 /// The request id every request carries, set when the client did not.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Headers that concern one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -61,6 +65,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Headers that carry the identity the gateway verified; a client's own are dropped.
+static IDENTITY_HEADERS: [HeaderName; 2] = [USER_HEADER, ROLES_HEADER];
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
 /// all of them at once.
@@ -78,7 +85,8 @@ struct Inner {
     cookie: String,
     secure_cookie: bool,
     cors: Option<CorsConfig>,
-    http: Client<HttpConnector, BoxBody>,
+    /// `mesh_gateway_requests_total` of requests no route matched (`route="none"`).
+    unrouted: (Arc<str>, StatusCounters),
 }
 
 /// Largest login answer read to find the token in it.
@@ -98,6 +106,8 @@ struct Route {
     retry: Option<RetryLayer>,
     login: bool,
     logout: bool,
+    /// `mesh_gateway_requests_total` of this route, by status.
+    requests: StatusCounters,
 }
 
 #[derive(Debug)]
@@ -105,7 +115,7 @@ enum Upstream {
     /// `lb://service`: through discovery, balancing and the client stack.
     Service(MeshClient),
     /// `http://host:port`: a fixed upstream.
-    Fixed(Authority),
+    Fixed(Arc<FixedUpstream>),
 }
 
 impl Gateway {
@@ -180,9 +190,6 @@ impl Inner {
             routes.push((route.order, compiled));
         }
         routes.sort_by_key(|(order, _)| *order);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let tokens = TokenCache::new(config.auth.token_cache_size);
         #[cfg(feature = "redis")]
         let tokens = match &config.redis {
@@ -206,9 +213,7 @@ impl Inner {
             secure_cookie: config.auth.secure_cookie,
             cors: config.cors,
             cookie: config.auth.cookie,
-            http: Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .build(connector),
+            unrouted: ("none".into(), requests_total("none")),
         })
     }
 }
@@ -216,7 +221,7 @@ impl Inner {
 impl Gateway {
     /// The gateway as a router: every path goes through [`handle`](Self::handle).
     pub fn into_router(self) -> Router {
-        Router::new().fallback(handle).with_state(self)
+        Router::new().fallback_service(self)
     }
 
     /// Routes one request, on the routes current when it arrives.
@@ -236,8 +241,10 @@ impl Inner {
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-        let (route_id, mut response) = self.dispatch(request, false).await;
+        // Kept for the access log only when it is on.
+        let logged = tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let (route, mut response) = self.dispatch(request, false).await;
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
@@ -250,60 +257,66 @@ impl Inner {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         let status = response.status().as_u16();
-        metrics::counter!("mesh_gateway_requests_total", "route" => route_id.clone(), "status" => status_label(status))
-            .increment(1);
-        tracing::info!(
-            target: "mesh_gateway::access",
-            route = %route_id,
-            method = %method,
-            path = %path,
-            status,
-            duration_ms = started.elapsed().as_millis() as u64,
-            request_id = %request_id.to_str().unwrap_or_default(),
-            "request"
-        );
+        let (route_id, requests) = match route {
+            Some(index) => (&self.routes[index].id, &self.routes[index].requests),
+            None => (&self.unrouted.0, &self.unrouted.1),
+        };
+        requests.increment(status);
+        response
+            .extensions_mut()
+            .insert(RouteLabel(route_id.clone()));
+        if let Some((method, path)) = logged {
+            tracing::info!(
+                target: "mesh_gateway::access",
+                route = %route_id,
+                method = %method,
+                path = %path,
+                status,
+                duration_ms = started.elapsed().as_millis() as u64,
+                request_id = %request_id.to_str().unwrap_or_default(),
+                "request"
+            );
+        }
         response
     }
 
     /// Matches the request to a route, admits it and sends it through the route's policies;
-    /// returns the route's id (`none` without one) and the answer. A `forwarded` request is a
-    /// fallback's: its own route's fallback is not followed again.
-    fn dispatch(
+    /// returns the route's index (`None` without one) and the answer. A `forwarded` request is
+    /// a fallback's: its own route's fallback is not followed again.
+    async fn dispatch(
         self: &Arc<Self>,
         mut request: Request,
         forwarded: bool,
-    ) -> BoxFuture<'_, (Arc<str>, Response)> {
-        Box::pin(async move {
-            let mut captures = Captures::new();
-            let index = self.routes.iter().position(|route| {
-                captures.clear();
-                route
-                    .predicates
-                    .iter()
-                    .all(|p| p.test(&request, &mut captures))
-            });
-            let Some(index) = index else {
-                let path = request.uri().path();
-                let error = MeshError::new(ErrorKind::NotFound, format!("no route for {path}"));
-                return ("none".into(), error.into_response());
-            };
-            let route = &self.routes[index];
-            let response = match self.admit(route, &mut request).await {
-                Err(error) => error.into_response(),
-                Ok(()) => self
-                    .limited(index, request, captures, forwarded)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response),
-            };
-            (route.id.clone(), response)
-        })
+    ) -> (Option<usize>, Response) {
+        let mut captures = Captures::new();
+        let index = self.routes.iter().position(|route| {
+            captures.clear();
+            route
+                .predicates
+                .iter()
+                .all(|p| p.test(&request, &mut captures))
+        });
+        let Some(index) = index else {
+            let path = request.uri().path();
+            let error = MeshError::new(ErrorKind::NotFound, format!("no route for {path}"));
+            return (None, error.into_response());
+        };
+        let route = &self.routes[index];
+        let response = match self.admit(route, &mut request).await {
+            Err(error) => error.into_response(),
+            Ok(()) => self
+                .limited(index, request, captures, forwarded)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+        };
+        (Some(index), response)
     }
 
     /// Edge auth: the route's token and role requirements; sets the identity headers.
     async fn admit(&self, route: &Route, request: &mut Request) -> Result<(), MeshError> {
-        let headers = request.headers_mut();
-        headers.remove(USER_HEADER);
-        headers.remove(ROLES_HEADER);
+        strip(request.headers_mut(), |name| {
+            IDENTITY_HEADERS.contains(name)
+        });
         if route.auth == RouteAuth::Public {
             return Ok(());
         }
@@ -360,6 +373,15 @@ impl Inner {
         forwarded: bool,
     ) -> Result<Response, MeshError> {
         let route = &self.routes[index];
+        let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        if route.limiter.is_none()
+            && route.breaker.is_none()
+            && route.timeout.is_none()
+            && route.retry.is_none()
+        {
+            // No policy (and so no fallback): straight upstream.
+            return self.forward(route, request, &captures).await;
+        }
         // A `forward:` fallback sends the request again, so its head is kept.
         let head = match route.fallback.as_ref().and_then(Fallback::forward_path) {
             Some(path) if !forwarded => Some((path, forward_head(&request, path)?)),
@@ -384,7 +406,6 @@ impl Inner {
             .option_layer(route.timeout.clone())
             .option_layer(route.retry.clone())
             .service(forward);
-        let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
         // Erased, so the handler's future is `Send` under any lifetime (rustc cannot prove it
         // through the stack's nested types).
         let call: BoxFuture<'static, Result<Response, BoxError>> = Box::pin(stack.oneshot(request));
@@ -395,7 +416,8 @@ impl Inner {
         match (&route.fallback, head) {
             (_, Some((path, head))) => {
                 tracing::debug!(route = %route.id, %error, path, "upstream failed: forwarding to the fallback");
-                Ok(self.dispatch(head, true).await.1)
+                // Boxed: a request that `dispatch` routed is dispatched again.
+                Ok(Box::pin(self.dispatch(head, true)).await.1)
             }
             (Some(fallback), None) if fallback.uri.is_none() => {
                 tracing::debug!(route = %route.id, %error, "upstream failed: fallback answers");
@@ -429,37 +451,29 @@ impl Inner {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let response = match &route.upstream {
-            Upstream::Service(client) => {
-                parts.uri = Uri::try_from(path_and_query)
-                    .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
-                client.send(http::Request::from_parts(parts, body)).await?
-            }
-            Upstream::Fixed(authority) => {
+        parts.uri = Uri::try_from(path_and_query)
+            .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+        let mut response = match &route.upstream {
+            Upstream::Service(client) => client
+                .send(http::Request::from_parts(parts, body))
+                .await?
+                .map(Body::new),
+            Upstream::Fixed(upstream) => {
                 // `lb://` calls get theirs from the mesh client; a fixed upstream joins the
                 // trace here.
                 let context = TraceContext::current()
                     .map_or_else(TraceContext::root, |current| current.child());
                 parts.headers.insert(TRACEPARENT, context.to_header());
-                parts.uri = Uri::builder()
-                    .scheme("http")
-                    .authority(authority.clone())
-                    .path_and_query(path_and_query)
-                    .build()
-                    .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
-                self.http
-                    .request(http::Request::from_parts(parts, body))
-                    .await
-                    .map_err(|e| MeshError::from_boxed(e.into()))?
+                upstream
+                    .send(http::Request::from_parts(parts, body))
+                    .await?
+                    .map(Body::new)
             }
         };
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             return tunnel(route, client_upgrade, response);
         }
-        let mut response = response.map(Body::new);
-        for name in &HOP_BY_HOP {
-            response.headers_mut().remove(name);
-        }
+        strip(response.headers_mut(), |name| HOP_BY_HOP.contains(name));
         for filter in &route.filters {
             filter.response(&mut response);
         }
@@ -622,12 +636,12 @@ fn compile(
         }
         Upstream::Service(mesh.client(service))
     } else if let Some(authority) = route.uri.strip_prefix("http://") {
-        Upstream::Fixed(
+        Upstream::Fixed(FixedUpstream::new(
             authority
                 .trim_end_matches('/')
                 .parse()
                 .map_err(|_| invalid(format!("`{}` is not http://host:port", route.uri)))?,
-        )
+        ))
     } else {
         return Err(invalid(format!(
             "uri `{}`: expected lb://service-id or http://host:port",
@@ -686,7 +700,16 @@ fn compile(
             .map_err(MeshError::from)?,
         login: route.login,
         logout: route.logout,
+        requests: requests_total(&route.id),
     })
+}
+
+/// `mesh_gateway_requests_total{route, status}` of `route`.
+fn requests_total(route: &str) -> StatusCounters {
+    StatusCounters::new(
+        "mesh_gateway_requests_total",
+        vec![metrics::Label::new("route", route.to_owned())],
+    )
 }
 
 /// Whether a failed upstream call is answered by the route's fallback: the failures of the
@@ -706,7 +729,7 @@ fn falls_back(error: &MeshError) -> bool {
 
 /// The request a `forward:` fallback routes: the same method, headers and query with `path`,
 /// and no body.
-fn forward_head(request: &Request, path: &str) -> Result<Request, MeshError> {
+fn forward_head<B>(request: &http::Request<B>, path: &str) -> Result<Request, MeshError> {
     let uri = match request.uri().query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
@@ -765,7 +788,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 fn tunnel(
     route: &Route,
     client: Option<OnUpgrade>,
-    mut upstream: http::Response<hyper::body::Incoming>,
+    mut upstream: Response,
 ) -> Result<Response, MeshError> {
     let Some(client) = client else {
         return Err(MeshError::new(
@@ -798,26 +821,75 @@ fn tunnel(
 /// client's `Host` (the upstream's is set on sending), and records the client in
 /// `X-Forwarded-For`.
 fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, upgrade: bool) {
-    for name in &HOP_BY_HOP {
-        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
-            continue;
-        }
-        headers.remove(name);
-    }
+    strip(headers, |name| {
+        HOP_BY_HOP.contains(name)
+            && !(upgrade && (name == header::CONNECTION || name == header::UPGRADE))
+    });
     if let Some(host) = headers.remove(header::HOST) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(peer) = peer {
-        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+        let ip = ip_text(peer.ip());
+        let value = match headers.get(X_FORWARDED_FOR) {
+            Some(earlier) => HeaderValue::from_bytes(&[earlier.as_bytes(), b", ", &ip].concat()),
+            None => HeaderValue::from_bytes(&ip),
         };
-        if let Ok(value) = HeaderValue::try_from(forwarded) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        if let Ok(value) = value {
+            headers.insert(X_FORWARDED_FOR, value);
         }
     }
 }
 
-async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
-    gateway.handle(request).await
+/// Removes every header whose name `drop` picks, in one pass over the names (requests rarely
+/// carry any).
+fn strip(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&drop) {
+        return;
+    }
+    let found: Vec<HeaderName> = headers.keys().filter(|name| drop(name)).cloned().collect();
+    for name in found {
+        headers.remove(name);
+    }
+}
+
+/// An IP address as text, IPv4 without the formatting machinery (it runs on every request).
+fn ip_text(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = Vec::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+            out
+        }
+        IpAddr::V6(v6) => v6.to_string().into_bytes(),
+    }
+}
+
+/// The gateway as a service: every request is routed by [`Gateway::handle`].
+impl tower::Service<Request> for Gateway {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let current = self.current.load_full();
+        Box::pin(async move { Ok(current.handle(request).await) })
+    }
 }

@@ -34,6 +34,7 @@ mod filter;
 mod gateway;
 mod predicate;
 mod token_cache;
+mod upstream;
 
 pub use self::{
     config::{

@@ -9,9 +9,21 @@
 pub mod health;
 #[cfg(feature = "runtime")]
 pub mod prometheus;
+mod series;
 mod trace;
 
-pub use self::trace::{TRACEPARENT, TraceContext};
+#[cfg(feature = "runtime")]
+pub(crate) use self::series::ServerSeries;
+pub use self::{
+    series::StatusCounters,
+    trace::{TRACEPARENT, TraceContext},
+};
+
+/// The route a response answered, as the server's RED metrics label it. The server sets it
+/// from the router's matched path; a handler that routes by itself (a gateway, say) sets its
+/// own in the response's extensions. Responses without one count as `unmatched`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteLabel(pub std::sync::Arc<str>);
 
 /// A status code as a metric label, without allocating for the common ones (and by class,
 /// such as `4xx`, for the rare).

@@ -3,21 +3,31 @@
 //! ```text
 //! observe (trace-context extraction, tracing span, RED metrics)
 //!   ─► panic → 500 JSON ─► token verification (when configured) ─► deadline honouring
-//!   ─► request body limit ─► handler
+//!   ─► request body limit ─► router (each matched route labels its response)
 //! ```
+//!
+//! They wrap the router once, not each of its routes: a request clones the stack once, and
+//! each layer is a plain service (no per-request boxing of the rest of the stack).
 
-use std::{any::Any, net::SocketAddr, sync::Arc};
+use std::{
+    any::Any,
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
 
 use axum::{
     Router,
     error_handling::HandleErrorLayer,
-    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State},
-    middleware::{self, Next},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request},
     response::{IntoResponse, Response},
 };
+use futures_util::future::BoxFuture;
 use http::{HeaderValue, header};
 use tokio::time::Instant;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 use tracing::Instrument;
 
@@ -26,7 +36,7 @@ use crate::{
     auth::{AuthError, AuthSettings, JwtVerifier, bearer_token},
     context::{PeerAddr, Subject},
     error::{BoxError, ErrorKind, MeshError, panic_message},
-    observe::{TraceContext, status_label},
+    observe::{RouteLabel, ServerSeries, TraceContext},
     resilience::timeout::HonorDeadlineLayer,
 };
 
@@ -37,103 +47,198 @@ pub(crate) fn wrap(
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
 ) -> Router {
-    let mut router = router
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|error: BoxError| async move {
-                    MeshError::from_boxed(error).into_response()
-                }))
-                .layer(HonorDeadlineLayer::new().max_budget(settings.max_deadline)),
-        );
-    if let Some(verifier) = auth {
-        let state = Arc::new((verifier, settings.auth.clone()));
-        router = router.layer(middleware::from_fn_with_state(state, authenticate));
-    }
-    router
+    let routed = router.route_layer(tower::layer::layer_fn(|inner| LabelRoute { inner }));
+    let auth = auth.map(|verifier| Arc::new((verifier, settings.auth.clone())));
+    let stack = ServiceBuilder::new()
+        .layer(tower::layer::layer_fn(move |inner| Observe {
+            inner,
+            series: Arc::new(ServerSeries::new(service.clone())),
+        }))
+        .map_response(IntoResponse::into_response)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(service, observe))
+        .option_layer(auth.map(|auth| {
+            tower::layer::layer_fn(move |inner| Authenticate {
+                inner,
+                auth: auth.clone(),
+            })
+        }))
+        .layer(HandleErrorLayer::new(|error: BoxError| async move {
+            MeshError::from_boxed(error).into_response()
+        }))
+        .layer(HonorDeadlineLayer::new().max_budget(settings.max_deadline))
+        .map_response(IntoResponse::into_response)
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(DefaultBodyLimit::disable())
+        .service(routed);
+    Router::new().fallback_service(stack)
 }
 
-/// Requires a valid bearer token on every non-public path, and hands the handler the caller's
-/// [`Identity`](crate::auth::Identity) (and its [`Subject`], for rate limits keyed by caller).
-async fn authenticate(
-    State(auth): State<Arc<(JwtVerifier, AuthSettings)>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let (verifier, settings) = auth.as_ref();
-    if settings.is_public(request.uri().path()) {
-        return next.run(request).await;
+/// Puts the matched route into the response, for [`Observe`] outside the router.
+#[derive(Clone)]
+struct LabelRoute<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for LabelRoute<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Labelled<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    let outcome = match bearer_token(request.headers()) {
-        Some(token) => verifier.verify(token).await,
-        None => Err(AuthError::Missing),
-    };
-    match outcome {
-        Ok(identity) => {
-            request
-                .extensions_mut()
-                .insert(Subject(identity.subject.clone()));
-            request.extensions_mut().insert(identity);
-            next.run(request).await
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| RouteLabel(path.as_str().into()));
+        Labelled {
+            future: self.inner.call(request),
+            route,
         }
-        Err(error) => {
-            tracing::debug!(%error, "request refused");
-            let mut response = MeshError::from(error).into_response();
-            if response.status() == http::StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            response
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's response, labelled with the route once it is ready.
+    struct Labelled<F> {
+        #[pin]
+        future: F,
+        route: Option<RouteLabel>,
+    }
+}
+
+impl<F, E> Future for Labelled<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.future.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            response.extensions_mut().insert(route);
         }
+        Poll::Ready(Ok(response))
     }
 }
 
 /// Extracts the trace context (or starts a trace), runs the request in its span and scope,
 /// and records `mesh_server_requests_total{service, method, route, status}` and
 /// `mesh_server_request_duration_seconds{service, method, route}`.
-async fn observe(State(service): State<Arc<str>>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let context = TraceContext::from_request(&request)
-        .map_or_else(TraceContext::root, |parent| parent.child());
-    request.extensions_mut().insert(context);
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        let peer = PeerAddr(*peer);
-        request.extensions_mut().insert(peer);
+#[derive(Clone)]
+struct Observe<S> {
+    inner: S,
+    series: Arc<ServerSeries>,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    let method = request.method().clone();
-    let route: Arc<str> = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched".into(), |path| path.as_str().into());
-    let span = tracing::info_span!(
-        "request",
-        service = %service,
-        method = %method,
-        route = %route,
-        trace_id = %context.trace_id(),
-    );
-    let response = context.scope(next.run(request)).instrument(span).await;
-    let method = method_label(&method);
-    metrics::counter!(
-        "mesh_server_requests_total",
-        "service" => service.clone(),
-        "method" => method,
-        "route" => route.clone(),
-        "status" => status_label(response.status().as_u16()),
-    )
-    .increment(1);
-    metrics::histogram!(
-        "mesh_server_request_duration_seconds",
-        "service" => service,
-        "method" => method,
-        "route" => route,
-    )
-    .record(started.elapsed().as_secs_f64());
-    response
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let context = TraceContext::from_request(&request)
+            .map_or_else(TraceContext::root, |parent| parent.child());
+        request.extensions_mut().insert(context);
+        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            let peer = PeerAddr(*peer);
+            request.extensions_mut().insert(peer);
+        }
+        let method = method_label(request.method());
+        let span = tracing::info_span!(
+            "request",
+            service = %self.series.service(),
+            method,
+            path = %request.uri().path(),
+            trace_id = %context.trace_id(),
+        );
+        let response = self.inner.call(request);
+        let series = self.series.clone();
+        Box::pin(async move {
+            let response = context.scope(response).instrument(span).await?;
+            let route = match response.extensions().get::<RouteLabel>() {
+                Some(RouteLabel(route)) => route.clone(),
+                None => Arc::from("unmatched"),
+            };
+            let series = series.route(method, &route);
+            series.requests.increment(response.status().as_u16());
+            series.duration.record(started.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
+}
+
+/// Requires a valid bearer token on every non-public path, and hands the handler the caller's
+/// [`Identity`](crate::auth::Identity) (and its [`Subject`], for rate limits keyed by caller).
+#[derive(Clone)]
+struct Authenticate<S> {
+    inner: S,
+    auth: Arc<(JwtVerifier, AuthSettings)>,
+}
+
+impl<S> Service<Request> for Authenticate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        // The ready service serves this request; its clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let (verifier, settings) = auth.as_ref();
+            if settings.is_public(request.uri().path()) {
+                return inner.call(request).await;
+            }
+            let outcome = match bearer_token(request.headers()) {
+                Some(token) => verifier.verify(token).await,
+                None => Err(AuthError::Missing),
+            };
+            match outcome {
+                Ok(identity) => {
+                    request
+                        .extensions_mut()
+                        .insert(Subject(identity.subject.clone()));
+                    request.extensions_mut().insert(identity);
+                    inner.call(request).await
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "request refused");
+                    let mut response = MeshError::from(error).into_response();
+                    if response.status() == http::StatusCode::UNAUTHORIZED {
+                        response
+                            .headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    }
+                    Ok(response)
+                }
+            }
+        })
+    }
 }
 
 fn method_label(method: &http::Method) -> &'static str {

@@ -1,0 +1,131 @@
+//! Labelled metric series looked up once and kept. The `metrics` macros build, hash and
+//! compare a labelled key on every call; on a request path that costs more than the rest of
+//! the bookkeeping together, so the series a request records are found once per route and
+//! status and then reused.
+
+use std::sync::RwLock;
+#[cfg(feature = "runtime")]
+use std::{collections::HashMap, sync::Arc};
+
+#[cfg(feature = "runtime")]
+use metrics::Histogram;
+use metrics::{Counter, Label};
+
+use super::status_label;
+
+/// One counter per response status under a fixed set of labels, such as
+/// `mesh_gateway_requests_total{route="orders", status="200"}`.
+///
+/// ```
+/// use mesh_core::observe::StatusCounters;
+/// use metrics::Label;
+///
+/// let requests = StatusCounters::new("orders_requests_total", vec![Label::new("route", "orders")]);
+/// requests.increment(200);
+/// ```
+#[derive(Debug)]
+pub struct StatusCounters {
+    name: &'static str,
+    labels: Vec<Label>,
+    /// The statuses seen so far: a handful per series, so a scan beats hashing.
+    seen: RwLock<Vec<(u16, Counter)>>,
+}
+
+impl StatusCounters {
+    /// Counters named `name` with `labels`, and a `status` label added per status.
+    pub fn new(name: &'static str, labels: Vec<Label>) -> Self {
+        Self {
+            name,
+            labels,
+            seen: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts one response with `status`.
+    pub fn increment(&self, status: u16) {
+        if let Some(counter) = self.find(status) {
+            counter.increment(1);
+            return;
+        }
+        let mut labels = self.labels.clone();
+        labels.push(Label::new("status", status_label(status)));
+        let counter = metrics::counter!(self.name, labels);
+        counter.increment(1);
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        if !seen.iter().any(|(s, _)| *s == status) {
+            seen.push((status, counter));
+        }
+    }
+
+    fn find(&self, status: u16) -> Option<Counter> {
+        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, counter)| counter.clone())
+    }
+}
+
+#[cfg(feature = "runtime")]
+/// The RED series of one server route: requests by status and their duration.
+#[derive(Debug)]
+pub(crate) struct RouteSeries {
+    pub(crate) requests: StatusCounters,
+    pub(crate) duration: Histogram,
+}
+
+/// A method label and a route.
+#[cfg(feature = "runtime")]
+type MethodRoute = (&'static str, Arc<str>);
+
+#[cfg(feature = "runtime")]
+/// `mesh_server_requests_total{service, method, route, status}` and
+/// `mesh_server_request_duration_seconds{service, method, route}` of one service, by method
+/// and route (the routes a router declares, so the set is bounded).
+#[derive(Debug)]
+pub(crate) struct ServerSeries {
+    service: Arc<str>,
+    routes: RwLock<HashMap<MethodRoute, Arc<RouteSeries>>>,
+}
+
+#[cfg(feature = "runtime")]
+impl ServerSeries {
+    pub(crate) fn new(service: Arc<str>) -> Self {
+        Self {
+            service,
+            routes: RwLock::default(),
+        }
+    }
+
+    /// The service the series are of.
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The series of `method` (a label) on `route`.
+    pub(crate) fn route(&self, method: &'static str, route: &Arc<str>) -> Arc<RouteSeries> {
+        let key = (method, route.clone());
+        if let Some(series) = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return series.clone();
+        }
+        let labels = vec![
+            Label::new("service", self.service.clone()),
+            Label::new("method", method),
+            Label::new("route", route.clone()),
+        ];
+        let series = Arc::new(RouteSeries {
+            duration: metrics::histogram!("mesh_server_request_duration_seconds", labels.clone()),
+            requests: StatusCounters::new("mesh_server_requests_total", labels),
+        });
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(series)
+            .clone()
+    }
+}
