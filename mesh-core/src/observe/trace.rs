@@ -85,12 +85,16 @@ impl TraceContext {
 
     /// The trace ID, 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        let mut digits = [0; 32];
+        hex(&mut digits, self.trace_id);
+        digits.iter().map(|&d| char::from(d)).collect()
     }
 
     /// The span ID, 16 lowercase hex digits.
     pub fn span_id(&self) -> String {
-        format!("{:016x}", self.span_id)
+        let mut digits = [0; 16];
+        hex(&mut digits, u128::from(self.span_id));
+        digits.iter().map(|&d| char::from(d)).collect()
     }
 
     /// Whether the trace is sampled.
@@ -100,16 +104,10 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn to_header(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        let mut write = |at: usize, digits: usize, value: u128| {
-            for i in 0..digits {
-                buf[at + digits - 1 - i] = HEX[((value >> (4 * i)) & 0xf) as usize];
-            }
-        };
-        write(3, 32, self.trace_id);
-        write(36, 16, u128::from(self.span_id));
-        write(53, 2, u128::from(self.flags));
+        hex(&mut buf[3..35], self.trace_id);
+        hex(&mut buf[36..52], u128::from(self.span_id));
+        hex(&mut buf[53..55], u128::from(self.flags));
         HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header")
     }
 
@@ -137,6 +135,16 @@ impl fmt::Display for TraceContext {
 impl fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `value` into `out`, lowercase, zero-padded.
+fn hex(out: &mut [u8], value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut value = value;
+    for digit in out.iter_mut().rev() {
+        *digit = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
@@ -169,6 +177,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ids_are_zero_padded_lowercase_hex() {
+        let header = "00-0bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(header).unwrap();
+        assert_eq!(context.trace_id(), "0bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.span_id(), "00f067aa0ba902b7");
+        assert_eq!(context.to_header(), header);
+    }
+
     #[tokio::test]
     async fn is_current_inside_its_scope_only() {
         let context = TraceContext::root();
@@ -177,3 +194,4 @@ mod tests {
         assert_eq!(seen, Some(context));
     }
 }
+
