@@ -232,3 +232,123 @@ impl Drop for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// How the test upstream treats a connection after its first answer.
+    #[derive(Clone, Copy)]
+    enum After {
+        /// Answers every request on it.
+        KeepAlive,
+        /// Closes it, as an upstream's keep-alive timeout would.
+        Close,
+        /// Promises ten bytes of body, sends two and waits.
+        Stall,
+    }
+
+    /// An upstream that answers `ok` and counts the connections it accepted.
+    async fn upstream(after: After) -> (Arc<FixedUpstream>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        let n = match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        seen.extend_from_slice(&buf[..n]);
+                        if !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            continue;
+                        }
+                        seen.clear();
+                        let answer: &[u8] = match after {
+                            After::Stall => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok",
+                            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        };
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        match after {
+                            After::KeepAlive => {}
+                            After::Close => return,
+                            After::Stall => std::future::pending::<()>().await,
+                        }
+                    }
+                });
+            }
+        });
+        (FixedUpstream::new(authority), accepted)
+    }
+
+    fn get() -> Request<BoxBody> {
+        Request::get("/")
+            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            .unwrap()
+    }
+
+    async fn body(response: Response<UpstreamBody>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_request_after_request() {
+        let (upstream, accepted) = upstream(After::KeepAlive).await;
+        for _ in 0..5 {
+            let response = upstream.send(get()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
+        let (upstream, accepted) = upstream(After::Close).await;
+        for _ in 0..5 {
+            let response = upstream.send(get()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_does_not_give_its_connection_back() {
+        let (stalling, accepted) = upstream(After::Stall).await;
+        let mut response = stalling.send(get()).await.unwrap();
+        let first = response.body_mut().frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ok");
+        drop(response);
+        // The next request cannot wait behind the rest of the first body: a new connection.
+        let response = stalling.send(get()).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        drop(response);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_transport_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        drop(listener);
+        match FixedUpstream::new(authority).send(get()).await {
+            Err(error) => assert_eq!(error.kind(), ErrorKind::Transport),
+            Ok(response) => panic!("answered {}", response.status()),
+        }
+    }
+}
