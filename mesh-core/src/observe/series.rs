@@ -43,9 +43,12 @@ impl StatusCounters {
 
     /// Counts one response with `status`.
     pub fn increment(&self, status: u16) {
-        if let Some(counter) = self.find(status) {
-            counter.increment(1);
-            return;
+        {
+            let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, counter)) = seen.iter().find(|(s, _)| *s == status) {
+                counter.increment(1);
+                return;
+            }
         }
         let mut labels = self.labels.clone();
         labels.push(Label::new("status", status_label(status)));
@@ -55,13 +58,6 @@ impl StatusCounters {
         if !seen.iter().any(|(s, _)| *s == status) {
             seen.push((status, counter));
         }
-    }
-
-    fn find(&self, status: u16) -> Option<Counter> {
-        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
-        seen.iter()
-            .find(|(s, _)| *s == status)
-            .map(|(_, counter)| counter.clone())
     }
 }
 
@@ -84,6 +80,8 @@ type MethodRoute = (&'static str, Arc<str>);
 #[derive(Debug)]
 pub(crate) struct ServerSeries {
     service: Arc<str>,
+    /// The label of answers no route labelled.
+    unmatched: Arc<str>,
     routes: RwLock<HashMap<MethodRoute, Arc<RouteSeries>>>,
 }
 
@@ -92,6 +90,7 @@ impl ServerSeries {
     pub(crate) fn new(service: Arc<str>) -> Self {
         Self {
             service,
+            unmatched: "unmatched".into(),
             routes: RwLock::default(),
         }
     }
@@ -99,6 +98,11 @@ impl ServerSeries {
     /// The service the series are of.
     pub(crate) fn service(&self) -> &str {
         &self.service
+    }
+
+    /// The route label of an answer no route labelled.
+    pub(crate) fn unmatched(&self) -> &Arc<str> {
+        &self.unmatched
     }
 
     /// The series of `method` (a label) on `route`.

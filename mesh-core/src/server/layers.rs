@@ -172,10 +172,10 @@ where
         Box::pin(async move {
             let response = context.scope(response).instrument(span).await?;
             let route = match response.extensions().get::<RouteLabel>() {
-                Some(RouteLabel(route)) => route.clone(),
-                None => Arc::from("unmatched"),
+                Some(RouteLabel(route)) => route,
+                None => series.unmatched(),
             };
-            let series = series.route(method, &route);
+            let series = series.route(method, route);
             series.requests.increment(response.status().as_u16());
             series.duration.record(started.elapsed().as_secs_f64());
             Ok(response)
