@@ -13,13 +13,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
     auth::{AuthError, Identity, JwtVerifier, bearer_token},
+    client::pool::Http1Pool,
     config::MeshConfig,
     context::{PeerAddr, Subject},
     error::BoxError,
@@ -41,7 +42,6 @@ use crate::{
     filter::Filter,
     predicate::{Captures, Predicate},
     token_cache::TokenCache,
-    upstream::FixedUpstream,
 };
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
@@ -85,6 +85,8 @@ struct Inner {
     cookie: String,
     secure_cookie: bool,
     cors: Option<CorsConfig>,
+    /// Connections to fixed upstreams, kept across reloads.
+    pool: Arc<Http1Pool>,
     /// `mesh_gateway_requests_total` of requests no route matched (`route="none"`).
     unrouted: (Arc<str>, StatusCounters),
 }
@@ -114,8 +116,8 @@ struct Route {
 enum Upstream {
     /// `lb://service`: through discovery, balancing and the client stack.
     Service(MeshClient),
-    /// `http://host:port`: a fixed upstream.
-    Fixed(Arc<FixedUpstream>),
+    /// `http://host:port`: a fixed upstream, over the gateway's [`Http1Pool`].
+    Fixed(Authority),
 }
 
 impl Gateway {
@@ -123,7 +125,11 @@ impl Gateway {
     /// here, never per request.
     pub fn new(config: GatewayConfig, mesh: &Mesh) -> Result<Self, MeshError> {
         Ok(Self {
-            current: Arc::new(ArcSwap::from_pointee(Inner::new(config, mesh)?)),
+            current: Arc::new(ArcSwap::from_pointee(Inner::new(
+                config,
+                mesh,
+                Http1Pool::new(),
+            )?)),
             mesh: mesh.clone(),
         })
     }
@@ -131,7 +137,8 @@ impl Gateway {
     /// Replaces the routes and auth with `config`'s. Requests in flight finish on the routes
     /// they started with; an invalid `config` changes nothing.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), MeshError> {
-        let inner = Inner::new(config, &self.mesh)?;
+        let pool = self.current.load().pool.clone();
+        let inner = Inner::new(config, &self.mesh, pool)?;
         let routes = inner.routes.len();
         self.current.store(Arc::new(inner));
         tracing::info!(routes, "gateway routes reloaded");
@@ -166,7 +173,7 @@ impl Gateway {
 }
 
 impl Inner {
-    fn new(config: GatewayConfig, mesh: &Mesh) -> Result<Self, MeshError> {
+    fn new(config: GatewayConfig, mesh: &Mesh, pool: Arc<Http1Pool>) -> Result<Self, MeshError> {
         let verifier = if config.auth.jwt.secret.is_some()
             || config.auth.jwt.public_key.is_some()
             || config.auth.jwt.jwks_url.is_some()
@@ -212,6 +219,7 @@ impl Inner {
             tokens,
             secure_cookie: config.auth.secure_cookie,
             cors: config.cors,
+            pool,
             cookie: config.auth.cookie,
             unrouted: ("none".into(), requests_total("none")),
         })
@@ -458,14 +466,14 @@ impl Inner {
                 .send(http::Request::from_parts(parts, body))
                 .await?
                 .map(Body::new),
-            Upstream::Fixed(upstream) => {
+            Upstream::Fixed(authority) => {
                 // `lb://` calls get theirs from the mesh client; a fixed upstream joins the
                 // trace here.
                 let context = TraceContext::current()
                     .map_or_else(TraceContext::root, |current| current.child());
                 parts.headers.insert(TRACEPARENT, context.to_header());
-                upstream
-                    .send(http::Request::from_parts(parts, body))
+                self.pool
+                    .send_to(authority, http::Request::from_parts(parts, body))
                     .await?
                     .map(Body::new)
             }
@@ -636,12 +644,12 @@ fn compile(
         }
         Upstream::Service(mesh.client(service))
     } else if let Some(authority) = route.uri.strip_prefix("http://") {
-        Upstream::Fixed(FixedUpstream::new(
+        Upstream::Fixed(
             authority
                 .trim_end_matches('/')
                 .parse()
                 .map_err(|_| invalid(format!("`{}` is not http://host:port", route.uri)))?,
-        ))
+        )
     } else {
         return Err(invalid(format!(
             "uri `{}`: expected lb://service-id or http://host:port",

@@ -34,7 +34,6 @@ mod filter;
 mod gateway;
 mod predicate;
 mod token_cache;
-mod upstream;
 
 pub use self::{
     config::{

@@ -3,7 +3,8 @@
 //! [`Mesh::client`](crate::server::Mesh::client) hands one out per service. Each call
 //! resolves the service through discovery (the registry, or `clients.<service>.instances`
 //! from the configuration) and goes through the layers in the order [`stack`] documents, over
-//! pooled hyper connections (HTTP/1.1, or HTTP/2 with `clients.<service>.http2`). The layers'
+//! HTTP/1.1 connections kept idle per thread ([`pool`]), or HTTP/2 with
+//! `clients.<service>.http2`. The layers'
 //! parameters come from `clients.<service>` and follow the configuration live: the first call
 //! after a reload that changed the section rebuilds the changed layers only, keeping the
 //! others' state.
@@ -18,6 +19,7 @@
 //! ```
 
 mod layers;
+pub mod pool;
 mod settings;
 pub mod stack;
 
@@ -29,13 +31,18 @@ use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
-pub use self::settings::{ClientSettings, Switchable};
-use self::stack::{Connector, Layers, Stack};
+pub use self::{
+    pool::ResponseBody,
+    settings::{ClientSettings, Switchable},
+};
+use self::{
+    pool::Http1Pool,
+    stack::{Layers, Stack, Transport},
+};
 use crate::{
     BoxBody,
     config::MeshConfig,
@@ -72,14 +79,14 @@ struct Inner {
 #[derive(Clone)]
 struct Current {
     layers: Layers,
-    connector: Connector,
+    transport: Transport,
     /// The configuration revision the settings were read at.
     revision: u64,
 }
 
 impl Current {
     fn stack(&self) -> Stack {
-        self.layers.stack(&self.connector)
+        self.layers.stack(&self.transport)
     }
 }
 
@@ -88,8 +95,8 @@ pub(crate) struct ClientContext {
     pub(crate) config: MeshConfig,
     pub(crate) registry: Option<Arc<dyn RegistryApi>>,
     discoveries: DashMap<ServiceId, Arc<OnceCell<Discovery>>>,
-    http1: Connector,
-    http2: Connector,
+    http1: Arc<Http1Pool>,
+    http2: Transport,
 }
 
 impl ClientContext {
@@ -101,9 +108,6 @@ impl ClientContext {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .http2_only(true)
@@ -112,8 +116,8 @@ impl ClientContext {
             config,
             registry,
             discoveries: DashMap::new(),
-            http1,
-            http2,
+            http1: Http1Pool::new(),
+            http2: Transport::Http2(Arc::new(http2)),
         }
     }
 
@@ -207,11 +211,15 @@ impl MeshClient {
     /// Sends `request` (its URI a path and query, such as `/inventory/sku-1?fresh=true`)
     /// through the stack to one instance of the service. Any HTTP status is a response; only
     /// a call that got no response (or was refused by a layer) is an error.
-    pub async fn send(&self, request: Request<BoxBody>) -> Result<Response<Incoming>, MeshError> {
+    /// The response's body gives its connection back for the next call when read to its end.
+    pub async fn send(
+        &self,
+        request: Request<BoxBody>,
+    ) -> Result<Response<ResponseBody>, MeshError> {
         let current = self.current().await?;
         // Erased, so that callers' futures stay `Send` under any lifetime (rustc cannot prove
         // it through the stack's nested types).
-        let call: BoxFuture<'static, Result<Response<Incoming>, BoxError>> =
+        let call: BoxFuture<'static, Result<Response<ResponseBody>, BoxError>> =
             Box::pin(current.stack().oneshot(request));
         call.await.map_err(MeshError::from_boxed)
     }
@@ -378,14 +386,14 @@ impl MeshClient {
     }
 
     fn generation(&self, layers: Layers, revision: u64) -> Current {
-        let connector = if layers.settings().http2 {
+        let transport = if layers.settings().http2 {
             self.inner.context.http2.clone()
         } else {
-            self.inner.context.http1.clone()
+            Transport::Http1(self.inner.context.http1.clone())
         };
         Current {
             layers,
-            connector,
+            transport,
             revision,
         }
     }

@@ -3,7 +3,7 @@
 //! ```text
 //! trace (inject traceparent) ─► metrics ─► timeout/deadline ─► retry (budget, backoff)
 //!   ─► circuit breaker ─► bulkhead ─► rate limit ─► balance (p2c, outlier ejection)
-//!   ─► pooled hyper connection to the picked instance
+//!   ─► a connection to the picked instance (per-thread HTTP/1.1 pool, or shared HTTP/2)
 //! ```
 //!
 //! Timeout sits outside retry so one budget bounds every attempt; retry sits outside the
@@ -11,16 +11,20 @@
 //! inside so a retry also needs a permit and a token; the balancer is innermost so each
 //! attempt may go to another instance.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use tower::{ServiceBuilder, ServiceExt, util::BoxCloneService};
+use tower::{Service, ServiceBuilder, util::BoxCloneService};
 
 use super::{
     ClientSettings,
     layers::{InjectTraceLayer, RecordMetricsLayer},
+    pool::{Http1Pool, ResponseBody},
     settings::Switchable,
 };
 use crate::{
@@ -34,12 +38,41 @@ use crate::{
     },
 };
 
-/// The pooled HTTP connections every client of a mesh shares.
-pub(crate) type Connector = Client<HttpConnector, BoxBody>;
+/// How calls reach the picked instance; every client of a mesh shares the connections.
+#[derive(Debug, Clone)]
+pub(crate) enum Transport {
+    /// HTTP/1.1 connections kept idle per thread ([`Http1Pool`]).
+    Http1(Arc<Http1Pool>),
+    /// HTTP/2 without TLS (h2c): hyper-util's pool, one multiplexed connection per instance.
+    Http2(Arc<Client<HttpConnector, BoxBody>>),
+}
+
+impl Service<Request<BoxBody>> for Transport {
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<ResponseBody>, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<BoxBody>) -> Self::Future {
+        match self {
+            Self::Http1(pool) => {
+                let pool = pool.clone();
+                Box::pin(async move { pool.send(request).await.map_err(BoxError::from) })
+            }
+            Self::Http2(client) => {
+                let call = client.request(request);
+                Box::pin(async move { Ok(call.await?.map(ResponseBody::unpooled)) })
+            }
+        }
+    }
+}
 
 /// A built stack. Building one is as cheap as cloning one (every layer's state sits behind an
 /// `Arc`), so each call builds its own from the shared [`Layers`].
-pub(crate) type Stack = BoxCloneService<Request<BoxBody>, Response<Incoming>, BoxError>;
+pub(crate) type Stack = BoxCloneService<Request<BoxBody>, Response<ResponseBody>, BoxError>;
 
 /// The layers built from one [`ClientSettings`]. A reload keeps every layer whose section did
 /// not change, with its state (breaker window, limiter bucket, balancer estimates).
@@ -135,8 +168,8 @@ impl Layers {
         })
     }
 
-    /// The whole stack over `connector`.
-    pub(crate) fn stack(&self, connector: &Connector) -> Stack {
+    /// The whole stack over `transport`.
+    pub(crate) fn stack(&self, transport: &Transport) -> Stack {
         let on = |layer| self.settings.enabled(layer);
         let service = ServiceBuilder::new()
             .layer(InjectTraceLayer)
@@ -147,7 +180,7 @@ impl Layers {
             .option_layer(on(Switchable::Bulkhead).then(|| self.bulkhead.clone()))
             .option_layer(self.rate_limit.clone())
             .layer(self.balance.clone())
-            .service(connector.clone().map_err(BoxError::from));
+            .service(transport.clone());
         BoxCloneService::new(service)
     }
 }

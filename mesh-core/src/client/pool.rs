@@ -1,0 +1,472 @@
+//! HTTP/1.1 connections of hyper's `client::conn`, kept idle per thread and origin.
+//!
+//! A request takes an idle connection to its origin from the thread it runs on (the most
+//! recently used first), or opens one; the connection goes back to that thread's idle list when
+//! the response's body has been read to its end. The request path therefore takes no lock and
+//! wakes no other thread: the connection's own task runs beside the request's (on a
+//! single-threaded runtime always, on a multi-threaded one unless work is stolen). A request
+//! that a reused connection could not send (the origin closed it while idle) is sent again on a
+//! new connection; a request that was sent is never sent twice. Idle connections close when the
+//! origin closes them (its keep-alive timeout) or when the thread's list is full.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mesh_core::error::MeshError> {
+//! use mesh_core::{BoxBody, client::pool::Http1Pool};
+//!
+//! let pool = Http1Pool::new();
+//! let request = http::Request::get("http://127.0.0.1:9000/health")
+//!     .body(BoxBody::default())
+//!     .expect("a valid request");
+//! let response = pool.send(request).await?;
+//! assert!(response.status().is_success());
+//! # Ok(()) }
+//! ```
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, header, uri::Authority};
+use http_body::{Body, Frame, SizeHint};
+use hyper::{body::Incoming, client::conn::http1};
+use hyper_util::rt::TokioIo;
+use thread_local::ThreadLocal;
+use tokio::net::TcpStream;
+
+use crate::{
+    BoxBody,
+    error::{ErrorKind, MeshError},
+};
+
+/// Idle connections each thread keeps per origin; more are closed when given back.
+const MAX_IDLE_PER_THREAD: usize = 256;
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Sender = http1::SendRequest<BoxBody>;
+
+/// HTTP/1.1 connections to any number of origins, kept idle per thread.
+///
+/// Share one pool (it is used through an `Arc`) among everything that calls the same origins.
+#[derive(Default)]
+pub struct Http1Pool {
+    idle: ThreadLocal<RefCell<HashMap<Arc<str>, Origin>>>,
+}
+
+/// One thread's idle connections to one origin.
+struct Origin {
+    /// The origin as a map key, shared with the calls in flight that give connections back.
+    key: Arc<str>,
+    host: HeaderValue,
+    idle: Vec<Sender>,
+}
+
+impl Http1Pool {
+    /// An empty pool.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Sends `request` to the origin its URI names (`http://host:port/path`), with that origin
+    /// as `Host` and the URI in origin form (`/path?query`). The response's body gives its
+    /// connection back when read to the end. An HTTP status is a response; a request that got
+    /// none (refused, reset, closed) is an [`ErrorKind::Transport`] error.
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Request<BoxBody>,
+    ) -> Result<Response<ResponseBody>, MeshError> {
+        let (mut parts, body) = request.into_parts();
+        let Some(authority) = parts.uri.authority().cloned() else {
+            return Err(MeshError::new(
+                ErrorKind::BadRequest,
+                format!("`{}` names no host to send the request to", parts.uri),
+            ));
+        };
+        if parts.uri.scheme().is_some() {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = Uri::try_from(path)
+                .map_err(|e| MeshError::new(ErrorKind::BadRequest, format!("request path: {e}")))?;
+        }
+        self.send_to(&authority, Request::from_parts(parts, body))
+            .await
+    }
+
+    /// Sends `request` (its URI in origin form, `/path?query`) to `authority`, with that origin
+    /// as `Host`; otherwise as [`send`](Self::send).
+    pub async fn send_to(
+        self: &Arc<Self>,
+        authority: &Authority,
+        mut request: Request<BoxBody>,
+    ) -> Result<Response<ResponseBody>, MeshError> {
+        loop {
+            let (key, checked_out) = self.checkout(authority, request.headers_mut())?;
+            let (mut sender, reused) = match checked_out {
+                Some(sender) => (sender, true),
+                None => (connect(authority).await?, false),
+            };
+            if let Err(error) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(failed(authority, error));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let keep = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+                    return Ok(response.map(|body| ResponseBody {
+                        body,
+                        checkin: keep.then(|| Checkin {
+                            sender,
+                            key,
+                            pool: self.clone(),
+                        }),
+                    }));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Never written: a closed idle connection; the request goes on a new one.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(failed(authority, error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Sets `Host` to `authority` and takes this thread's most recently used idle connection
+    /// to it that is still open, if any; also returns the origin's key.
+    fn checkout(
+        &self,
+        authority: &Authority,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(Arc<str>, Option<Sender>), MeshError> {
+        let mut origins = self.idle.get_or_default().borrow_mut();
+        let origin = match origins.get_mut(authority.as_str()) {
+            Some(origin) => origin,
+            None => {
+                let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
+                    MeshError::new(ErrorKind::BadRequest, format!("host `{authority}`: {e}"))
+                })?;
+                let key: Arc<str> = authority.as_str().into();
+                origins.entry(key.clone()).or_insert(Origin {
+                    key,
+                    host,
+                    idle: Vec::new(),
+                })
+            }
+        };
+        headers.insert(header::HOST, origin.host.clone());
+        let mut sender = None;
+        while let Some(idle) = origin.idle.pop() {
+            if !idle.is_closed() {
+                sender = Some(idle);
+                break;
+            }
+        }
+        Ok((origin.key.clone(), sender))
+    }
+
+    /// Gives a connection whose last response has ended back to this thread's idle list.
+    fn checkin(&self, key: &str, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut origins = self.idle.get_or_default().borrow_mut();
+        if let Some(origin) = origins.get_mut(key)
+            && origin.idle.len() < MAX_IDLE_PER_THREAD
+        {
+            origin.idle.push(sender);
+        }
+    }
+}
+
+impl fmt::Debug for Http1Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http1Pool").finish_non_exhaustive()
+    }
+}
+
+/// Opens a connection to `authority`; its task runs on the current runtime until either side
+/// closes it.
+async fn connect(authority: &Authority) -> Result<Sender, MeshError> {
+    let port = authority.port_u16().unwrap_or(80);
+    let connect = async {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((authority.host(), port))
+            .await?
+            .collect();
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host name resolves to no address",
+        );
+        for address in addresses {
+            match TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            return Err(MeshError::new(
+                ErrorKind::Transport,
+                format!("connecting to {authority}: {error}"),
+            )
+            .with_source(error));
+        }
+        Err(_) => {
+            return Err(MeshError::new(
+                ErrorKind::Transport,
+                format!("connecting to {authority}: timed out"),
+            ));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| failed(authority, error))?;
+    let authority = authority.clone();
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(origin = %authority, %error, "connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+fn failed(authority: &Authority, error: hyper::Error) -> MeshError {
+    MeshError::new(ErrorKind::Transport, format!("{authority}: {error}")).with_source(error)
+}
+
+/// A connection to give back once its response has ended.
+struct Checkin {
+    sender: Sender,
+    key: Arc<str>,
+    pool: Arc<Http1Pool>,
+}
+
+/// A response's body; read to its end, it gives its connection back for the next request.
+/// Dropped before its end, the connection closes (HTTP/1.1 cannot skip the rest).
+pub struct ResponseBody {
+    body: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl ResponseBody {
+    /// A body that belongs to no pooled connection (an HTTP/2 stream, say).
+    pub(crate) fn unpooled(body: Incoming) -> Self {
+        Self {
+            body,
+            checkin: None,
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(Checkin { sender, key, pool }) = self.checkin.take() {
+            pool.checkin(&key, sender);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => self.release(),
+            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
+            Some(Err(_)) => self.checkin = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("pooled", &self.checkin.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// How the test upstream treats a connection after its first answer.
+    #[derive(Clone, Copy)]
+    enum After {
+        /// Answers every request on it.
+        KeepAlive,
+        /// Closes it, as an upstream's keep-alive timeout would.
+        Close,
+        /// Promises ten bytes of body, sends two and waits.
+        Stall,
+    }
+
+    /// An origin that answers `ok` and counts the connections it accepted; returns its URL.
+    async fn origin(after: After) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        let n = match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        seen.extend_from_slice(&buf[..n]);
+                        if !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            continue;
+                        }
+                        seen.clear();
+                        let answer: &[u8] = match after {
+                            After::Stall => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok",
+                            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        };
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        match after {
+                            After::KeepAlive => {}
+                            After::Close => return,
+                            After::Stall => std::future::pending::<()>().await,
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn get(url: &str) -> Request<BoxBody> {
+        Request::get(url)
+            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            .unwrap()
+    }
+
+    async fn body(response: Response<ResponseBody>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_request_after_request() {
+        let (url, accepted) = origin(After::KeepAlive).await;
+        let pool = Http1Pool::new();
+        for _ in 0..5 {
+            let response = pool.send(get(&url)).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
+        let (url, accepted) = origin(After::Close).await;
+        let pool = Http1Pool::new();
+        for _ in 0..5 {
+            let response = pool.send(get(&url)).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_does_not_give_its_connection_back() {
+        let (url, accepted) = origin(After::Stall).await;
+        let pool = Http1Pool::new();
+        let mut response = pool.send(get(&url)).await.unwrap();
+        let first = response.body_mut().frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ok");
+        drop(response);
+        // The next request cannot wait behind the rest of the first body: a new connection.
+        let response = pool.send(get(&url)).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        drop(response);
+    }
+
+    #[tokio::test]
+    async fn each_origin_has_its_own_connections_and_host() {
+        let (first, first_accepted) = origin(After::KeepAlive).await;
+        let (second, second_accepted) = origin(After::KeepAlive).await;
+        let pool = Http1Pool::new();
+        for _ in 0..3 {
+            for url in [&first, &second] {
+                let response = pool.send(get(url)).await.unwrap();
+                assert_eq!(body(response).await, "ok");
+            }
+        }
+        assert_eq!(first_accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(second_accepted.load(Ordering::SeqCst), 1);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let echo_host = axum::Router::new().route(
+            "/where",
+            axum::routing::get(|headers: http::HeaderMap| async move {
+                format!("{:?}", headers.get(header::HOST))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, echo_host).await });
+        let response = pool
+            .send(get(&format!("http://{address}/where")))
+            .await
+            .unwrap();
+        assert_eq!(body(response).await, format!("Some(\"{address}\")"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_transport_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        match Http1Pool::new().send(get(&url)).await {
+            Err(error) => assert_eq!(error.kind(), ErrorKind::Transport),
+            Ok(response) => panic!("answered {}", response.status()),
+        }
+    }
+}
