@@ -35,7 +35,8 @@ impl Clock {
 
     /// Microseconds since the Unix epoch.
     pub fn now_micros(&self) -> u64 {
-        self.origin_micros + self.origin.elapsed().as_micros() as u64
+        let elapsed = self.origin.elapsed();
+        self.origin_micros + elapsed.as_secs() * 1_000_000 + u64::from(elapsed.subsec_micros())
     }
 
     /// Milliseconds since the Unix epoch.

@@ -28,7 +28,7 @@ use mesh_core::{
     observe::{RouteLabel, StatusCounters, TRACEPARENT, TraceContext},
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
-        rate_limit::{RateLimitLayer, RateLimitStore},
+        rate_limit::{Decision, RateLimitLayer, RateLimitStore},
         retry::RetryLayer,
         timeout::{TimeoutConfig, TimeoutLayer},
     },
@@ -418,6 +418,13 @@ impl Inner {
         // through the stack's nested types).
         let call: BoxFuture<'static, Result<Response, BoxError>> = Box::pin(stack.oneshot(request));
         let error = match call.await.map_err(MeshError::from_boxed) {
+            Ok(mut response) => {
+                // `include_headers`: the limiter's decision, as Spring's `X-RateLimit-*`.
+                if let Some(decision) = response.extensions_mut().remove::<Decision>() {
+                    decision.write_headers(response.headers_mut());
+                }
+                return Ok(response);
+            }
             Err(error) if falls_back(&error) => error,
             outcome => return outcome,
         };

@@ -130,7 +130,7 @@ routes:
     uri: http://{upstream}
     predicates: [Path=/limited]
     auth: public
-    rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip }}
+    rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip, include_headers: true }}
   - id: slow
     uri: http://{upstream}
     predicates: [Path=/slow]
@@ -278,15 +278,25 @@ async fn a_burst_beyond_the_limit_gets_429_with_retry_after() {
     let gateway = gateway(&routes(upstream), None).await;
     let addr = gateway.local_addr();
     let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
     let mut retry_after = None;
     for _ in 0..4 {
         let (status, headers, _) = call(addr, "GET", "/limited", &[]).await;
         statuses.push(status.as_u16());
+        if status == StatusCode::OK {
+            let header = headers["x-ratelimit-remaining"].to_str().unwrap();
+            remaining.push(header.to_owned());
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             retry_after = headers.get("retry-after").cloned();
         }
     }
     assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!(
+        remaining,
+        ["1", "0"],
+        "include_headers: X-RateLimit-* on admitted answers"
+    );
     assert!(
         retry_after
             .unwrap()

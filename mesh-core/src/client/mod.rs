@@ -35,13 +35,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
-pub use self::{
-    pool::ResponseBody,
-    settings::{ClientSettings, Switchable},
-};
 use self::{
     pool::Http1Pool,
     stack::{Layers, Stack, Transport},
+};
+pub use self::{
+    pool::ResponseBody,
+    settings::{ClientSettings, Switchable},
 };
 use crate::{
     BoxBody,

@@ -219,11 +219,25 @@ fn ok_service()
     service_fn(|_: Request<()>| async { Ok::<_, BoxError>(Response::new(())) })
 }
 
+#[tokio::test]
+async fn admitted_responses_carry_the_decision_only_when_asked() {
+    let config = RateLimitConfig::default();
+    let service = RateLimitLayer::new("quiet", config.clone()).layer(ok_service());
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert!(response.extensions().get::<Decision>().is_none());
+
+    let service = RateLimitLayer::new("told", config.include_headers(true)).layer(ok_service());
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    let decision = response.extensions().get::<Decision>().unwrap();
+    assert_eq!(decision.remaining(), 19);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_layer_refuses_with_retry_after_and_admits_again_later() {
     let config = RateLimitConfig::default()
         .replenish_rate(2)
-        .burst_capacity(2);
+        .burst_capacity(2)
+        .include_headers(true);
     let service = RateLimitLayer::new("orders", config).layer(ok_service());
 
     for remaining in [1, 0] {

@@ -51,11 +51,13 @@ pub struct RateLimitConfig {
     pub(super) failure_policy: FailurePolicy,
     #[serde(with = "humantime_serde")]
     pub(super) store_timeout: Duration,
+    #[serde(alias = "includeHeaders")]
+    pub(super) include_headers: bool,
 }
 
 impl Default for RateLimitConfig {
     /// 10 tokens per second, a burst of 20, one token per call, one global bucket, fail open,
-    /// and 50 ms for the store to answer.
+    /// 50 ms for the store to answer, and admitted responses without the decision.
     fn default() -> Self {
         Self {
             replenish_rate: 10,
@@ -65,6 +67,7 @@ impl Default for RateLimitConfig {
             key: KeySource::Global,
             failure_policy: FailurePolicy::FailOpen,
             store_timeout: Duration::from_millis(50),
+            include_headers: false,
         }
     }
 }
@@ -111,6 +114,15 @@ impl RateLimitConfig {
     /// How long the store may take before the failure policy applies.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// Whether admitted responses carry the limiter's [`Decision`](super::Decision) as an
+    /// extension, from which HTTP layers write `X-RateLimit-*` headers (Spring's
+    /// `includeHeaders`; the gateway writes them). Off by default: it costs an allocation per
+    /// response, and the headers tell every caller its quota. Refusals always carry theirs.
+    pub fn include_headers(mut self, include: bool) -> Self {
+        self.include_headers = include;
         self
     }
 

@@ -1,6 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::{DashMap, mapref::entry::Entry};
+use foldhash::fast::RandomState;
 
 use super::{Quota, RateLimitStore, StoreError, StoreFuture, gcra::decide};
 
@@ -11,10 +12,11 @@ const SWEEP_EVERY: u64 = 4096;
 
 /// The in-process rate-limit store: one theoretical arrival time per key in a dashmap.
 /// Keys whose bucket has refilled are swept as checks go by, and the number of keys is
-/// bounded, so hostile key material cannot grow it without limit.
+/// bounded, so hostile key material cannot grow it without limit. Keys are hashed with a
+/// per-process random seed (foldhash), several times faster than SipHash on short keys.
 #[derive(Debug)]
 pub struct LocalStore {
-    tats: DashMap<Box<str>, u64>,
+    tats: DashMap<Box<str>, u64, RandomState>,
     checks: AtomicU64,
     max_keys: usize,
 }
@@ -34,7 +36,7 @@ impl LocalStore {
     /// An empty store holding at most `max_keys` keys.
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self {
-            tats: DashMap::new(),
+            tats: DashMap::with_hasher(RandomState::default()),
             checks: AtomicU64::new(0),
             max_keys,
         }

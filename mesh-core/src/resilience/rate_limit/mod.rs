@@ -12,8 +12,9 @@
 //! the [`FailurePolicy`] admits (fail open) or refuses (fail closed) the call.
 //!
 //! Every [`Decision`] carries `remaining` and `retry_after`: a refusal is the [`RateLimited`]
-//! error, an admission rides along as a response extension, and [`Decision::write_headers`]
-//! turns either into `Retry-After` and `X-RateLimit-*` headers.
+//! error, an admission rides along as a response extension when the configuration asks for it
+//! ([`RateLimitConfig::include_headers`]), and [`Decision::write_headers`] turns either into
+//! `Retry-After` and `X-RateLimit-*` headers.
 
 mod config;
 mod error;

@@ -18,7 +18,8 @@ use super::{
 use crate::error::BoxError;
 
 /// Admits calls while their key's bucket holds tokens; refuses the rest with
-/// [`RateLimited`]. An admitted response carries its [`Decision`] as an extension.
+/// [`RateLimited`]. With [`include_headers`](super::RateLimitConfig::include_headers) an
+/// admitted response carries its [`Decision`] as an extension.
 ///
 /// # Clone
 ///
@@ -44,7 +45,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, T> {
-        Admitted { #[pin] inner: F, decision: Decision },
+        Admitted { #[pin] inner: F, decision: Option<Decision> },
         Refused { error: Option<BoxError> },
         Waiting { future: BoxFuture<T> },
     }
@@ -91,7 +92,10 @@ where
         let check = match check.into_ready() {
             Ok(answer) => {
                 return match self.shared.settle(answer) {
-                    Ok(decision) => ResponseFuture::admitted(self.inner.call(request), decision),
+                    Ok(decision) => ResponseFuture::admitted(
+                        self.inner.call(request),
+                        self.shared.config.include_headers.then_some(decision),
+                    ),
                     Err(error) => ResponseFuture::refused(error),
                 };
             }
@@ -111,7 +115,9 @@ where
                 };
             let decision = shared.settle(answer)?;
             let mut response = inner.call(request).await.map_err(Into::into)?;
-            response.extensions_mut().insert(decision);
+            if shared.config.include_headers {
+                response.extensions_mut().insert(decision);
+            }
             Ok(response)
         }))
     }
@@ -164,7 +170,7 @@ impl Shared {
 // === impl ResponseFuture ===
 
 impl<F, T> ResponseFuture<F, T> {
-    fn admitted(inner: F, decision: Decision) -> Self {
+    fn admitted(inner: F, decision: Option<Decision>) -> Self {
         Self {
             state: State::Admitted { inner, decision },
         }
@@ -194,7 +200,9 @@ where
         match self.project().state.project() {
             StateProj::Admitted { inner, decision } => {
                 let mut response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                response.extensions_mut().insert(*decision);
+                if let Some(decision) = decision.take() {
+                    response.extensions_mut().insert(decision);
+                }
                 Poll::Ready(Ok(response))
             }
             StateProj::Refused { error } => {
