@@ -10,6 +10,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
+use arc_swap::{ArcSwap, Guard};
 use http::{
     Request, Response, Uri,
     uri::{Authority, Scheme},
@@ -53,11 +54,11 @@ pub(super) struct Shared {
     discovery: Discovery,
     config: BalanceConfig,
     next: AtomicUsize,
-    view: Mutex<View>,
+    view: ArcSwap<View>,
+    rebuilding: Mutex<()>,
 }
 
 /// The current instances with their endpoints, rebuilt when discovery publishes a new set.
-#[derive(Clone)]
 struct View {
     instances: Arc<[Instance]>,
     /// The instances again, shareable per call, with their parsed authorities.
@@ -190,47 +191,60 @@ impl Shared {
             discovery,
             config,
             next: AtomicUsize::new(0),
-            view: Mutex::new(view),
+            view: ArcSwap::from_pointee(view),
+            rebuilding: Mutex::new(()),
         }
     }
 
     /// The view of the latest set, rebuilt (keeping known endpoints) when the set changed.
-    fn view(&self) -> View {
-        let current = self.discovery.snapshot();
-        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
-        if !Arc::ptr_eq(&view.instances, &current) {
-            let known: HashMap<&str, &Arc<Endpoint>> = view
-                .instances
-                .iter()
-                .map(|i| i.id.as_str())
-                .zip(view.endpoints.iter())
-                .collect();
-            let now = Instant::now();
-            let endpoints: Arc<[Arc<Endpoint>]> = current
-                .iter()
-                .map(|instance| {
-                    known.get(instance.id.as_str()).map_or_else(
-                        || Arc::new(Endpoint::new(self.config.default_rtt, now)),
-                        |endpoint| Arc::clone(endpoint),
-                    )
-                })
-                .collect();
-            let ring = matches!(self.config.strategy, Strategy::ConsistentHash { .. }).then(|| {
-                let up = current.iter().enumerate().filter(|(_, i)| i.is_up());
-                Arc::new(Ring::new(up.map(|(index, i)| (index, i.id.as_str()))))
-            });
-            let targets = current
-                .iter()
-                .map(|i| (Arc::new(i.clone()), i.authority().parse().ok()))
-                .collect();
-            *view = View {
-                targets,
-                instances: current,
-                endpoints,
-                ring,
-            };
+    /// Calls read it without a lock; a change is applied by one call at a time.
+    fn view(&self) -> Guard<Arc<View>> {
+        let view = self.view.load();
+        if self.discovery.is_current(&view.instances) {
+            return view;
         }
-        view.clone()
+        drop(view);
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.view.load_full();
+        let current = self.discovery.snapshot();
+        if !Arc::ptr_eq(&old.instances, &current) {
+            self.view.store(Arc::new(self.rebuild(&old, current)));
+        }
+        self.view.load()
+    }
+
+    /// A view of `current`, keeping the endpoints (and what they learned) of `old`'s instances.
+    fn rebuild(&self, old: &View, current: Arc<[Instance]>) -> View {
+        let known: HashMap<&str, &Arc<Endpoint>> = old
+            .instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .zip(old.endpoints.iter())
+            .collect();
+        let now = Instant::now();
+        let endpoints: Arc<[Arc<Endpoint>]> = current
+            .iter()
+            .map(|instance| {
+                known.get(instance.id.as_str()).map_or_else(
+                    || Arc::new(Endpoint::new(self.config.default_rtt, now)),
+                    |endpoint| Arc::clone(endpoint),
+                )
+            })
+            .collect();
+        let ring = matches!(self.config.strategy, Strategy::ConsistentHash { .. }).then(|| {
+            let up = current.iter().enumerate().filter(|(_, i)| i.is_up());
+            Arc::new(Ring::new(up.map(|(index, i)| (index, i.id.as_str()))))
+        });
+        let targets = current
+            .iter()
+            .map(|i| (Arc::new(i.clone()), i.authority().parse().ok()))
+            .collect();
+        View {
+            targets,
+            instances: current,
+            endpoints,
+            ring,
+        }
     }
 
     /// Picks an instance index: among `UP` instances not ejected, or — when every `UP` instance

@@ -79,15 +79,9 @@ struct Inner {
 #[derive(Clone)]
 struct Current {
     layers: Layers,
-    transport: Transport,
+    stack: Stack,
     /// The configuration revision the settings were read at.
     revision: u64,
-}
-
-impl Current {
-    fn stack(&self) -> Stack {
-        self.layers.stack(&self.transport)
-    }
 }
 
 /// What every client of a mesh shares: configuration, discovery and connection pools.
@@ -220,7 +214,7 @@ impl MeshClient {
         // Erased, so that callers' futures stay `Send` under any lifetime (rustc cannot prove
         // it through the stack's nested types).
         let call: BoxFuture<'static, Result<Response<ResponseBody>, BoxError>> =
-            Box::pin(current.stack().oneshot(request));
+            Box::pin(current.stack.clone().oneshot(request));
         call.await.map_err(MeshError::from_boxed)
     }
 
@@ -392,8 +386,8 @@ impl MeshClient {
             Transport::Http1(self.inner.context.http1.clone())
         };
         Current {
+            stack: layers.stack(&transport),
             layers,
-            transport,
             revision,
         }
     }

@@ -34,7 +34,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, header, uri::Authority};
+use foldhash::fast::RandomState;
+use http::{
+    HeaderValue, Request, Response, Uri, header,
+    uri::{Authority, PathAndQuery},
+};
 use http_body::{Body, Frame, SizeHint};
 use hyper::{body::Incoming, client::conn::http1};
 use hyper_util::rt::TokioIo;
@@ -58,7 +62,7 @@ type Sender = http1::SendRequest<BoxBody>;
 /// Share one pool (it is used through an `Arc`) among everything that calls the same origins.
 #[derive(Default)]
 pub struct Http1Pool {
-    idle: ThreadLocal<RefCell<HashMap<Arc<str>, Origin>>>,
+    idle: ThreadLocal<RefCell<HashMap<Arc<str>, Origin, RandomState>>>,
 }
 
 /// One thread's idle connections to one origin.
@@ -91,9 +95,9 @@ impl Http1Pool {
             ));
         };
         if parts.uri.scheme().is_some() {
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = Uri::try_from(path)
-                .map_err(|e| MeshError::new(ErrorKind::BadRequest, format!("request path: {e}")))?;
+            // Origin form, reusing the parsed path and query.
+            let path = std::mem::take(&mut parts.uri).into_parts().path_and_query;
+            parts.uri = Uri::from(path.unwrap_or_else(|| PathAndQuery::from_static("/")));
         }
         self.send_to(&authority, Request::from_parts(parts, body))
             .await
@@ -110,7 +114,8 @@ impl Http1Pool {
             let (key, checked_out) = self.checkout(authority, request.headers_mut())?;
             let (mut sender, reused) = match checked_out {
                 Some(sender) => (sender, true),
-                None => (connect(authority).await?, false),
+                // Boxed: the cold path stays out of every call's future.
+                None => (Box::pin(connect(authority)).await?, false),
             };
             if let Err(error) = sender.ready().await {
                 if reused {

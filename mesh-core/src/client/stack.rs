@@ -19,7 +19,7 @@ use std::{
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use tower::{Service, ServiceBuilder, util::BoxCloneService};
+use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 
 use super::{
     ClientSettings,
@@ -70,9 +70,9 @@ impl Service<Request<BoxBody>> for Transport {
     }
 }
 
-/// A built stack. Building one is as cheap as cloning one (every layer's state sits behind an
-/// `Arc`), so each call builds its own from the shared [`Layers`].
-pub(crate) type Stack = BoxCloneService<Request<BoxBody>, Response<ResponseBody>, BoxError>;
+/// A built stack, shared by the calls of one generation of settings; each call clones it
+/// (every layer's state sits behind an `Arc`).
+pub(crate) type Stack = BoxCloneSyncService<Request<BoxBody>, Response<ResponseBody>, BoxError>;
 
 /// The layers built from one [`ClientSettings`]. A reload keeps every layer whose section did
 /// not change, with its state (breaker window, limiter bucket, balancer estimates).
@@ -181,6 +181,6 @@ impl Layers {
             .option_layer(self.rate_limit.clone())
             .layer(self.balance.clone())
             .service(transport.clone());
-        BoxCloneService::new(service)
+        BoxCloneSyncService::new(service)
     }
 }

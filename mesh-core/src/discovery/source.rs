@@ -66,6 +66,12 @@ impl Discovery {
         self.snapshot.borrow().clone()
     }
 
+    /// Whether `set` is the current set (the same allocation [`snapshot`](Self::snapshot)
+    /// returns), without taking a reference to it.
+    pub(crate) fn is_current(&self, set: &Arc<[Instance]>) -> bool {
+        Arc::ptr_eq(&self.snapshot.borrow(), set)
+    }
+
     /// Waits until the set changes (or its source ends, returning `false`).
     pub async fn changed(&mut self) -> bool {
         self.snapshot.changed().await.is_ok()

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::BoxError;
 
-type Acquire = Pin<Box<dyn Future<Output = Slot> + Send>>;
+type Acquire = Pin<Box<dyn Future<Output = Slot> + Send + Sync>>;
 
 /// Admits a bounded number of concurrent calls.
 ///

@@ -1,15 +1,19 @@
 use std::{sync::Arc, time::Duration};
 
+use http::HeaderValue;
+use metrics::Counter;
 use tower::Layer;
 
-use super::{HonorDeadline, Timeout, TimeoutConfig};
+use super::{HonorDeadline, Timeout, TimeoutConfig, encode_timeout};
 use crate::error::ConfigError;
 
 /// Applies [`Timeout`] to a service.
 #[derive(Debug, Clone)]
 pub struct TimeoutLayer {
-    name: Arc<str>,
     config: TimeoutConfig,
+    /// The budget header of a call with no earlier deadline, encoded once.
+    full_budget: HeaderValue,
+    expired: Counter,
 }
 
 impl TimeoutLayer {
@@ -25,8 +29,10 @@ impl TimeoutLayer {
     /// A timeout layer, or the first configuration error.
     pub fn try_new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let name: Arc<str> = name.into();
         Ok(Self {
-            name: name.into(),
+            full_budget: encode_timeout(config.timeout),
+            expired: metrics::counter!("mesh_timeouts_total", "name" => name),
             config,
         })
     }
@@ -36,7 +42,13 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.name.clone(), &self.config)
+        Timeout {
+            inner,
+            timeout: self.config.timeout,
+            propagate: self.config.propagate,
+            full_budget: self.full_budget.clone(),
+            expired: self.expired.clone(),
+        }
     }
 }
 

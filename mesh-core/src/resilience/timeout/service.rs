@@ -1,5 +1,4 @@
 use std::{
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -9,9 +8,7 @@ use metrics::Counter;
 use tokio::{task::futures::TaskLocalFuture, time::Instant};
 use tower::Service;
 
-use super::{
-    Deadline, ResponseFuture, TIMEOUT_HEADER, TimeoutConfig, encode_timeout, header::read_budget,
-};
+use super::{Deadline, ResponseFuture, TIMEOUT_HEADER, encode_timeout, header::read_budget};
 use crate::error::BoxError;
 
 /// Bounds each call by a timeout and by the deadline the request already carries, and
@@ -22,11 +19,11 @@ use crate::error::BoxError;
 /// Cloning clones the inner service; the configuration is shared.
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
-    inner: S,
-    timeout: Duration,
-    propagate: bool,
-    full_budget: HeaderValue,
-    expired: Counter,
+    pub(super) inner: S,
+    pub(super) timeout: Duration,
+    pub(super) propagate: bool,
+    pub(super) full_budget: HeaderValue,
+    pub(super) expired: Counter,
 }
 
 /// Server side of deadline propagation: reads the caller's budget, enforces it, and makes it the
@@ -41,16 +38,6 @@ pub struct HonorDeadline<S> {
 // === impl Timeout ===
 
 impl<S> Timeout<S> {
-    pub(crate) fn new(inner: S, name: Arc<str>, config: &TimeoutConfig) -> Self {
-        Self {
-            expired: metrics::counter!("mesh_timeouts_total", "name" => name),
-            inner,
-            full_budget: encode_timeout(config.timeout),
-            timeout: config.timeout,
-            propagate: config.propagate,
-        }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
