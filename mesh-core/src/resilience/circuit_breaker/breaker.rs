@@ -249,10 +249,11 @@ impl Breaker {
 
     fn record(&self, generation: u64, outcome: Outcome, started: Instant) {
         let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         let mut transitions = Vec::new();
         self.machine()
-            .record(generation, outcome, now - started, now, &mut transitions);
-        let slow = now - started >= self.shared.config.slow_call_duration_threshold;
+            .record(generation, outcome, elapsed, now, &mut transitions);
+        let slow = elapsed >= self.shared.config.slow_call_duration_threshold;
         let calls = &self.shared.calls;
         match (outcome, slow) {
             (Outcome::Success, false) => &calls.successful,
