@@ -87,14 +87,14 @@ impl TraceContext {
     pub fn trace_id(&self) -> String {
         let mut digits = [0; 32];
         hex(&mut digits, self.trace_id);
-        digits.iter().map(|&d| char::from(d)).collect()
+        ascii(&digits)
     }
 
     /// The span ID, 16 lowercase hex digits.
     pub fn span_id(&self) -> String {
         let mut digits = [0; 16];
         hex(&mut digits, u128::from(self.span_id));
-        digits.iter().map(|&d| char::from(d)).collect()
+        ascii(&digits)
     }
 
     /// Whether the trace is sampled.
@@ -136,6 +136,11 @@ impl fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// The hex digits `hex` wrote, as a string.
+fn ascii(digits: &[u8]) -> String {
+    String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
 }
 
 /// Writes the low `out.len()` hex digits of `value` into `out`, lowercase, zero-padded.
