@@ -96,8 +96,10 @@ pub struct RouteConfig {
     /// `lb://service-id` (discovery and balancing) or `http://host:port` (a fixed upstream).
     pub uri: String,
     /// Spring Cloud Gateway's shorthand: `Path=/api/**`, `Method=GET,POST`,
-    /// `Host=**.example.com`, `Header=X-Tenant, \d+`, `Query=green` or `Query=color, gr.+`;
-    /// or its expanded form, `{name: Path, args: {patterns: [/api/**]}}`.
+    /// `Host=**.example.com`, `Header=X-Tenant, \d+`, `Query=green` or `Query=color, gr.+`,
+    /// `Cookie=session`, `After=…`, `Before=…`, `Between=…, …` (RFC 3339 date-times, Spring's
+    /// `[Zone]` suffix accepted), `RemoteAddr=10.0.0.0/8`; or its expanded form,
+    /// `{name: Path, args: {patterns: [/api/**]}}`.
     #[serde(default, deserialize_with = "shorthand_list")]
     pub predicates: Vec<String>,
     /// Spring Cloud Gateway's shorthand: `StripPrefix=1`, `SetPath=/{segment}`,
@@ -278,6 +280,11 @@ const ARGUMENTS: &[(&str, &[&str])] = &[
     ("Method", &["methods", "method"]),
     ("Header", &["header", "regexp"]),
     ("Query", &["param", "regexp"]),
+    ("Cookie", &["name", "regexp"]),
+    ("After", &["datetime"]),
+    ("Before", &["datetime"]),
+    ("Between", &["datetime1", "datetime2"]),
+    ("RemoteAddr", &["sources", "source"]),
     ("StripPrefix", &["parts"]),
     ("SetPath", &["template"]),
     ("RewritePath", &["regexp", "replacement"]),
@@ -351,6 +358,10 @@ routes:
       - name: Method
         args: { _genkey_1: POST, _genkey_0: GET }
       - Host=**.example.com
+      - name: Between
+        args: { datetime2: '2999-01-21T17:42:47Z', datetime1: '2017-01-20T17:42:47Z' }
+      - name: RemoteAddr
+        args: { sources: [10.0.0.0/8, 192.168.1.7] }
     filters:
       - name: StripPrefix
         args: { parts: 1 }
@@ -367,6 +378,8 @@ routes:
                 "Header=X-Request-Id, \\d+",
                 "Method=GET, POST",
                 "Host=**.example.com",
+                "Between=2017-01-20T17:42:47Z, 2999-01-21T17:42:47Z",
+                "RemoteAddr=10.0.0.0/8,192.168.1.7",
             ]
         );
         assert_eq!(

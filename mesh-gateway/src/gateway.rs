@@ -775,7 +775,7 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// The value of cookie `name`, if any.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -1,8 +1,9 @@
 //! The edge API gateway of mesh: the single entry point that secures and routes every client
 //! request, configured as Spring Cloud Gateway users write it.
 //!
-//! Routes match on `Path`, `Method`, `Host`, `Header` and `Query` predicates (compiled once at
-//! start), rewrite requests with `StripPrefix`, `SetPath`, `RewritePath` and header filters,
+//! Routes match on `Path`, `Method`, `Host`, `Header`, `Query`, `Cookie`, `After`, `Before`,
+//! `Between` and `RemoteAddr` predicates (compiled once at start), rewrite requests with
+//! `StripPrefix`, `SetPath`, `RewritePath` and header filters,
 //! need a valid JWT unless `public` (or one of a list of roles), may carry a rate limit and a
 //! timeout, and forward to `lb://service-id` (discovery, balancing and the whole mesh client
 //! stack) or a fixed `http://host:port`. Errors are mesh's JSON error bodies: 404 no route,

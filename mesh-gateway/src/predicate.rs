@@ -1,12 +1,14 @@
 //! Route predicates, compiled once from Spring Cloud Gateway's shorthand.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::SystemTime};
 
 use http::{HeaderName, Method, Request};
+use ipnet::IpNet;
+use mesh_core::{context::PeerAddr, error::MeshError};
 use regex::Regex;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::error::invalid;
-use mesh_core::error::MeshError;
+use crate::{error::invalid, gateway::cookie};
 
 /// A compiled `Path=` pattern: `/api/products/**`, `/users/{id}`, `/files/*/raw`.
 #[derive(Debug, Clone)]
@@ -89,6 +91,16 @@ pub enum Predicate {
     Header(HeaderName, Option<Regex>),
     /// A query parameter present and, when a regex is given, matching it.
     Query(String, Option<Regex>),
+    /// A cookie present and, when a regex is given, its value matching it.
+    Cookie(String, Option<Regex>),
+    /// Requests after this instant.
+    After(SystemTime),
+    /// Requests before this instant.
+    Before(SystemTime),
+    /// Requests between these instants.
+    Between(SystemTime, SystemTime),
+    /// Callers whose address is in any of these networks.
+    RemoteAddr(Vec<IpNet>),
 }
 
 impl Predicate {
@@ -130,9 +142,29 @@ impl Predicate {
                 let (name, regex) = pair()?;
                 Self::Query(name, regex)
             }
+            "Cookie" => {
+                let (name, regex) = pair()?;
+                Self::Cookie(name, regex)
+            }
+            "After" => Self::After(instant(args)?),
+            "Before" => Self::Before(instant(args)?),
+            "Between" => {
+                let (start, end) = args.split_once(',').ok_or_else(|| {
+                    invalid(format!("predicate `{text}`: expected two date-times"))
+                })?;
+                let (start, end) = (instant(start)?, instant(end)?);
+                if end <= start {
+                    return Err(invalid(format!(
+                        "predicate `{text}`: the second date-time must be later"
+                    )));
+                }
+                Self::Between(start, end)
+            }
+            "RemoteAddr" => Self::RemoteAddr(list().map(network).collect::<Result<_, _>>()?),
             other => {
                 return Err(invalid(format!(
-                    "unknown predicate `{other}`: expected Path, Method, Host, Header or Query"
+                    "unknown predicate `{other}`: expected Path, Method, Host, Header, Query, \
+                     Cookie, After, Before, Between or RemoteAddr"
                 )));
             }
         })
@@ -164,8 +196,44 @@ impl Predicate {
                 form_pairs(query)
                     .any(|(k, v)| k == *name && regex.as_ref().is_none_or(|r| r.is_match(&v)))
             }),
+            Self::Cookie(name, regex) => cookie(request.headers(), name)
+                .is_some_and(|value| regex.as_ref().is_none_or(|r| r.is_match(&value))),
+            Self::After(start) => SystemTime::now() > *start,
+            Self::Before(end) => SystemTime::now() < *end,
+            Self::Between(start, end) => (*start..*end).contains(&SystemTime::now()),
+            Self::RemoteAddr(networks) => {
+                request.extensions().get::<PeerAddr>().is_some_and(|peer| {
+                    let ip = peer.0.ip().to_canonical();
+                    networks.iter().any(|network| network.contains(&ip))
+                })
+            }
         }
     }
+}
+
+/// A date-time as Spring writes it: RFC 3339 with an offset, optionally followed by the zone's
+/// name in brackets (`2017-01-20T17:42:47.789-07:00[America/Denver]`, the offset decides).
+fn instant(text: &str) -> Result<SystemTime, MeshError> {
+    let text = text.trim();
+    let zoned = text.split_once('[').map_or(text, |(time, _zone)| time);
+    OffsetDateTime::parse(zoned, &Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| {
+            invalid(format!(
+                "`{text}` is not a date-time such as 2017-01-20T17:42:47-07:00: {e}"
+            ))
+        })
+}
+
+/// A network (`192.168.1.0/24`, `::1/128`) or one address (`10.0.0.7`).
+fn network(text: &str) -> Result<IpNet, MeshError> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            invalid(format!(
+                "`{text}` is not an address or a network such as 10.0.0.0/8"
+            ))
+        })
 }
 
 /// `**.example.com` matches any subdomain depth; `*.example.com` exactly one label.
@@ -317,7 +385,67 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(Predicate::parse("Cookie=x").is_err());
         assert!(Predicate::parse("Header=X, (").is_err());
+        assert!(Predicate::parse("Weight=group, 8").is_err());
+    }
+
+    #[test]
+    fn cookie_predicates_read_the_cookie_header() {
+        let with = |cookie: &str| request("GET", "/", &[("cookie", cookie)]);
+        let chocolate = Predicate::parse("Cookie=chocolate, ch.p").unwrap();
+        let test = |p: &Predicate, r: &Request<()>| p.test(r, &mut Captures::new());
+        assert!(test(&chocolate, &with("theme=dark; chocolate=chip")));
+        assert!(!test(&chocolate, &with("chocolate=mint")));
+        assert!(!test(&chocolate, &request("GET", "/", &[])));
+        let present = Predicate::parse("Cookie=session").unwrap();
+        assert!(test(&present, &with("session=abc")));
+        assert!(!test(&present, &with("sessions=abc")));
+    }
+
+    #[test]
+    fn time_predicates_take_spring_date_times() {
+        let test = |text: &str| {
+            Predicate::parse(text)
+                .unwrap()
+                .test(&request("GET", "/", &[]), &mut Captures::new())
+        };
+        assert!(test("After=2017-01-20T17:42:47.789-07:00[America/Denver]"));
+        assert!(!test("After=2999-01-20T17:42:47Z"));
+        assert!(test("Before=2999-01-20T17:42:47+01:00"));
+        assert!(!test(
+            "Before=2017-01-20T17:42:47.789-07:00[America/Denver]"
+        ));
+        assert!(test(
+            "Between=2017-01-20T17:42:47-07:00, 2999-01-21T17:42:47-07:00"
+        ));
+        assert!(!test("Between=2998-01-20T17:42:47Z, 2999-01-21T17:42:47Z"));
+        for bad in [
+            "After=yesterday",
+            "Before=2017-01-20",
+            "Between=2017-01-20T17:42:47Z",
+            "Between=2999-01-20T17:42:47Z, 2017-01-20T17:42:47Z",
+        ] {
+            assert!(Predicate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remote_addr_predicates_match_the_peer_network() {
+        let from = |peer: &str| {
+            let mut request = request("GET", "/", &[]);
+            request
+                .extensions_mut()
+                .insert(PeerAddr(peer.parse().unwrap()));
+            request
+        };
+        let local = Predicate::parse("RemoteAddr=192.168.1.1/24, 10.0.0.7").unwrap();
+        let test = |r: &Request<()>| local.test(r, &mut Captures::new());
+        assert!(test(&from("192.168.1.200:5000")));
+        assert!(test(&from("10.0.0.7:5000")));
+        assert!(test(&from("[::ffff:10.0.0.7]:5000")), "IPv4-mapped IPv6");
+        assert!(!test(&from("10.0.0.8:5000")));
+        assert!(!test(&request("GET", "/", &[])), "no peer, no match");
+        assert!(Predicate::parse("RemoteAddr=10.0.0.0/33").is_err());
+        assert!(Predicate::parse("RemoteAddr=localhost").is_err());
     }
 }
