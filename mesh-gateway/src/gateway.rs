@@ -19,7 +19,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
-    auth::{AuthError, Identity, JwtVerifier, bearer_token},
+    auth::{AuthError, JwtVerifier, bearer_token},
     client::pool::Http1Pool,
     config::MeshConfig,
     context::{PeerAddr, Subject},
@@ -41,7 +41,7 @@ use crate::{
     error::invalid,
     filter::Filter,
     predicate::{Captures, Predicate},
-    token_cache::TokenCache,
+    token_cache::{TokenCache, Verified},
 };
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
@@ -331,21 +331,15 @@ impl Inner {
         let Some(verifier) = &self.verifier else {
             return Err(AuthError::Missing.into());
         };
-        let (token, from_cookie) = match bearer_token(request.headers()) {
-            Some(token) => (token.to_owned(), false),
+        // A bearer token is read in place; a cookie's is relayed upstream, so it is kept.
+        let (verified, from_cookie) = match bearer_token(request.headers()) {
+            Some(token) => (self.verified(verifier, token).await?, None),
             None => match cookie(request.headers(), &self.cookie) {
-                Some(token) => (token, true),
+                Some(token) => (self.verified(verifier, &token).await?, Some(token)),
                 None => return Err(AuthError::Missing.into()),
             },
         };
-        let identity: Identity = match self.tokens.get(&token).await {
-            Some(identity) => identity,
-            None => {
-                let identity = verifier.verify(&token).await.map_err(MeshError::from)?;
-                self.tokens.put(&token, &identity).await;
-                identity
-            }
-        };
+        let identity = &verified.identity;
         if let RouteAuth::Roles(roles) = &route.auth
             && !roles.iter().any(|role| identity.has_role(role))
         {
@@ -355,21 +349,38 @@ impl Inner {
             ));
         }
         let headers = request.headers_mut();
-        if let Ok(user) = HeaderValue::try_from(identity.subject.as_str()) {
-            headers.insert(USER_HEADER, user);
+        if let Some(user) = &verified.user {
+            headers.insert(USER_HEADER, user.clone());
         }
-        if let Ok(roles) = HeaderValue::try_from(identity.roles.join(",")) {
-            headers.insert(ROLES_HEADER, roles);
+        if let Some(roles) = &verified.roles {
+            headers.insert(ROLES_HEADER, roles.clone());
         }
-        if from_cookie && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}")) {
+        if let Some(token) = from_cookie
+            && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}"))
+        {
             // Relayed, so services behind the gateway can call each other on the user's behalf.
             headers.insert(header::AUTHORIZATION, value);
         }
+        // The limiter's key when it counts per user.
         request
             .extensions_mut()
             .insert(Subject(identity.subject.clone()));
-        request.extensions_mut().insert(identity);
         Ok(())
+    }
+
+    /// The identity of `token`: from the token cache, or verified now (and then cached).
+    async fn verified(
+        &self,
+        verifier: &JwtVerifier,
+        token: &str,
+    ) -> Result<Arc<Verified>, MeshError> {
+        if let Some(verified) = self.tokens.get(token).await {
+            return Ok(verified);
+        }
+        let identity = verifier.verify(token).await.map_err(MeshError::from)?;
+        let verified = Verified::new(identity);
+        self.tokens.put(token, &verified).await;
+        Ok(verified)
     }
 
     /// The route's rate limit (when set) around its timeout around forwarding.
@@ -401,8 +412,9 @@ impl Inner {
             let (gateway, captures) = (gateway.clone(), captures.clone());
             async move {
                 let route = &gateway.routes[index];
-                gateway
-                    .forward(route, request, &captures)
+                // Boxed: the forward future is large, and each policy around it would move it
+                // whole as it wraps it.
+                Box::pin(gateway.forward(route, request, &captures))
                     .await
                     .map_err(BoxError::from)
             }
@@ -493,7 +505,7 @@ impl Inner {
             filter.response(&mut response);
         }
         if route.login && response.status().is_success() {
-            response = self.remember_login(response).await?;
+            response = Box::pin(self.remember_login(response)).await?;
         }
         if route.logout {
             let clear = self.cookie_header("", 0);

@@ -3,10 +3,13 @@
 
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
+use http::HeaderValue;
 use mesh_core::auth::Identity;
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +18,12 @@ use serde::{Deserialize, Serialize};
 const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A bounded in-memory cache of verified tokens, over an optional shared Redis one.
+///
+/// Only verified tokens are kept, so the keys are not the caller's to choose: a fast seeded
+/// hash (foldhash) serves instead of SipHash.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
-    entries: DashMap<String, (Identity, u64)>,
+    entries: DashMap<Box<str>, (Arc<Verified>, u64), RandomState>,
     capacity: usize,
     #[cfg(feature = "redis")]
     shared: Option<Shared>,
@@ -30,6 +36,26 @@ struct Shared {
     client: redis::Client,
     connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     prefix: String,
+}
+
+/// A verified token's identity, with the headers that carry it upstream built once.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) identity: Identity,
+    /// `x-mesh-user` (none when the subject cannot be a header value).
+    pub(crate) user: Option<HeaderValue>,
+    /// `x-mesh-roles`, comma-separated.
+    pub(crate) roles: Option<HeaderValue>,
+}
+
+impl Verified {
+    pub(crate) fn new(identity: Identity) -> Arc<Self> {
+        Arc::new(Self {
+            user: HeaderValue::try_from(identity.subject.as_str()).ok(),
+            roles: HeaderValue::try_from(identity.roles.join(",")).ok(),
+            identity,
+        })
+    }
 }
 
 /// What Redis keeps of a verified token.
@@ -49,7 +75,7 @@ fn now() -> u64 {
 impl TokenCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(RandomState::default()),
             capacity,
             #[cfg(feature = "redis")]
             shared: None,
@@ -69,32 +95,36 @@ impl TokenCache {
 
     /// The identity of a token verified before (here or, with Redis, by any replica) and not
     /// expired since.
-    pub(crate) async fn get(&self, token: &str) -> Option<Identity> {
-        if let Some(identity) = self.local(token) {
-            return Some(identity);
+    pub(crate) async fn get(&self, token: &str) -> Option<Arc<Verified>> {
+        if let Some(verified) = self.local(token) {
+            return Some(verified);
         }
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            let identity = shared.get(token).await?;
-            self.remember(token, &identity);
-            return Some(identity);
+            let verified = Verified::new(shared.get(token).await?);
+            self.remember(token, &verified);
+            return Some(verified);
         }
         None
     }
 
     /// Remembers a verified token until its `exp`.
-    pub(crate) async fn put(&self, token: &str, identity: &Identity) {
-        self.remember(token, identity);
+    pub(crate) async fn put(&self, token: &str, verified: &Arc<Verified>) {
+        self.remember(token, verified);
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            shared.put(token, identity).await;
+            shared.put(token, &verified.identity).await;
         }
     }
 
-    fn local(&self, token: &str) -> Option<Identity> {
-        let hit = self.entries.get(token).map(|e| e.value().clone())?;
-        if hit.1 > now() {
-            return Some(hit.0);
+    fn local(&self, token: &str) -> Option<Arc<Verified>> {
+        let (verified, exp) = {
+            let entry = self.entries.get(token)?;
+            let (verified, exp) = entry.value();
+            (verified.clone(), *exp)
+        };
+        if exp > now() {
+            return Some(verified);
         }
         self.entries.remove(token);
         None
@@ -102,8 +132,10 @@ impl TokenCache {
 
     /// When full, expired entries go first; if none has expired the token is simply not
     /// remembered here.
-    fn remember(&self, token: &str, identity: &Identity) {
-        let Some(exp) = expiry(identity) else { return };
+    fn remember(&self, token: &str, verified: &Arc<Verified>) {
+        let Some(exp) = expiry(&verified.identity) else {
+            return;
+        };
         if self.entries.len() >= self.capacity {
             let now = now();
             self.entries.retain(|_, (_, exp)| *exp > now);
@@ -111,8 +143,7 @@ impl TokenCache {
                 return;
             }
         }
-        self.entries
-            .insert(token.to_owned(), (identity.clone(), exp));
+        self.entries.insert(token.into(), (verified.clone(), exp));
     }
 }
 
@@ -192,12 +223,12 @@ impl Shared {
 mod tests {
     use super::*;
 
-    fn identity(exp: u64) -> Identity {
-        Identity {
+    fn identity(exp: u64) -> Arc<Verified> {
+        Verified::new(Identity {
             subject: "alice".into(),
-            roles: vec![],
+            roles: vec!["reader".into(), "writer".into()],
             claims: [("exp".to_owned(), serde_json::json!(exp))].into(),
-        }
+        })
     }
 
     #[tokio::test]
@@ -205,7 +236,10 @@ mod tests {
         let cache = TokenCache::new(2);
         cache.put("a", &identity(now() + 60)).await;
         cache.put("b", &identity(now() - 1)).await;
-        assert_eq!(cache.get("a").await.unwrap().subject, "alice");
+        let hit = cache.get("a").await.unwrap();
+        assert_eq!(hit.identity.subject, "alice");
+        assert_eq!(hit.user.as_ref().unwrap(), "alice");
+        assert_eq!(hit.roles.as_ref().unwrap(), "reader,writer");
         assert!(cache.get("b").await.is_none(), "expired");
         cache.put("c", &identity(now() + 60)).await;
         cache.put("d", &identity(now() + 60)).await;
