@@ -13,7 +13,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::Authority};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Uri, header,
+    uri::{Authority, PathAndQuery},
+};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -473,13 +476,9 @@ impl Inner {
             None
         };
         let (mut parts, body) = request.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        parts.uri = Uri::try_from(path_and_query)
-            .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+        // Origin form, reusing the parsed path and query.
+        let path_and_query = std::mem::take(&mut parts.uri).into_parts().path_and_query;
+        parts.uri = Uri::from(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
         let mut response = match &route.upstream {
             Upstream::Service(client) => client
                 .send(http::Request::from_parts(parts, body))

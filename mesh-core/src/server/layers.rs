@@ -27,7 +27,7 @@ use axum::{
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, header};
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 use tracing::Instrument;
 
@@ -40,13 +40,16 @@ use crate::{
     resilience::timeout::HonorDeadlineLayer,
 };
 
+/// The served application: the router inside the server layers.
+pub(crate) type App = BoxCloneSyncService<Request, Response, Infallible>;
+
 /// Wraps `router` in the server layers; `auth` verifies tokens when set.
 pub(crate) fn wrap(
     router: Router,
     service: Arc<str>,
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
-) -> Router {
+) -> App {
     let routed = router.route_layer(tower::layer::layer_fn(|inner| LabelRoute { inner }));
     let auth = auth.map(|verifier| Arc::new((verifier, settings.auth.clone())));
     let stack = ServiceBuilder::new()
@@ -70,7 +73,7 @@ pub(crate) fn wrap(
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
         .layer(DefaultBodyLimit::disable())
         .service(routed);
-    Router::new().fallback_service(stack)
+    BoxCloneSyncService::new(stack)
 }
 
 /// Puts the matched route into the response, for [`Observe`] outside the router.

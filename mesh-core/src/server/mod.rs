@@ -359,7 +359,7 @@ impl Mesh {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let make_service = axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
         let tls = server
             .tls
             .as_ref()

@@ -5,7 +5,7 @@
 
 use std::{io, net::SocketAddr, sync::Arc, thread};
 
-use axum::{Router, extract::connect_info::IntoMakeServiceWithConnectInfo};
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use rustls::ServerConfig;
 use tokio::{
     net::{TcpListener, TcpSocket},
@@ -16,7 +16,7 @@ use tokio::{
 use super::tls::TlsListener;
 use crate::error::{ErrorKind, MeshError};
 
-type MakeService = IntoMakeServiceWithConnectInfo<Router, SocketAddr>;
+type MakeService = IntoMakeServiceWithConnectInfo<super::layers::App, SocketAddr>;
 
 /// Binds `threads` listeners to `address` and serves `make_service` on a thread each until
 /// `stopped` completes; then every worker drains gracefully. The returned task ends when every
