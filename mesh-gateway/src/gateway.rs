@@ -31,7 +31,7 @@ use mesh_core::{
     observe::{RouteLabel, StatusCounters, TRACEPARENT, TraceContext},
     resilience::{
         circuit_breaker::CircuitBreakerLayer,
-        rate_limit::{Decision, RateLimitLayer, RateLimitStore},
+        rate_limit::{Decision, RateLimitConfig, RateLimitLayer, RateLimitStore, RateLimited},
         retry::RetryLayer,
         timeout::{TimeoutConfig, TimeoutLayer},
     },
@@ -105,6 +105,8 @@ struct Route {
     upstream: Upstream,
     auth: RouteAuth,
     limiter: Option<RateLimitLayer>,
+    /// The limiter's `include_headers`: `X-RateLimit-*` on answers and refusals.
+    limit_headers: bool,
     breaker: Option<CircuitBreakerLayer>,
     fallback: Option<Fallback>,
     timeout: Option<TimeoutLayer>,
@@ -432,7 +434,7 @@ impl Inner {
         // Erased, so the handler's future is `Send` under any lifetime (rustc cannot prove it
         // through the stack's nested types).
         let call: BoxFuture<'static, Result<Response, BoxError>> = Box::pin(stack.oneshot(request));
-        let error = match call.await.map_err(MeshError::from_boxed) {
+        let error = match call.await {
             Ok(mut response) => {
                 // `include_headers`: the limiter's decision, as Spring's `X-RateLimit-*`.
                 if let Some(decision) = response.extensions_mut().remove::<Decision>() {
@@ -440,8 +442,23 @@ impl Inner {
                 }
                 return Ok(response);
             }
-            Err(error) if falls_back(&error) => error,
-            outcome => return outcome,
+            Err(error) => {
+                let refusal = route
+                    .limit_headers
+                    .then(|| error.downcast_ref::<RateLimited>().map(|r| *r.decision()))
+                    .flatten();
+                let error = MeshError::from_boxed(error);
+                if let Some(decision) = refusal {
+                    // A refusal tells the quota too, as Spring's `429` does.
+                    let mut response = error.into_response();
+                    decision.write_headers(response.headers_mut());
+                    return Ok(response);
+                }
+                if !falls_back(&error) {
+                    return Err(error);
+                }
+                error
+            }
         };
         match (&route.fallback, head) {
             (_, Some((path, head))) => {
@@ -698,6 +715,10 @@ fn compile(
         .transpose()
         .map_err(MeshError::from)?;
     Ok(Route {
+        limit_headers: route
+            .rate_limit
+            .as_ref()
+            .is_some_and(RateLimitConfig::includes_headers),
         id: route.id.as_str().into(),
         predicates,
         filters,

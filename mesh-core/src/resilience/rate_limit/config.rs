@@ -126,6 +126,12 @@ impl RateLimitConfig {
         self
     }
 
+    /// Whether admitted responses carry the decision (see
+    /// [`include_headers`](Self::include_headers)).
+    pub fn includes_headers(&self) -> bool {
+        self.include_headers
+    }
+
     /// The quota this configuration grants each key.
     pub fn quota(&self) -> Quota {
         Quota {
