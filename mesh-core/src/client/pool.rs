@@ -7,7 +7,8 @@
 //! single-threaded runtime always, on a multi-threaded one unless work is stolen). A request
 //! that a reused connection could not send (the origin closed it while idle) is sent again on a
 //! new connection; a request that was sent is never sent twice. Idle connections close when the
-//! origin closes them (its keep-alive timeout) or when the thread's list is full.
+//! origin closes them (its keep-alive timeout) or when the thread's list is full; past 64
+//! origins, a thread forgets those with no open idle connection.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mesh_core::error::MeshError> {
@@ -52,6 +53,8 @@ use crate::{
 
 /// Idle connections each thread keeps per origin; more are closed when given back.
 const MAX_IDLE_PER_THREAD: usize = 256;
+/// Origins each thread remembers before forgetting those without an open idle connection.
+const MAX_ORIGINS_PER_THREAD: usize = 64;
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -155,6 +158,14 @@ impl Http1Pool {
         let origin = match origins.get_mut(authority.as_str()) {
             Some(origin) => origin,
             None => {
+                if origins.len() >= MAX_ORIGINS_PER_THREAD {
+                    // Instances come and go: an origin with no open idle connection is
+                    // forgotten, so the map does not grow with every address ever called.
+                    origins.retain(|_, origin| {
+                        origin.idle.retain(|sender| !sender.is_closed());
+                        !origin.idle.is_empty()
+                    });
+                }
                 let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
                     MeshError::new(ErrorKind::BadRequest, format!("host `{authority}`: {e}"))
                 })?;
@@ -175,6 +186,12 @@ impl Http1Pool {
             }
         }
         Ok((origin.key.clone(), sender))
+    }
+
+    /// Origins this thread remembers.
+    #[cfg(test)]
+    fn origins_here(&self) -> usize {
+        self.idle.get().map_or(0, |origins| origins.borrow().len())
     }
 
     /// Gives a connection whose last response has ended back to this thread's idle list.
@@ -462,6 +479,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(body(response).await, format!("Some(\"{address}\")"));
+    }
+
+    #[tokio::test]
+    async fn origins_without_open_connections_are_forgotten() {
+        let pool = Http1Pool::new();
+        for _ in 0..MAX_ORIGINS_PER_THREAD + 8 {
+            let (url, _) = origin(After::Close).await;
+            let response = pool.send(get(&url)).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        let remembered = pool.origins_here();
+        assert!(
+            remembered <= MAX_ORIGINS_PER_THREAD,
+            "{remembered} origins remembered"
+        );
     }
 
     #[tokio::test]
