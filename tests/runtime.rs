@@ -301,6 +301,45 @@ async fn metrics_carry_the_red_series_with_route_and_status() {
     );
 }
 
+/// Any HTTP service can be served, not only a router: the runtime's endpoints answer beside it
+/// and its answers are counted under the route their `RouteLabel` names.
+#[tokio::test]
+async fn a_plain_service_is_served_with_the_runtime_endpoints_beside_it() {
+    let registry = registry();
+    let echo = tower::service_fn(|request: mesh::axum::extract::Request| async move {
+        let mut response = mesh::axum::response::Response::new(mesh::axum::body::Body::from(
+            request.uri().path().to_owned(),
+        ));
+        response
+            .extensions_mut()
+            .insert(mesh::observe::RouteLabel("echo".into()));
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let running = support::mesh("plain", &registry, json!({}))
+        .await
+        .start_service(echo)
+        .await
+        .unwrap();
+    let addr = running.local_addr();
+
+    assert_eq!(
+        http_get(addr, "/any/path").await,
+        (StatusCode::OK, "/any/path".to_owned())
+    );
+    assert_eq!(http_get(addr, "/health/live").await.0, StatusCode::OK);
+    let (status, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("mesh_server_requests_total{")
+                && l.contains("service=\"plain\"")
+                && l.contains("route=\"echo\"")
+                && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_deregisters_first_then_drains_an_in_flight_request() {
     let registry = registry();

@@ -484,7 +484,7 @@ impl Inner {
         for filter in &route.filters {
             filter.request(&mut request, captures);
         }
-        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+        let peer = PeerAddr::of(request.extensions());
         let upgrade = is_upgrade(request.headers());
         prepare_upstream_headers(request.headers_mut(), peer, upgrade);
         let client_upgrade = if upgrade {
@@ -787,8 +787,8 @@ fn forward_head<B>(request: &http::Request<B>, path: &str) -> Result<Request, Me
         Uri::try_from(uri).map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
     *head.headers_mut() = request.headers().clone();
     head.headers_mut().remove(header::CONTENT_LENGTH);
-    if let Some(peer) = request.extensions().get::<PeerAddr>() {
-        head.extensions_mut().insert(*peer);
+    if let Some(peer) = PeerAddr::of(request.extensions()) {
+        head.extensions_mut().insert(PeerAddr(peer));
     }
     Ok(head)
 }
@@ -887,15 +887,11 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, u
     }
 }
 
-/// Removes every header whose name `drop` picks, in one pass over the names (requests rarely
-/// carry any).
+/// Removes every header whose name `drop` picks: one pass over the names when there is none
+/// (requests rarely carry any), one more per name found, and no allocation.
 fn strip(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
-    if !headers.keys().any(&drop) {
-        return;
-    }
-    let found: Vec<HeaderName> = headers.keys().filter(|name| drop(name)).cloned().collect();
-    for name in found {
-        headers.remove(name);
+    while let Some(name) = headers.keys().find(|name| drop(name)).cloned() {
+        headers.remove(&name);
     }
 }
 

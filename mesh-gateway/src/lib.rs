@@ -24,8 +24,10 @@
 //!     .config(mesh_core::config::MeshConfig::from_value("mesh-gateway", serde_json::json!({})))
 //!     .build()
 //!     .await?;
-//! let router = Gateway::new(config, &mesh)?.into_router();
-//! # let _ = router;
+//! let gateway = Gateway::new(config, &mesh)?;
+//! // Served with the server layers, `/health` and `/metrics`: `mesh.serve_service(gateway)`;
+//! // or nested in an application's router: `gateway.into_router()`.
+//! # let _ = gateway;
 //! # Ok(()) }
 //! ```
 

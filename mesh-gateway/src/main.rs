@@ -68,6 +68,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _watching = config.watch_files(std::time::Duration::from_secs(2));
     let _following = gateway.follow(&config);
     tracing::info!(config = %file.display(), "mesh-gateway starting");
-    mesh.serve(gateway.into_router()).await?;
+    mesh.serve_service(gateway).await?;
     Ok(())
 }

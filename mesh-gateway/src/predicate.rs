@@ -201,12 +201,10 @@ impl Predicate {
             Self::After(start) => SystemTime::now() > *start,
             Self::Before(end) => SystemTime::now() < *end,
             Self::Between(start, end) => (*start..*end).contains(&SystemTime::now()),
-            Self::RemoteAddr(networks) => {
-                request.extensions().get::<PeerAddr>().is_some_and(|peer| {
-                    let ip = peer.0.ip().to_canonical();
-                    networks.iter().any(|network| network.contains(&ip))
-                })
-            }
+            Self::RemoteAddr(networks) => PeerAddr::of(request.extensions()).is_some_and(|peer| {
+                let ip = peer.ip().to_canonical();
+                networks.iter().any(|network| network.contains(&ip))
+            }),
         }
     }
 }

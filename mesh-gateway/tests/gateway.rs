@@ -72,8 +72,8 @@ async fn gateway(yaml: &str, registry: Option<Arc<Registry>>) -> Running {
         builder = builder.registry(registry);
     }
     let mesh = builder.build().await.unwrap();
-    let router = Gateway::new(config, &mesh).unwrap().into_router();
-    mesh.start(router).await.unwrap()
+    let gateway = Gateway::new(config, &mesh).unwrap();
+    mesh.start_service(gateway).await.unwrap()
 }
 
 async fn call(
@@ -416,7 +416,7 @@ async fn hot_reload_under_load_fails_no_request() {
         .unwrap();
     let gateway = Gateway::new(config.snapshot().section("").unwrap(), &mesh).unwrap();
     let _following = gateway.follow(&config);
-    let running = mesh.start(gateway.into_router()).await.unwrap();
+    let running = mesh.start_service(gateway).await.unwrap();
     let addr = running.local_addr();
 
     let (warm, warmed) = tokio::sync::oneshot::channel();

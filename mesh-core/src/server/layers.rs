@@ -12,7 +12,6 @@
 use std::{
     any::Any,
     convert::Infallible,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -20,11 +19,12 @@ use std::{
 
 use axum::{
     Router,
+    body::Body,
     error_handling::HandleErrorLayer,
-    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     response::{IntoResponse, Response},
 };
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, header};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
@@ -34,7 +34,7 @@ use tracing::Instrument;
 use super::ServerSettings;
 use crate::{
     auth::{AuthError, AuthSettings, JwtVerifier, bearer_token},
-    context::{PeerAddr, Subject},
+    context::Subject,
     error::{BoxError, ErrorKind, MeshError, panic_message},
     observe::{RouteLabel, ServerSeries, TraceContext},
     resilience::timeout::HonorDeadlineLayer,
@@ -43,14 +43,35 @@ use crate::{
 /// The served application: the router inside the server layers.
 pub(crate) type App = BoxCloneSyncService<Request, Response, Infallible>;
 
-/// Wraps `router` in the server layers; `auth` verifies tokens when set.
-pub(crate) fn wrap(
-    router: Router,
+/// The body limit axum's extractors apply when nothing lifts it.
+const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Labels each route's response with the route's pattern, for the request metrics.
+pub(crate) fn label_routes(router: Router) -> Router {
+    if !router.has_routes() {
+        // Only a fallback, if anything: its answers count as `unmatched`.
+        return router;
+    }
+    router.route_layer(tower::layer::layer_fn(|inner| LabelRoute { inner }))
+}
+
+/// Wraps `app` in the server layers, with the runtime's `endpoints` beside it; `auth` verifies
+/// tokens when set.
+pub(crate) fn wrap<S>(
+    app: S,
+    endpoints: Router,
     service: Arc<str>,
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
-) -> App {
-    let routed = router.route_layer(tower::layer::layer_fn(|inner| LabelRoute { inner }));
+) -> App
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let routed = WithEndpoints {
+        endpoints: label_routes(endpoints),
+        app,
+    };
     let auth = auth.map(|verifier| Arc::new((verifier, settings.auth.clone())));
     let stack = ServiceBuilder::new()
         .layer(tower::layer::layer_fn(move |inner| Observe {
@@ -71,9 +92,48 @@ pub(crate) fn wrap(
         .layer(HonorDeadlineLayer::new().max_budget(settings.max_deadline))
         .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(DefaultBodyLimit::disable())
+        // axum's extractors cap bodies at their own default; a larger configured limit lifts
+        // that cap (the layer above enforces it). A smaller one needs nothing more, and saves
+        // an extension per request.
+        .option_layer((settings.body_limit > AXUM_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .service(routed);
     BoxCloneSyncService::new(stack)
+}
+
+/// The runtime's own paths, answered by its endpoints whatever the application routes.
+const ENDPOINTS: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
+
+/// Sends the runtime's endpoints (`/health…`, `/metrics`) to their router and every other
+/// request to the application, so an application need not be a router.
+#[derive(Clone)]
+struct WithEndpoints<S> {
+    endpoints: Router,
+    app: S,
+}
+
+impl<S, B> Service<http::Request<B>> for WithEndpoints<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<<Router as Service<Request>>::Future, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.app.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let request = request.map(Body::new);
+        if ENDPOINTS.contains(&request.uri().path()) {
+            // A router is always ready.
+            Either::Left(self.endpoints.call(request))
+        } else {
+            Either::Right(self.app.call(request))
+        }
+    }
 }
 
 /// Puts the matched route into the response, for [`Observe`] outside the router.
@@ -153,15 +213,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
         let context = TraceContext::from_request(&request)
             .map_or_else(TraceContext::root, |parent| parent.child());
-        request.extensions_mut().insert(context);
-        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            let peer = PeerAddr(*peer);
-            request.extensions_mut().insert(peer);
-        }
         let method = method_label(request.method());
         let span = tracing::info_span!(
             "request",

@@ -31,6 +31,7 @@ mod tls;
 mod workers;
 
 use std::{
+    convert::Infallible,
     future::Future,
     net::SocketAddr,
     sync::{
@@ -42,12 +43,13 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Request, State},
     response::{IntoResponse, Response},
     routing::get,
 };
 use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tower::Service;
 
 use self::{registration::Registration, tls::TlsListener};
 pub use self::{
@@ -340,6 +342,39 @@ impl Mesh {
     /// registers; returns once the service is reachable and registered — or, when the
     /// registry cannot be reached, reachable, with registration retried in the background.
     pub async fn start(&self, router: Router) -> Result<Running, MeshError> {
+        self.start_service(layers::label_routes(router)).await
+    }
+
+    /// Serves `service` (any HTTP service, not only a router) until SIGTERM or Ctrl-C, then shuts
+    /// down gracefully. As [`serve`](Self::serve), with the server layers, `/health` and
+    /// `/metrics` around it; its answers count under the route their [`RouteLabel`] extension
+    /// names, else as `unmatched`.
+    ///
+    /// [`RouteLabel`]: crate::observe::RouteLabel
+    pub async fn serve_service<S>(self, service: S) -> Result<(), MeshError>
+    where
+        S: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let running = self.start_service(service).await?;
+        shutdown_signal().await;
+        running.shutdown().await
+    }
+
+    /// Starts serving `service` as [`start`](Self::start) does a router.
+    pub async fn start_service<S>(&self, app: S) -> Result<Running, MeshError>
+    where
+        S: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let snapshot = self.inner.config.snapshot();
         let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
@@ -350,7 +385,8 @@ impl Mesh {
                 .extend(described.public_paths().map(str::to_owned));
         }
         let app = layers::wrap(
-            router.merge(self.endpoints()),
+            app,
+            self.endpoints(),
             self.inner.name.as_str().into(),
             &server,
             self.inner.auth.clone(),

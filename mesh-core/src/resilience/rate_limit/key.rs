@@ -27,7 +27,7 @@ pub enum KeySource {
     Global,
     /// The value of a request header (an API key, a tenant id).
     Header(String),
-    /// The IP address of the connection ([`PeerAddr`]).
+    /// The IP address of the connection ([`PeerAddr::of`]).
     PeerIp,
     /// The authenticated subject ([`Subject`], set by the JWT layer).
     Subject,
@@ -44,10 +44,8 @@ impl KeySource {
                 .filter(|value| !value.is_empty())
                 .map(|value| format!("h:{}", String::from_utf8_lossy(value.as_bytes())))
                 .ok_or(MissingKey::new("header")),
-            Self::PeerIp => request
-                .extensions()
-                .get::<PeerAddr>()
-                .map(|peer| format!("ip:{}", peer.0.ip()))
+            Self::PeerIp => PeerAddr::of(request.extensions())
+                .map(|peer| format!("ip:{}", peer.ip()))
                 .ok_or(MissingKey::new("peer address")),
             Self::Subject => request
                 .extensions()

@@ -123,7 +123,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let budget = match read_budget(request.headers()) {
             Ok(budget) => budget.map(|budget| budget.min(self.max_budget)),
             Err(invalid) => return ResponseFuture::invalid(invalid),
@@ -132,7 +132,6 @@ where
         // get more than the cap.
         let deadline = budget.map(Deadline::after);
         let scoped = deadline.unwrap_or(Deadline::after(self.max_budget));
-        request.extensions_mut().insert(scoped);
         let inner = scoped.sync_scope(|| self.inner.call(request));
         ResponseFuture::new(
             scoped.scope(inner),
