@@ -125,7 +125,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let now = Instant::now();
+        let now = crate::clock::call_started(|now| now);
         let view = self.shared.view();
         let key = match &self.shared.config.strategy {
             Strategy::ConsistentHash { header } => request

@@ -132,11 +132,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        MetricsFuture {
+        crate::clock::call_started(|started| MetricsFuture {
             inner: self.inner.call(request),
             handles: self.handles.clone(),
-            started: Instant::now(),
-        }
+            started,
+        })
     }
 }
 

@@ -194,7 +194,10 @@ impl Breaker {
 
     /// Asks to make a call: a permit, or [`CircuitOpen`] when the breaker refuses.
     pub fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
-        let now = Instant::now();
+        crate::clock::call_started(|now| self.try_acquire_at(now))
+    }
+
+    fn try_acquire_at(&self, now: Instant) -> Result<CallPermit, CircuitOpen> {
         // Closed: nothing to decide and nothing to change, so no lock. A call admitted just as
         // the breaker opens carries the old generation, and its outcome is not counted.
         let admitted = match self.shared.admits_all.load(Ordering::Acquire) {

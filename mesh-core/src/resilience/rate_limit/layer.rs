@@ -22,7 +22,7 @@ pub(super) struct Shared {
     pub(super) store: Arc<dyn RateLimitStore>,
     pub(super) clock: Clock,
     /// The store key of every request when the limit is global.
-    pub(super) global_key: Arc<str>,
+    pub(super) global_key: Box<str>,
     pub(super) rejected: Counter,
     pub(super) store_failures: Counter,
 }

@@ -7,17 +7,17 @@ use super::{Quota, RateLimitStore, StoreError, StoreFuture, gcra::decide};
 
 /// Keys held before new ones are refused (a store error, so the failure policy applies).
 const DEFAULT_MAX_KEYS: usize = 100_000;
-/// Every this many checks, keys whose bucket is full again are swept.
+/// Every this many new keys, keys whose bucket is full again are swept.
 const SWEEP_EVERY: u64 = 4096;
 
 /// The in-process rate-limit store: one theoretical arrival time per key in a dashmap.
-/// Keys whose bucket has refilled are swept as checks go by, and the number of keys is
+/// Keys whose bucket has refilled are swept as new keys arrive, and the number of keys is
 /// bounded, so hostile key material cannot grow it without limit. Keys are hashed with a
 /// per-process random seed (foldhash), several times faster than SipHash on short keys.
 #[derive(Debug)]
 pub struct LocalStore {
     tats: DashMap<Box<str>, u64, RandomState>,
-    checks: AtomicU64,
+    inserts: AtomicU64,
     max_keys: usize,
 }
 
@@ -37,7 +37,7 @@ impl LocalStore {
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self {
             tats: DashMap::with_hasher(RandomState::default()),
-            checks: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
             max_keys,
         }
     }
@@ -64,15 +64,17 @@ impl LocalStore {
         requested: u32,
         now: u64,
     ) -> Result<super::Decision, StoreError> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep(now);
-        }
         if let Some(mut tat) = self.tats.get_mut(key) {
             let (decision, new_tat) = decide(Some(*tat), now, quota, requested);
             if let Some(new_tat) = new_tat {
                 *tat = new_tat;
             }
             return Ok(decision);
+        }
+        // Only a new key grows the map, so only new keys count towards a sweep.
+        let inserts = self.inserts.fetch_add(1, Ordering::Relaxed);
+        if inserts % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep(now);
         }
         if self.tats.len() >= self.max_keys {
             self.sweep(now);

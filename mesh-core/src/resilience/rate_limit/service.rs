@@ -1,4 +1,5 @@
 use std::{
+    borrow::Cow,
     future::Future,
     mem,
     pin::Pin,
@@ -104,6 +105,7 @@ where
         // The store needs I/O: the unpolled check is dropped (it borrows this call's key) and
         // asked again inside a future that owns what it needs, then the ready service is called.
         drop(check);
+        let key = key.into_owned();
         let fresh = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
@@ -125,18 +127,18 @@ where
 
 impl Shared {
     /// The store key of a request: the limiter's name and the request's bucket.
-    fn key<B>(&self, request: &Request<B>) -> Result<Arc<str>, MissingKey> {
+    fn key<B>(&self, request: &Request<B>) -> Result<Cow<'_, str>, MissingKey> {
         if self.config.key == KeySource::Global {
-            return Ok(self.global_key.clone());
+            return Ok(Cow::Borrowed(&self.global_key));
         }
         let bucket = self.config.key.key(request)?;
-        Ok(format!("{}:{bucket}", self.name).into())
+        Ok(Cow::Owned(format!("{}:{bucket}", self.name)))
     }
 
     fn check<'a>(&'a self, key: &'a str) -> StoreFuture<'a> {
         let requested = self.config.requested_tokens;
-        self.store
-            .check(key, self.quota, requested, self.clock.now_micros())
+        let now = crate::clock::call_started(|now| self.clock.micros_at(now));
+        self.store.check(key, self.quota, requested, now)
     }
 
     /// Turns the store's answer into an admission or a refusal, applying the failure policy.

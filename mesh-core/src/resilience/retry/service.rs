@@ -27,10 +27,18 @@ use crate::{BoxBody, error::BoxError, resilience::timeout::Deadline};
 ///
 /// # Clone
 ///
-/// The inner service must be `Clone`: each call takes the service that was polled ready and
-/// leaves a fresh clone behind, and retries call that service again once it is ready.
+/// The inner service must be `Clone`: a call goes to the service that was polled ready, and
+/// its retries to a clone of the service the layer was applied to, once that clone is ready.
 pub struct Retry<S, C> {
     inner: S,
+    retries: Arc<Retries<S, C>>,
+}
+
+/// What every call of one [`Retry`] service (and its clones) needs to retry: the service to
+/// clone for retries, and the layer's policy and budget. One `Arc`, cloned once per
+/// retryable call.
+struct Retries<S, C> {
+    service: S,
     shared: Arc<Shared<C>>,
 }
 
@@ -55,7 +63,7 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("shared", &self.shared)
+            .field("shared", &self.retries.shared)
             .finish()
     }
 }
@@ -64,16 +72,24 @@ impl<S: Clone, C> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            retries: self.retries.clone(),
+        }
+    }
+}
+
+impl<S: Clone, C> Retry<S, C> {
+    pub(super) fn new(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Self {
+            retries: Arc::new(Retries {
+                service: inner.clone(),
+                shared,
+            }),
+            inner,
         }
     }
 }
 
 impl<S, C> Retry<S, C> {
-    pub(super) fn new(inner: S, shared: Arc<Shared<C>>) -> Self {
-        Self { inner, shared }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -104,39 +120,42 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let fresh = self.inner.clone();
-        let mut inner = mem::replace(&mut self.inner, fresh);
-        let shared = self.shared.clone();
-        shared.budget.deposit(Instant::now());
+        let shared = &self.retries.shared;
+        crate::clock::call_started(|now| shared.budget.deposit(now));
         let (parts, body) = request.into_parts();
         if !shared.may_retry(&parts) {
             let body = body.map_err(Into::into).boxed_unsync();
-            return ResponseFuture::once(inner.call(Request::from_parts(parts, body)));
+            return ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)));
         }
         if body.is_end_stream() {
             // Nothing to buffer (a GET, say): the first attempt goes out now, unboxed; only a
             // retryable failure pays for the retry machinery.
-            let first = inner.call(Request::from_parts(parts.clone(), BoxBody::default()));
+            let head = parts.clone();
+            let first = self
+                .inner
+                .call(Request::from_parts(head, BoxBody::default()));
             return ResponseFuture::first(
                 first,
                 Retrying {
-                    inner,
+                    retries: self.retries.clone(),
                     parts,
                     body: Bytes::new(),
-                    shared,
                 },
             );
         }
+        // The first attempt waits for the body: the ready service goes with it.
+        let fresh = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, fresh);
+        let shared = shared.clone();
         ResponseFuture::boxed(Box::pin(shared.buffer_then_send(inner, parts, body)))
     }
 }
 
 /// What a retry needs once the first attempt failed.
 struct Retrying<S, C> {
-    inner: S,
+    retries: Arc<Retries<S, C>>,
     parts: Parts,
     body: Bytes,
-    shared: Arc<Shared<C>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
@@ -194,7 +213,7 @@ impl<F, S, C, E, ResB> Future for ResponseFuture<F, S, C, Response<ResB>>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
     E: Into<BoxError>,
-    S: Service<Request<BoxBody>, Response = Response<ResB>> + Send + 'static,
+    S: Service<Request<BoxBody>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError> + 'static,
     S::Future: Send + 'static,
     C: Classify<Response<ResB>>,
@@ -210,16 +229,17 @@ where
                 StateProj::First { future, retrying } => {
                     let result = std::task::ready!(future.poll(cx)).map_err(Into::into);
                     let retrying = retrying.take().expect("polled after completion");
-                    if !retrying.shared.classifier.is_retryable(&result) {
+                    let shared = &retrying.retries.shared;
+                    if !shared.classifier.is_retryable(&result) {
                         return Poll::Ready(result);
                     }
-                    let Retrying {
+                    let inner = retrying.retries.service.clone();
+                    let future = Box::pin(shared.clone().retry(
                         inner,
-                        parts,
-                        body,
-                        shared,
-                    } = retrying;
-                    let future = Box::pin(shared.retry(inner, parts, body, result));
+                        retrying.parts,
+                        retrying.body,
+                        result,
+                    ));
                     this.state.set(State::Boxed { future });
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

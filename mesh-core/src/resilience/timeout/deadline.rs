@@ -66,9 +66,4 @@ impl Deadline {
     pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self, f)
     }
-
-    /// The earlier of two optional deadlines.
-    pub(crate) fn earliest(self, other: Option<Self>) -> Self {
-        other.map_or(self, |other| self.min(other))
-    }
 }

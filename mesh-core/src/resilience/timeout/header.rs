@@ -1,4 +1,7 @@
-use std::time::Duration;
+use std::{
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use http::{HeaderMap, HeaderValue, header::HeaderName};
 
@@ -38,6 +41,28 @@ pub fn encode_timeout(budget: Duration) -> HeaderValue {
         .find(|&(value, _)| value <= u128::from(MAX_DIGITS))
         .unwrap_or((u128::from(MAX_DIGITS), 'H'));
     HeaderValue::try_from(format!("{value}{unit}")).expect("digits and a unit are a valid header")
+}
+
+/// Distinct timeouts whose encoding is kept for the life of the process.
+const SHARED_ENCODINGS: usize = 64;
+
+/// [`encode_timeout`], as a value every call can copy for free: the encodings of the first 64
+/// distinct timeouts a process configures are kept for its life (a few bytes each), so a copy
+/// per call is a pointer copy rather than a reference count shared across threads.
+pub(super) fn encode_timeout_shared(budget: Duration) -> HeaderValue {
+    static ENCODED: Mutex<Vec<(Duration, &'static str)>> = Mutex::new(Vec::new());
+    let mut encoded = ENCODED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(&(_, value)) = encoded.iter().find(|(known, _)| *known == budget) {
+        return HeaderValue::from_static(value);
+    }
+    let value = encode_timeout(budget);
+    if encoded.len() >= SHARED_ENCODINGS {
+        return value;
+    }
+    let text = value.to_str().expect("an encoded budget is ASCII");
+    let kept: &'static str = Box::leak(text.into());
+    encoded.push((budget, kept));
+    HeaderValue::from_static(kept)
 }
 
 /// Decodes a gRPC-format relative timeout.
@@ -101,6 +126,23 @@ mod tests {
         #[test]
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
             let _ = decode_timeout(&bytes);
+        }
+    }
+
+    #[test]
+    fn shared_encodings_match_and_are_kept_once_per_timeout() {
+        let budget = Duration::from_millis(1234);
+        let first = encode_timeout_shared(budget);
+        assert_eq!(first, encode_timeout(budget));
+        let again = encode_timeout_shared(budget);
+        assert_eq!(
+            first.as_bytes().as_ptr(),
+            again.as_bytes().as_ptr(),
+            "the second layer with this timeout shares the first one's encoding"
+        );
+        for millis in 0..2 * SHARED_ENCODINGS as u64 {
+            let budget = Duration::from_micros(7 + millis);
+            assert_eq!(encode_timeout_shared(budget), encode_timeout(budget));
         }
     }
 

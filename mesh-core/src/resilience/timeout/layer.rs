@@ -4,7 +4,7 @@ use http::HeaderValue;
 use metrics::Counter;
 use tower::Layer;
 
-use super::{HonorDeadline, Timeout, TimeoutConfig, encode_timeout};
+use super::{HonorDeadline, Timeout, TimeoutConfig, header::encode_timeout_shared};
 use crate::error::ConfigError;
 
 /// Applies [`Timeout`] to a service.
@@ -31,7 +31,7 @@ impl TimeoutLayer {
         config.validate()?;
         let name: Arc<str> = name.into();
         Ok(Self {
-            full_budget: encode_timeout(config.timeout),
+            full_budget: encode_timeout_shared(config.timeout),
             expired: metrics::counter!("mesh_timeouts_total", "name" => name),
             config,
         })

@@ -62,17 +62,31 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let now = Instant::now();
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        crate::clock::call_started(|now| self.call_at(now, request))
+    }
+}
+
+impl<S> Timeout<S> {
+    fn call_at<B>(
+        &mut self,
+        now: Instant,
+        mut request: Request<B>,
+    ) -> ResponseFuture<TaskLocalFuture<Deadline, S::Future>>
+    where
+        S: Service<Request<B>>,
+    {
         let own = Deadline::at(now + self.timeout);
-        let deadline = own.earliest(Deadline::of(&request));
-        let budget = deadline.instant().saturating_duration_since(now);
+        let earlier = Deadline::of(&request).filter(|deadline| *deadline < own);
+        let (deadline, budget) = match earlier {
+            Some(earlier) => (earlier, earlier.instant().saturating_duration_since(now)),
+            None => (own, self.timeout),
+        };
         if self.propagate {
             // The common case, no earlier deadline, sends a header encoded once.
-            let header = if deadline == own {
-                self.full_budget.clone()
-            } else {
-                encode_timeout(budget)
+            let header = match earlier {
+                Some(_) => encode_timeout(budget),
+                None => self.full_budget.clone(),
             };
             request.headers_mut().insert(TIMEOUT_HEADER, header);
         }
