@@ -2,10 +2,18 @@
 //!
 //! Run with `cargo bench -p mesh-benches --bench layers`. Each figure is compared with the bare
 //! service measured in the same run; docs/performance.md records the differences.
+//!
+//! Criterion measures each benchmark in turn, seconds apart; on a VM whose speed drifts, that
+//! order alone moves a difference of a few hundred nanoseconds. So after criterion's figures
+//! the bench also measures them paired: many short rounds, each timing the bare service and
+//! then every stack for the same number of calls, and prints the median over rounds of each
+//! stack's time minus the bare service's in that round (`-- paired` runs only that part).
 
 use std::{convert::Infallible, future::Ready, time::Duration};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+
+use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
 use mesh::{
     BoxBody,
@@ -68,37 +76,74 @@ fn rate_limit() -> RateLimitLayer {
     )
 }
 
-/// Measures `iters` sequential calls through `layer` over the no-op service.
-fn bench_layer<L>(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str, layer: L)
+/// Measures calls through `layer` over the no-op service.
+fn bench_layer<L>(c: &mut Criterion, runtime: &Runtime, name: &str, layer: L)
 where
     L: Layer<NoOp> + Clone,
     L::Service: Service<Request<BoxBody>, Response = Response<()>> + 'static,
     <L::Service as Service<Request<BoxBody>>>::Error: std::fmt::Debug,
 {
     c.bench_function(name, |b| {
-        b.to_async(runtime).iter_custom(|iters| {
-            let mut service = layer.clone().layer(no_op());
-            let template = template();
-            async move {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    let ready = service.ready().await.unwrap();
-                    ready
-                        .call(Request::from_parts(template.clone(), BoxBody::default()))
-                        .await
-                        .unwrap();
-                }
-                started.elapsed()
-            }
-        })
+        let mut run = calls(layer.clone());
+        b.iter_custom(|iters| run(runtime, iters))
     });
 }
 
-fn layers(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Times `calls` sequential calls of one service; each candidate of the paired measurement is one.
+type Calls = Box<dyn FnMut(&Runtime, u64) -> Duration>;
+
+/// `calls` sequential calls through `layer` over the no-op service, timed.
+fn calls<L>(layer: L) -> Calls
+where
+    L: Layer<NoOp>,
+    L::Service: Service<Request<BoxBody>, Response = Response<()>> + 'static,
+    <L::Service as Service<Request<BoxBody>>>::Error: std::fmt::Debug,
+{
+    let mut service = layer.layer(no_op());
+    let template = template();
+    Box::new(move |runtime, calls| {
+        runtime.block_on(async {
+            let started = Instant::now();
+            for _ in 0..calls {
+                let ready = service.ready().await.unwrap();
+                ready
+                    .call(Request::from_parts(template.clone(), BoxBody::default()))
+                    .await
+                    .unwrap();
+            }
+            started.elapsed()
+        })
+    })
+}
+
+/// Every layer alone, then the whole stack, in the order of the client stack.
+fn stacks() -> Vec<(&'static str, Calls)> {
+    let whole = ServiceBuilder::new()
+        .layer(timeout())
+        .layer(retry())
+        .layer(breaker())
+        .layer(bulkhead())
+        .layer(rate_limit())
+        .into_inner();
+    vec![
+        ("timeout", calls(timeout())),
+        ("retry", calls(retry())),
+        ("circuit breaker", calls(breaker())),
+        ("bulkhead", calls(bulkhead())),
+        ("rate limit (local)", calls(rate_limit())),
+        ("whole stack", calls(whole)),
+    ]
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn layers(c: &mut Criterion) {
+    let runtime = runtime();
     let _guard = runtime.enter();
     bench_layer(c, &runtime, "bare service", Identity::new());
     bench_layer(c, &runtime, "timeout", timeout());
@@ -116,6 +161,52 @@ fn layers(c: &mut Criterion) {
     bench_layer(c, &runtime, "whole stack", stack);
 }
 
+/// Rounds of the paired measurement, the first tenth of which warm up and are not counted.
+const ROUNDS: usize = 400;
+/// Calls per service per round: about a millisecond each.
+const CALLS_PER_ROUND: u64 = 1_000;
+
+/// The paired measurement: per round, the bare service and then every stack make the same
+/// number of calls; a stack's cost in that round is its time minus the bare time. Prints the
+/// median and the quartiles of those differences over the counted rounds.
+fn paired() {
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let mut bare = calls(Identity::new());
+    let mut stacks = stacks();
+    let per_call = |elapsed: Duration| elapsed.as_secs_f64() * 1e9 / CALLS_PER_ROUND as f64;
+    let mut bare_times = Vec::with_capacity(ROUNDS);
+    let mut added = vec![Vec::with_capacity(ROUNDS); stacks.len()];
+    for round in 0..ROUNDS {
+        let bare_time = per_call(bare(&runtime, CALLS_PER_ROUND));
+        for ((_, stack), added) in stacks.iter_mut().zip(&mut added) {
+            let time = per_call(stack(&runtime, CALLS_PER_ROUND));
+            if round >= ROUNDS / 10 {
+                added.push(time - bare_time);
+            }
+        }
+        if round >= ROUNDS / 10 {
+            bare_times.push(bare_time);
+        }
+    }
+    let quartiles = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let at = |q: usize| values[(values.len() - 1) * q / 4];
+        (at(1), at(2), at(3))
+    };
+    let (_, bare_median, _) = quartiles(&mut bare_times);
+    println!(
+        "\npaired: {} rounds of {CALLS_PER_ROUND} calls each, bare service {bare_median:.0} ns per call (median)",
+        bare_times.len()
+    );
+    println!("| layer | added per call, median | quartiles |");
+    println!("|---|---|---|");
+    for ((name, _), mut added) in stacks.into_iter().zip(added) {
+        let (low, median, high) = quartiles(&mut added);
+        println!("| {name} | {median:.0} ns | {low:.0}–{high:.0} ns |");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -124,4 +215,19 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = layers
 }
-criterion_main!(benches);
+
+fn main() {
+    // `-- paired` skips criterion; a criterion filter or `--list` skips the paired part.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    let paired_only = filters.iter().any(|filter| *filter == "paired");
+    if !paired_only {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    let listing = args.iter().any(|arg| arg == "--list");
+    let in_bench_mode = args.iter().any(|arg| arg == "--bench");
+    if in_bench_mode && !listing && (filters.is_empty() || paired_only) {
+        paired();
+    }
+}
