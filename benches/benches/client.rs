@@ -5,11 +5,17 @@
 //! (latency) and batches of 64 concurrent calls (throughput), the latter also with the
 //! resilience layers switched off to show what they cost. docs/performance.md records the
 //! ratios.
+//!
+//! Criterion measures each client in turn, seconds apart, and the VM's speed drifts by tens of
+//! percent within that time. So after criterion's figures the bench also measures the clients
+//! paired: many short rounds, each timing the same number of concurrent batches through every
+//! client in turn, and prints the median over rounds of each mesh client's throughput relative
+//! to the bare client's in that round (`-- paired` runs only that part).
 
-use std::net::SocketAddr;
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use futures_util::future::join_all;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
@@ -18,6 +24,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use mesh::{BoxBody, Mesh, MeshClient, axum, config::MeshConfig};
+use tokio::{runtime::Runtime, time::Instant};
 
 const BATCH: usize = 64;
 
@@ -59,8 +66,15 @@ async fn bare(client: &Client<HttpConnector, Empty<Bytes>>, uri: &http::Uri) {
     response.into_body().collect().await.unwrap();
 }
 
-fn client(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// The three clients of the bench, calling one upstream.
+struct Clients {
+    bare: Client<HttpConnector, Empty<Bytes>>,
+    uri: http::Uri,
+    mesh: MeshClient,
+    lean: MeshClient,
+}
+
+fn clients(runtime: &Runtime) -> Clients {
     let (addr, mesh, lean) = runtime.block_on(async {
         let addr = upstream().await;
         let lean = ["timeout", "retry", "circuit_breaker", "bulkhead"];
@@ -70,10 +84,24 @@ fn client(c: &mut Criterion) {
             mesh_client(addr, &lean).await,
         )
     });
-    let uri: http::Uri = format!("http://{addr}/item").parse().unwrap();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let hyper_client = Client::builder(TokioExecutor::new()).build(connector);
+    Clients {
+        bare: Client::builder(TokioExecutor::new()).build(connector),
+        uri: format!("http://{addr}/item").parse().unwrap(),
+        mesh,
+        lean,
+    }
+}
+
+fn client(c: &mut Criterion) {
+    let runtime = Runtime::new().unwrap();
+    let Clients {
+        bare: hyper_client,
+        uri,
+        mesh,
+        lean,
+    } = clients(&runtime);
 
     let mut group = c.benchmark_group("client/sequential");
     group.throughput(Throughput::Elements(1));
@@ -102,5 +130,73 @@ fn client(c: &mut Criterion) {
     group.finish();
 }
 
+/// Rounds of the paired measurement, the first tenth of which warm up and are not counted.
+const ROUNDS: usize = 300;
+/// Batches of [`BATCH`] concurrent calls per client per round: a few milliseconds each.
+const BATCHES_PER_ROUND: usize = 8;
+
+/// Times `BATCHES_PER_ROUND` batches of concurrent calls made by `call`.
+fn time_batches<F, Fut>(runtime: &Runtime, call: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    runtime.block_on(async {
+        let started = Instant::now();
+        for _ in 0..BATCHES_PER_ROUND {
+            join_all((0..BATCH).map(|_| call())).await;
+        }
+        started.elapsed()
+    })
+}
+
+/// The paired measurement: per round, the bare client and each mesh client make the same
+/// batches of concurrent calls; a mesh client's ratio in that round is the bare client's time
+/// over its own (its throughput relative to bare). Prints the median and quartiles of the
+/// ratios over the counted rounds.
+fn paired() {
+    let runtime = Runtime::new().unwrap();
+    let clients = clients(&runtime);
+    let times = mesh_benches::paired_rounds(ROUNDS, 3, |candidate| {
+        let elapsed = match candidate {
+            0 => time_batches(&runtime, || bare(&clients.bare, &clients.uri)),
+            1 => time_batches(&runtime, || via_mesh(&clients.mesh)),
+            _ => time_batches(&runtime, || via_mesh(&clients.lean)),
+        };
+        elapsed.as_secs_f64()
+    });
+    let calls = (BATCH * BATCHES_PER_ROUND) as f64;
+    let mut bare_rates: Vec<f64> = times[0].iter().map(|time| calls / time / 1000.0).collect();
+    let (_, bare_median, _) = mesh_benches::quartiles(&mut bare_rates);
+    println!(
+        "\npaired: {} rounds of {BATCHES_PER_ROUND} batches of {BATCH} concurrent calls per client, bare hyper-util {bare_median:.1} k calls/s (median)",
+        bare_rates.len()
+    );
+    println!("| client | throughput relative to bare, median | quartiles |");
+    println!("|---|---|---|");
+    let names = [
+        "MeshClient, whole stack",
+        "MeshClient, trace + metrics + balance",
+    ];
+    for (name, mesh_times) in names.iter().zip(&times[1..]) {
+        let mut ratios: Vec<f64> = mesh_times
+            .iter()
+            .zip(&times[0])
+            .map(|(time, bare)| bare / time)
+            .collect();
+        let (low, median, high) = mesh_benches::quartiles(&mut ratios);
+        println!("| {name} | {median:.3} | {low:.3}–{high:.3} |");
+    }
+}
+
 criterion_group!(benches, client);
-criterion_main!(benches);
+
+fn main() {
+    mesh_benches::run(
+        || {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        },
+        paired,
+    );
+}

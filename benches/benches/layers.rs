@@ -166,43 +166,34 @@ const ROUNDS: usize = 400;
 /// Calls per service per round: about a millisecond each.
 const CALLS_PER_ROUND: u64 = 1_000;
 
-/// The paired measurement: per round, the bare service and then every stack make the same
-/// number of calls; a stack's cost in that round is its time minus the bare time. Prints the
-/// median and the quartiles of those differences over the counted rounds.
+/// The paired measurement: per round, the bare service and every stack make the same number
+/// of calls; a stack's cost in that round is its time per call minus the bare service's. Prints
+/// the median and the quartiles of those differences over the counted rounds.
 fn paired() {
     let runtime = runtime();
     let _guard = runtime.enter();
-    let mut bare = calls(Identity::new());
-    let mut stacks = stacks();
-    let per_call = |elapsed: Duration| elapsed.as_secs_f64() * 1e9 / CALLS_PER_ROUND as f64;
-    let mut bare_times = Vec::with_capacity(ROUNDS);
-    let mut added = vec![Vec::with_capacity(ROUNDS); stacks.len()];
-    for round in 0..ROUNDS {
-        let bare_time = per_call(bare(&runtime, CALLS_PER_ROUND));
-        for ((_, stack), added) in stacks.iter_mut().zip(&mut added) {
-            let time = per_call(stack(&runtime, CALLS_PER_ROUND));
-            if round >= ROUNDS / 10 {
-                added.push(time - bare_time);
-            }
-        }
-        if round >= ROUNDS / 10 {
-            bare_times.push(bare_time);
-        }
-    }
-    let quartiles = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let at = |q: usize| values[(values.len() - 1) * q / 4];
-        (at(1), at(2), at(3))
-    };
-    let (_, bare_median, _) = quartiles(&mut bare_times);
+    let mut services = vec![("bare service", calls(Identity::new()))];
+    services.extend(stacks());
+    let names: Vec<&str> = services.iter().map(|(name, _)| *name).collect();
+    let times = mesh_benches::paired_rounds(ROUNDS, services.len(), |candidate| {
+        let elapsed = (services[candidate].1)(&runtime, CALLS_PER_ROUND);
+        elapsed.as_secs_f64() * 1e9 / CALLS_PER_ROUND as f64
+    });
+    let mut bare_times = times[0].clone();
+    let (_, bare_median, _) = mesh_benches::quartiles(&mut bare_times);
     println!(
         "\npaired: {} rounds of {CALLS_PER_ROUND} calls each, bare service {bare_median:.0} ns per call (median)",
         bare_times.len()
     );
     println!("| layer | added per call, median | quartiles |");
     println!("|---|---|---|");
-    for ((name, _), mut added) in stacks.into_iter().zip(added) {
-        let (low, median, high) = quartiles(&mut added);
+    for (name, stack_times) in names.iter().zip(&times).skip(1) {
+        let mut added: Vec<f64> = stack_times
+            .iter()
+            .zip(&times[0])
+            .map(|(t, bare)| t - bare)
+            .collect();
+        let (low, median, high) = mesh_benches::quartiles(&mut added);
         println!("| {name} | {median:.0} ns | {low:.0}–{high:.0} ns |");
     }
 }
@@ -217,17 +208,11 @@ criterion_group! {
 }
 
 fn main() {
-    // `-- paired` skips criterion; a criterion filter or `--list` skips the paired part.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
-    let paired_only = filters.iter().any(|filter| *filter == "paired");
-    if !paired_only {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    }
-    let listing = args.iter().any(|arg| arg == "--list");
-    let in_bench_mode = args.iter().any(|arg| arg == "--bench");
-    if in_bench_mode && !listing && (filters.is_empty() || paired_only) {
-        paired();
-    }
+    mesh_benches::run(
+        || {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        },
+        paired,
+    );
 }
