@@ -18,6 +18,7 @@ mod body;
 mod budget;
 mod classify;
 mod config;
+mod head;
 mod layer;
 mod service;
 

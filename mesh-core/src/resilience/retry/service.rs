@@ -20,6 +20,7 @@ use super::{
     Backoff, Classify, Idempotent, RetryConfig,
     body::{Replay, buffer},
     budget::RetryBudget,
+    head::ReplayHead,
 };
 use crate::{BoxBody, error::BoxError, resilience::timeout::Deadline};
 
@@ -130,15 +131,15 @@ where
         if body.is_end_stream() {
             // Nothing to buffer (a GET, say): the first attempt goes out now, unboxed; only a
             // retryable failure pays for the retry machinery.
-            let head = parts.clone();
+            let head = ReplayHead::capture(&parts);
             let first = self
                 .inner
-                .call(Request::from_parts(head, BoxBody::default()));
+                .call(Request::from_parts(parts, BoxBody::default()));
             return ResponseFuture::first(
                 first,
                 Retrying {
                     retries: self.retries.clone(),
-                    parts,
+                    head,
                     body: Bytes::new(),
                 },
             );
@@ -154,7 +155,7 @@ where
 /// What a retry needs once the first attempt failed.
 struct Retrying<S, C> {
     retries: Arc<Retries<S, C>>,
-    parts: Parts,
+    head: ReplayHead,
     body: Bytes,
 }
 
@@ -236,7 +237,7 @@ where
                     let inner = retrying.retries.service.clone();
                     let future = Box::pin(shared.clone().retry(
                         inner,
-                        retrying.parts,
+                        retrying.head,
                         retrying.body,
                         result,
                     ));
@@ -282,9 +283,10 @@ impl<C> Shared<C> {
                 return send(&mut inner, request).await;
             }
         };
-        let request = Request::from_parts(parts.clone(), replay(body.clone()));
+        let head = ReplayHead::capture(&parts);
+        let request = Request::from_parts(parts, replay(body.clone()));
         let result = send(&mut inner, request).await;
-        self.retry(inner, parts, body, result).await
+        self.retry(inner, head, body, result).await
     }
 
     /// Retries after `result`, the outcome of the first attempt, while the policy, the
@@ -292,7 +294,7 @@ impl<C> Shared<C> {
     async fn retry<S, ResB>(
         self: Arc<Self>,
         mut inner: S,
-        parts: Parts,
+        head: ReplayHead,
         body: Bytes,
         mut result: Result<Response<ResB>, BoxError>,
     ) -> Result<Response<ResB>, BoxError>
@@ -304,8 +306,8 @@ impl<C> Shared<C> {
         ResB: 'static,
     {
         // Read here, while the caller's deadline is current.
-        let deadline = parts
-            .extensions
+        let deadline = head
+            .extensions()
             .get::<Deadline>()
             .copied()
             .or_else(Deadline::current);
@@ -320,6 +322,10 @@ impl<C> Shared<C> {
                 self.record("deadline");
                 break;
             }
+            let Some(parts) = head.restore() else {
+                self.record("not_replayable");
+                break;
+            };
             if !self.budget.withdraw(Instant::now()) {
                 tracing::warn!(name = %self.name, attempt, "retry budget exhausted");
                 self.record("budget_exhausted");
@@ -333,7 +339,7 @@ impl<C> Shared<C> {
             std::future::poll_fn(|cx| inner.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
-            let request = Request::from_parts(parts.clone(), replay(body.clone()));
+            let request = Request::from_parts(parts, replay(body.clone()));
             result = send(&mut inner, request).await;
         }
         result
