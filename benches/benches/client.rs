@@ -192,11 +192,5 @@ fn paired() {
 criterion_group!(benches, client);
 
 fn main() {
-    mesh_benches::run(
-        || {
-            benches();
-            Criterion::default().configure_from_args().final_summary();
-        },
-        paired,
-    );
+    mesh_benches::run(benches, paired);
 }

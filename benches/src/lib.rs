@@ -4,15 +4,18 @@
 //! What the benches share: the choice between criterion's figures and the paired measurement,
 //! and the summary of a paired measurement's rounds.
 
-/// Runs a bench binary's parts as its arguments ask: criterion's benchmarks (`criterion`),
-/// then the paired measurement (`paired`). `-- paired` runs only the paired measurement; a
-/// criterion filter or `--list` runs only criterion.
+/// A bench binary's `main`: runs its criterion group (`criterion`, as `criterion_group!`
+/// names it) and then its paired measurement (`paired`), as the arguments ask. `-- paired`
+/// runs only the paired measurement; a criterion filter or `--list` runs only criterion.
 pub fn run(criterion: impl FnOnce(), paired: impl FnOnce()) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
     let paired_only = filters.iter().any(|filter| *filter == "paired");
     if !paired_only {
         criterion();
+        criterion::Criterion::default()
+            .configure_from_args()
+            .final_summary();
     }
     let listing = args.iter().any(|arg| arg == "--list");
     let in_bench_mode = args.iter().any(|arg| arg == "--bench");
