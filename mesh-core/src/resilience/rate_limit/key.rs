@@ -1,6 +1,9 @@
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::{
+    fmt::Write,
+    hash::{DefaultHasher, Hash, Hasher},
+};
 
-use http::{Request, header::HeaderName};
+use http::Request;
 use serde::{Deserialize, Serialize};
 
 use super::MissingKey;
@@ -36,37 +39,61 @@ pub enum KeySource {
 impl KeySource {
     /// The bucket key of `request`, or why there is none.
     pub fn key<B>(&self, request: &Request<B>) -> Result<String, MissingKey> {
-        let raw = match self {
-            Self::Global => return Ok(String::from("global")),
-            Self::Header(name) => HeaderName::try_from(name.as_str())
-                .ok()
-                .and_then(|name| request.headers().get(name))
-                .filter(|value| !value.is_empty())
-                .map(|value| format!("h:{}", String::from_utf8_lossy(value.as_bytes())))
-                .ok_or(MissingKey::new("header")),
-            Self::PeerIp => PeerAddr::of(request.extensions())
-                .map(|peer| format!("ip:{}", peer.ip()))
-                .ok_or(MissingKey::new("peer address")),
-            Self::Subject => request
-                .extensions()
-                .get::<Subject>()
-                .filter(|subject| !subject.0.is_empty())
-                .map(|subject| format!("sub:{}", subject.0))
-                .ok_or(MissingKey::new("subject")),
-        }?;
-        Ok(bounded(raw))
+        let mut key = String::new();
+        self.write_key(request, &mut key)?;
+        Ok(key)
+    }
+
+    /// Appends the bucket key of `request` to `key` (after a limiter's name, say), without an
+    /// allocation of its own.
+    pub(crate) fn write_key<B>(
+        &self,
+        request: &Request<B>,
+        key: &mut String,
+    ) -> Result<(), MissingKey> {
+        let start = key.len();
+        match self {
+            Self::Global => key.push_str("global"),
+            Self::Header(name) => {
+                // Looked up by the configured name as text: nothing to parse or allocate.
+                let value = request
+                    .headers()
+                    .get(name.as_str())
+                    .filter(|value| !value.is_empty())
+                    .ok_or(MissingKey::new("header"))?;
+                key.push_str("h:");
+                key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            }
+            Self::PeerIp => {
+                let peer =
+                    PeerAddr::of(request.extensions()).ok_or(MissingKey::new("peer address"))?;
+                let _ = write!(key, "ip:{}", peer.ip());
+            }
+            Self::Subject => {
+                let subject = request
+                    .extensions()
+                    .get::<Subject>()
+                    .filter(|subject| !subject.0.is_empty())
+                    .ok_or(MissingKey::new("subject"))?;
+                key.push_str("sub:");
+                key.push_str(&subject.0);
+            }
+        }
+        bound(key, start);
+        Ok(())
     }
 }
 
-/// Keeps short keys readable and hashes long ones into a fixed size. The hash is SipHash with
-/// fixed keys, so every replica maps a value to the same bucket.
-fn bounded(key: String) -> String {
-    if key.len() <= MAX_KEY_LEN {
-        return key;
+/// Keeps a short key (what follows `start`) readable and hashes a long one into a fixed size.
+/// The hash is SipHash with fixed keys, so every replica maps a value to the same bucket.
+fn bound(key: &mut String, start: usize) {
+    if key.len() - start <= MAX_KEY_LEN {
+        return;
     }
     let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    format!("hash:{:016x}", hasher.finish())
+    key[start..].hash(&mut hasher);
+    key.truncate(start);
+    let _ = write!(key, "hash:{:016x}", hasher.finish());
 }
 
 #[cfg(test)]
@@ -107,5 +134,20 @@ mod tests {
         let key = KeySource::Header("x-id".into()).key(&request).unwrap();
         assert!(key.len() <= MAX_KEY_LEN);
         assert_eq!(key, KeySource::Header("x-id".into()).key(&request).unwrap());
+        // The hash of the whole source key, as every replica computes it.
+        let mut hasher = DefaultHasher::new();
+        format!("h:{long}").hash(&mut hasher);
+        assert_eq!(key, format!("hash:{:016x}", hasher.finish()));
+    }
+
+    #[test]
+    fn a_key_written_after_a_prefix_bounds_only_its_own_part() {
+        let long = "k".repeat(10_000);
+        let request = Request::builder().header("x-id", &long).body(()).unwrap();
+        let source = KeySource::Header("X-Id".into());
+        let mut key = String::from("limiter:");
+        source.write_key(&request, &mut key).unwrap();
+        assert_eq!(key, format!("limiter:{}", source.key(&request).unwrap()));
+        assert!(key.starts_with("limiter:hash:"));
     }
 }

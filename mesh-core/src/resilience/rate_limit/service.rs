@@ -131,8 +131,11 @@ impl Shared {
         if self.config.key == KeySource::Global {
             return Ok(Cow::Borrowed(&self.global_key));
         }
-        let bucket = self.config.key.key(request)?;
-        Ok(Cow::Owned(format!("{}:{bucket}", self.name)))
+        let mut key = String::with_capacity(self.name.len() + 1 + 32);
+        key.push_str(&self.name);
+        key.push(':');
+        self.config.key.write_key(request, &mut key)?;
+        Ok(Cow::Owned(key))
     }
 
     fn check<'a>(&'a self, key: &'a str) -> StoreFuture<'a> {
