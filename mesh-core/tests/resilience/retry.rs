@@ -18,7 +18,7 @@ use mesh_core::{
     },
 };
 use tokio::time::Instant;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::support::{body, status, text};
 
@@ -248,6 +248,19 @@ async fn a_custom_policy_decides_what_is_retried() {
             .status(),
         200
     );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_is_send_but_not_sync_makes_send_futures_and_is_retried() {
+    let (upstream, seen) = upstream(vec![Ok(503), Ok(200)]);
+    // `BoxCloneService` is `Send` but not `Sync`.
+    let upstream = tower::util::BoxCloneService::new(upstream);
+    let mut service = RetryLayer::new("test", config()).layer(upstream);
+    let ready = ServiceExt::<Request<BoxBody>>::ready(&mut service);
+    let call = ready.await.unwrap().call(get(""));
+    let response = tokio::spawn(call).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 

@@ -3,7 +3,7 @@ use std::{
     future::Future,
     mem,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
 };
 
@@ -37,10 +37,21 @@ pub struct Retry<S, C> {
 
 /// What every call of one [`Retry`] service (and its clones) needs to retry: the service to
 /// clone for retries, and the layer's policy and budget. One `Arc`, cloned once per
-/// retryable call.
+/// retryable call. The service sits behind a lock, taken only to clone it for a retry, so a
+/// service that is `Send` but not `Sync` (a `BoxCloneService`, say) still makes `Send` futures.
 struct Retries<S, C> {
-    service: S,
+    service: Mutex<S>,
     shared: Arc<Shared<C>>,
+}
+
+impl<S: Clone, C> Retries<S, C> {
+    /// A fresh clone of the service the layer was applied to.
+    fn service(&self) -> S {
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 pub(super) struct Shared<C> {
@@ -82,7 +93,7 @@ impl<S: Clone, C> Retry<S, C> {
     pub(super) fn new(inner: S, shared: Arc<Shared<C>>) -> Self {
         Self {
             retries: Arc::new(Retries {
-                service: inner.clone(),
+                service: Mutex::new(inner.clone()),
                 shared,
             }),
             inner,
@@ -234,7 +245,7 @@ where
                     if !shared.classifier.is_retryable(&result) {
                         return Poll::Ready(result);
                     }
-                    let inner = retrying.retries.service.clone();
+                    let inner = retrying.retries.service();
                     let future = Box::pin(shared.clone().retry(
                         inner,
                         retrying.head,
