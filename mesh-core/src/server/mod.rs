@@ -166,6 +166,27 @@ pub struct Running {
     drain_timeout: Duration,
 }
 
+/// An HTTP service the runtime can serve ([`Mesh::start_service`], [`Mesh::serve_service`]):
+/// any service of axum requests that answers every request (its errors are responses), is
+/// cloned per connection and moves between threads. Implemented for every such service.
+pub trait HttpService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 // === impl MeshBuilder ===
 
 impl MeshBuilder {
@@ -351,30 +372,14 @@ impl Mesh {
     /// names, else as `unmatched`.
     ///
     /// [`RouteLabel`]: crate::observe::RouteLabel
-    pub async fn serve_service<S>(self, service: S) -> Result<(), MeshError>
-    where
-        S: Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub async fn serve_service(self, service: impl HttpService) -> Result<(), MeshError> {
         let running = self.start_service(service).await?;
         shutdown_signal().await;
         running.shutdown().await
     }
 
     /// Starts serving `service` as [`start`](Self::start) does a router.
-    pub async fn start_service<S>(&self, app: S) -> Result<Running, MeshError>
-    where
-        S: Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub async fn start_service(&self, app: impl HttpService) -> Result<Running, MeshError> {
         let snapshot = self.inner.config.snapshot();
         let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
