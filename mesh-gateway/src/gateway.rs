@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use mesh_core::{
     BoxBody, Mesh, MeshClient,
     auth::{AuthError, JwtVerifier, bearer_token},
-    client::pool::Http1Pool,
+    client::pool::{Http1Pool, OnUpgrade as UpstreamUpgrade},
     config::MeshConfig,
     context::{PeerAddr, Subject},
     error::BoxError,
@@ -843,13 +843,18 @@ fn tunnel(
             "the upstream switched protocols for a request that did not ask to",
         ));
     };
-    let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+    let Some(mut upstream_io) = UpstreamUpgrade::on(&mut upstream) else {
+        return Err(MeshError::new(
+            ErrorKind::Upstream,
+            "the upstream switched protocols on a connection that cannot be taken over",
+        ));
+    };
     let route_id = route.id.clone();
     tokio::spawn(async move {
-        match tokio::try_join!(client, upstream_upgrade) {
-            Ok((client, upstream)) => {
-                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        match client.await {
+            Ok(client) => {
+                let mut client = TokioIo::new(client);
+                match tokio::io::copy_bidirectional(&mut client, &mut upstream_io).await {
                     Ok((up, down)) => {
                         tracing::debug!(route = %route_id, up, down, "upgraded connection closed")
                     }

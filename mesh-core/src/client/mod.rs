@@ -19,6 +19,7 @@
 //! ```
 
 mod layers;
+mod http1;
 pub mod pool;
 mod settings;
 pub mod stack;

@@ -1,14 +1,15 @@
-//! HTTP/1.1 connections of hyper's `client::conn`, kept idle per thread and origin.
+//! HTTP/1.1 connections kept idle per thread and origin, each driven by the request that
+//! uses it.
 //!
 //! A request takes an idle connection to its origin from the thread it runs on (the most
-//! recently used first), or opens one; the connection goes back to that thread's idle list when
-//! the response's body has been read to its end. The request path therefore takes no lock and
-//! wakes no other thread: the connection's own task runs beside the request's (on a
-//! single-threaded runtime always, on a multi-threaded one unless work is stolen). A request
-//! that a reused connection could not send (the origin closed it while idle) is sent again on a
-//! new connection; a request that was sent is never sent twice. Idle connections close when the
-//! origin closes them (its keep-alive timeout) or when the thread's list is full; past 64
-//! origins, a thread forgets those with no open idle connection.
+//! recently used first), or opens one; the request's own task writes it and reads the answer
+//! (`client::http1`), so the request path takes no lock, hands nothing to another task and wakes
+//! no other thread. The connection goes back to that thread's idle list when the response's
+//! body has been read to its end. A connection that closed while idle is found so when taken
+//! and left; an idempotent request without a body that got no answer on a reused connection
+//! (the origin closed it as the request went out) is sent again on a new one; any other request
+//! is never sent twice. Idle connections close when the thread's list is full; past 64 origins,
+//! a thread forgets those with no open idle connection.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mesh_core::error::MeshError> {
@@ -37,18 +38,19 @@ use std::{
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use http::{
-    HeaderValue, Request, Response, Uri, header,
+    HeaderValue, Method, Request, Response, Uri, header,
     uri::{Authority, PathAndQuery},
 };
 use http_body::{Body, Frame, SizeHint};
-use hyper::{body::Incoming, client::conn::http1};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
+pub use super::http1::{OnUpgrade, Upgraded};
+use super::http1::{BodyReader, Conn, Failure, Framing, Head};
 use crate::{
     BoxBody,
-    error::{ErrorKind, MeshError},
+    error::{BoxError, ErrorKind, MeshError},
 };
 
 /// Idle connections each thread keeps per origin; more are closed when given back.
@@ -57,8 +59,6 @@ const MAX_IDLE_PER_THREAD: usize = 256;
 const MAX_ORIGINS_PER_THREAD: usize = 64;
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-type Sender = http1::SendRequest<BoxBody>;
 
 /// HTTP/1.1 connections to any number of origins, kept idle per thread.
 ///
@@ -73,7 +73,7 @@ struct Origin {
     /// The origin as a map key, shared with the calls in flight that give connections back.
     key: Arc<str>,
     host: HeaderValue,
-    idle: Vec<Sender>,
+    idle: Vec<Conn>,
 }
 
 impl Http1Pool {
@@ -84,8 +84,9 @@ impl Http1Pool {
 
     /// Sends `request` to the origin its URI names (`http://host:port/path`), with that origin
     /// as `Host` and the URI in origin form (`/path?query`). The response's body gives its
-    /// connection back when read to the end. An HTTP status is a response; a request that got
-    /// none (refused, reset, closed) is an [`ErrorKind::Transport`] error.
+    /// connection back when read to the end; a `101` answer carries its switched connection
+    /// (take it with [`OnUpgrade::on`]). An HTTP status is a response; a request that got none
+    /// (refused, reset, closed, an unreadable answer) is an [`ErrorKind::Transport`] error.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<BoxBody>,
@@ -111,39 +112,62 @@ impl Http1Pool {
     pub async fn send_to(
         self: &Arc<Self>,
         authority: &Authority,
-        mut request: Request<BoxBody>,
+        request: Request<BoxBody>,
     ) -> Result<Response<ResponseBody>, MeshError> {
+        let (mut parts, body) = request.into_parts();
+        // Sent again only when nothing of it can have been acted on twice.
+        let replayable = body.is_end_stream() && is_idempotent(&parts.method);
+        let mut body = Some(body);
         loop {
-            let (key, checked_out) = self.checkout(authority, request.headers_mut())?;
-            let (mut sender, reused) = match checked_out {
-                Some(sender) => (sender, true),
+            let (key, checked_out) = self.checkout(authority, &mut parts.headers)?;
+            let (mut conn, reused) = match checked_out {
+                Some(conn) => (conn, true),
                 // Boxed: the cold path stays out of every call's future.
                 None => (Box::pin(connect(authority)).await?, false),
             };
-            if let Err(error) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(failed(authority, error));
+            let body = body.take().unwrap_or_default();
+            let answered = match conn.write_request(&parts, body).await {
+                Ok(()) => conn.read_head(&parts.method).await,
+                Err(failure) => Err(failure),
+            };
+            return match answered {
+                Ok(head) => Ok(self.respond(head, conn, key)),
+                Err(Failure::Unanswered(_)) if reused && replayable => continue,
+                Err(Failure::Unanswered(error)) => Err(failed(authority, error.into())),
+                Err(Failure::Failed(error)) => Err(failed(authority, error)),
+            };
+        }
+    }
+
+    /// The response to `head`, its body read from `conn`.
+    fn respond(self: &Arc<Self>, head: Head, conn: Conn, key: Arc<str>) -> Response<ResponseBody> {
+        let Head {
+            response,
+            framing,
+            keep_alive,
+        } = head;
+        match framing {
+            Framing::Switched => {
+                let mut response = response.map(|()| ResponseBody::empty());
+                let upgraded = OnUpgrade::new(conn.into_upgraded());
+                response.extensions_mut().insert(upgraded);
+                response
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let keep = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
-                    return Ok(response.map(|body| ResponseBody {
-                        body,
-                        checkin: keep.then(|| Checkin {
-                            sender,
-                            key,
-                            pool: self.clone(),
-                        }),
-                    }));
+            Framing::Empty => {
+                if keep_alive {
+                    self.checkin(&key, conn);
                 }
-                Err(mut error) => match error.take_message() {
-                    // Never written: a closed idle connection; the request goes on a new one.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(failed(authority, error.into_error())),
+                response.map(|()| ResponseBody::empty())
+            }
+            _ => response.map(|()| ResponseBody {
+                kind: Kind::Http1 {
+                    reader: Some(BodyReader::new(conn, framing)),
+                    checkin: keep_alive.then(|| Checkin {
+                        key,
+                        pool: self.clone(),
+                    }),
                 },
-            }
+            }),
         }
     }
 
@@ -153,7 +177,7 @@ impl Http1Pool {
         &self,
         authority: &Authority,
         headers: &mut http::HeaderMap,
-    ) -> Result<(Arc<str>, Option<Sender>), MeshError> {
+    ) -> Result<(Arc<str>, Option<Conn>), MeshError> {
         let mut origins = self.idle.get_or_default().borrow_mut();
         let origin = match origins.get_mut(authority.as_str()) {
             Some(origin) => origin,
@@ -162,7 +186,7 @@ impl Http1Pool {
                     // Instances come and go: an origin with no open idle connection is
                     // forgotten, so the map does not grow with every address ever called.
                     origins.retain(|_, origin| {
-                        origin.idle.retain(|sender| !sender.is_closed());
+                        origin.idle.retain(Conn::is_reusable);
                         !origin.idle.is_empty()
                     });
                 }
@@ -178,14 +202,14 @@ impl Http1Pool {
             }
         };
         headers.insert(header::HOST, origin.host.clone());
-        let mut sender = None;
+        let mut conn = None;
         while let Some(idle) = origin.idle.pop() {
-            if !idle.is_closed() {
-                sender = Some(idle);
+            if idle.is_reusable() {
+                conn = Some(idle);
                 break;
             }
         }
-        Ok((origin.key.clone(), sender))
+        Ok((origin.key.clone(), conn))
     }
 
     /// Origins this thread remembers.
@@ -195,15 +219,12 @@ impl Http1Pool {
     }
 
     /// Gives a connection whose last response has ended back to this thread's idle list.
-    fn checkin(&self, key: &str, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, key: &str, conn: Conn) {
         let mut origins = self.idle.get_or_default().borrow_mut();
         if let Some(origin) = origins.get_mut(key)
             && origin.idle.len() < MAX_IDLE_PER_THREAD
         {
-            origin.idle.push(sender);
+            origin.idle.push(conn);
         }
     }
 }
@@ -214,9 +235,16 @@ impl fmt::Debug for Http1Pool {
     }
 }
 
-/// Opens a connection to `authority`; its task runs on the current runtime until either side
-/// closes it.
-async fn connect(authority: &Authority) -> Result<Sender, MeshError> {
+/// Methods that mean the same sent twice (RFC 9110, section 9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Opens a connection to `authority`.
+async fn connect(authority: &Authority) -> Result<Conn, MeshError> {
     let port = authority.port_u16().unwrap_or(80);
     let connect = async {
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host((authority.host(), port))
@@ -251,25 +279,16 @@ async fn connect(authority: &Authority) -> Result<Sender, MeshError> {
         }
     };
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| failed(authority, error))?;
-    let authority = authority.clone();
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(origin = %authority, %error, "connection ended");
-        }
-    });
-    Ok(sender)
+    Ok(Conn::new(stream))
 }
 
-fn failed(authority: &Authority, error: hyper::Error) -> MeshError {
-    MeshError::new(ErrorKind::Transport, format!("{authority}: {error}")).with_source(error)
+fn failed(authority: &Authority, error: BoxError) -> MeshError {
+    let message = format!("{authority}: {error}");
+    MeshError::new(ErrorKind::Transport, message).with_source(error)
 }
 
-/// A connection to give back once its response has ended.
+/// Where a connection goes back once its response has ended.
 struct Checkin {
-    sender: Sender,
     key: Arc<str>,
     pool: Arc<Http1Pool>,
 }
@@ -277,65 +296,110 @@ struct Checkin {
 /// A response's body; read to its end, it gives its connection back for the next request.
 /// Dropped before its end, the connection closes (HTTP/1.1 cannot skip the rest).
 pub struct ResponseBody {
-    body: Incoming,
-    checkin: Option<Checkin>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Nothing to read.
+    Empty,
+    /// Read off a pooled connection; `reader` is gone once released or failed.
+    Http1 {
+        reader: Option<BodyReader>,
+        checkin: Option<Checkin>,
+    },
+    /// An HTTP/2 stream's.
+    Http2(Incoming),
 }
 
 impl ResponseBody {
     /// A body that belongs to no pooled connection (an HTTP/2 stream, say).
     pub(crate) fn unpooled(body: Incoming) -> Self {
         Self {
-            body,
-            checkin: None,
+            kind: Kind::Http2(body),
         }
     }
 
+    fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    /// Gives the connection back if the body has been read to its end.
     fn release(&mut self) {
-        if let Some(Checkin { sender, key, pool }) = self.checkin.take() {
-            pool.checkin(&key, sender);
+        let Kind::Http1 { reader, checkin } = &mut self.kind else {
+            return;
+        };
+        if reader.as_ref().is_some_and(BodyReader::is_done)
+            && let (Some(reader), Some(Checkin { key, pool })) = (reader.take(), checkin.take())
+        {
+            pool.checkin(&key, reader.into_conn());
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => self.release(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
-            Some(Err(_)) => self.checkin = None,
-            Some(Ok(_)) => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Http2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(BoxError::from),
+            Kind::Http1 { reader, .. } => {
+                let Some(body) = reader else {
+                    return Poll::Ready(None);
+                };
+                let frame = ready!(super::http1::poll_frame(body, cx));
+                match &frame {
+                    Some(Ok(_)) | None => self.release(),
+                    Some(Err(_)) => {
+                        if let Kind::Http1 { reader, .. } = &mut self.kind {
+                            *reader = None;
+                        }
+                    }
+                }
+                Poll::Ready(frame)
+            }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Http2(body) => body.is_end_stream(),
+            Kind::Http1 { reader, .. } => reader.as_ref().is_none_or(BodyReader::is_done),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Http2(body) => body.size_hint(),
+            Kind::Http1 { reader, .. } => {
+                match reader.as_ref().map_or(Some(0), BodyReader::remaining) {
+                    Some(remaining) => SizeHint::with_exact(remaining),
+                    None => SizeHint::default(),
+                }
+            }
+        }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if self.body.is_end_stream() {
-            self.release();
-        }
+        self.release();
     }
 }
 
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pooled = matches!(&self.kind, Kind::Http1 { checkin: Some(_), .. });
         f.debug_struct("ResponseBody")
-            .field("pooled", &self.checkin.is_some())
+            .field("pooled", &pooled)
             .finish_non_exhaustive()
     }
 }
