@@ -238,15 +238,29 @@ fn written(error: io::Error) -> Failure {
 fn sends_empty_length(method: &Method) -> bool {
     !matches!(
         *method,
-        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE | Method::CONNECT
+        Method::GET
+            | Method::HEAD
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::CONNECT
     )
 }
 
-fn encode_head(buf: &mut Vec<u8>, parts: &http::request::Parts, length: Option<u64>, chunked: bool) {
+fn encode_head(
+    buf: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    length: Option<u64>,
+    chunked: bool,
+) {
     buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    buf.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
@@ -287,8 +301,8 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Parsed, Failure> {
         Err(error) => return Err(invalid(format!("an unreadable answer: {error}"))),
     };
     let code = parsed.code.unwrap_or_default();
-    let status = StatusCode::from_u16(code)
-        .map_err(|_| invalid(format!("an answer with status {code}")))?;
+    let status =
+        StatusCode::from_u16(code).map_err(|_| invalid(format!("an answer with status {code}")))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         read.advance(length);
         return Ok(Parsed::Interim);
@@ -452,19 +466,21 @@ impl BodyReader {
                 BodyState::UntilClose if !read.is_empty() => {
                     return Poll::Ready(Some(Ok(read.split().freeze())));
                 }
-                BodyState::ChunkSize if !read.is_empty() => match httparse::parse_chunk_size(read) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        read.advance(used);
-                        self.state = if size == 0 {
-                            BodyState::Trailers
-                        } else {
-                            BodyState::ChunkData(size)
-                        };
-                        continue;
+                BodyState::ChunkSize if !read.is_empty() => {
+                    match httparse::parse_chunk_size(read) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            read.advance(used);
+                            self.state = if size == 0 {
+                                BodyState::Trailers
+                            } else {
+                                BodyState::ChunkData(size)
+                            };
+                            continue;
+                        }
+                        Ok(httparse::Status::Partial) if read.len() < MAX_LINE_BYTES => {}
+                        _ => return Poll::Ready(Some(Err(malformed("a chunk size")))),
                     }
-                    Ok(httparse::Status::Partial) if read.len() < MAX_LINE_BYTES => {}
-                    _ => return Poll::Ready(Some(Err(malformed("a chunk size")))),
-                },
+                }
                 BodyState::ChunkEnd if read.len() >= 2 => {
                     if &read[..2] != b"\r\n" {
                         return Poll::Ready(Some(Err(malformed("a chunk's end"))));
@@ -608,5 +624,309 @@ pub(crate) fn poll_frame(
         Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
         Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
         None => Poll::Ready(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A connection and the origin's end of it.
+    async fn pair() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (Conn::new(client.unwrap()), accepted.unwrap().0)
+    }
+
+    /// What the origin received, once it ends with `end`.
+    async fn received(origin: &mut TcpStream, end: &[u8]) -> String {
+        let mut seen = Vec::new();
+        let mut buf = [0; 4096];
+        while !seen.ends_with(end) {
+            let n = origin.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "closed after {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(seen).unwrap()
+    }
+
+    fn parts(method: Method, target: &str) -> http::request::Parts {
+        let (mut parts, ()) = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("origin"));
+        parts
+    }
+
+    fn full(text: &'static str) -> BoxBody {
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    /// Answers with `answer` and returns the head read for a `method` request.
+    async fn answered(method: Method, answer: &'static [u8]) -> (Conn, Result<Head, Failure>) {
+        let (mut conn, mut origin) = pair().await;
+        origin.write_all(answer).await.unwrap();
+        let head = conn.read_head(&method).await;
+        (conn, head)
+    }
+
+    async fn read_body(conn: Conn, framing: Framing) -> (BodyReader, io::Result<Vec<u8>>) {
+        let mut reader = BodyReader::new(conn, framing);
+        let mut body = Vec::new();
+        loop {
+            match std::future::poll_fn(|cx| reader.poll_data(cx)).await {
+                Some(Ok(data)) => body.extend_from_slice(&data),
+                Some(Err(error)) => return (reader, Err(error)),
+                None => return (reader, Ok(body)),
+            }
+        }
+    }
+
+    fn head(result: Result<Head, Failure>) -> Head {
+        match result {
+            Ok(head) => head,
+            Err(failure) => panic!("no head: {failure:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_body_is_its_head_alone() {
+        let (mut conn, mut origin) = pair().await;
+        let mut get = parts(Method::GET, "/items?page=2");
+        // A stale framing header of the caller's is not sent: the body decides.
+        get.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        get.headers.append("x-tag", HeaderValue::from_static("a"));
+        get.headers.append("x-tag", HeaderValue::from_static("b"));
+        conn.write_request(&get, BoxBody::default()).await.unwrap();
+        assert_eq!(
+            received(&mut origin, b"\r\n\r\n").await,
+            "GET /items?page=2 HTTP/1.1\r\nhost: origin\r\nx-tag: a\r\nx-tag: b\r\n\r\n"
+        );
+
+        conn.write_request(&parts(Method::POST, "/"), BoxBody::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            received(&mut origin, b"\r\n\r\n").await,
+            "POST / HTTP/1.1\r\nhost: origin\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_of_known_size_goes_with_its_length_and_any_other_chunked() {
+        let (mut conn, mut origin) = pair().await;
+        conn.write_request(&parts(Method::PUT, "/a"), full("hello"))
+            .await
+            .unwrap();
+        assert_eq!(
+            received(&mut origin, b"hello").await,
+            "PUT /a HTTP/1.1\r\nhost: origin\r\ncontent-length: 5\r\n\r\nhello"
+        );
+
+        let pieces = futures_util::stream::iter([
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"hello"))),
+            Ok(Frame::data(Bytes::from_static(b" chunked world"))),
+        ]);
+        let streamed = StreamBody::new(pieces).boxed_unsync();
+        conn.write_request(&parts(Method::POST, "/b"), streamed)
+            .await
+            .unwrap();
+        assert_eq!(
+            received(&mut origin, b"0\r\n\r\n").await,
+            "POST /b HTTP/1.1\r\nhost: origin\r\ntransfer-encoding: chunked\r\n\r\n\
+             5\r\nhello\r\ne\r\n chunked world\r\n0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_length_delimited_answer_is_read_and_its_connection_left_clean() {
+        let (conn, answer) = answered(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Id: 7\r\nx-id: 8\r\n\r\nhello",
+        )
+        .await;
+        let answer = head(answer);
+        assert_eq!(answer.response.status(), StatusCode::OK);
+        assert_eq!(answer.framing, Framing::Length(5));
+        assert!(answer.keep_alive);
+        let ids: Vec<_> = answer.response.headers().get_all("x-id").iter().collect();
+        assert_eq!(ids, ["7", "8"]);
+        let (reader, body) = read_body(conn, answer.framing).await;
+        assert_eq!(body.unwrap(), b"hello");
+        assert!(reader.is_done());
+        assert!(reader.into_conn().is_reusable());
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_decoded_past_extensions_and_trailers() {
+        let (conn, answer) = answered(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+              5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: 1\r\n\r\n",
+        )
+        .await;
+        let answer = head(answer);
+        assert_eq!(answer.framing, Framing::Chunked);
+        let (reader, body) = read_body(conn, answer.framing).await;
+        assert_eq!(body.unwrap(), b"hello world");
+        assert!(reader.into_conn().is_reusable());
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped() {
+        let (_conn, answer) = answered(
+            Method::POST,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let answer = head(answer);
+        assert_eq!(answer.response.status(), StatusCode::CREATED);
+        assert_eq!(answer.framing, Framing::Empty);
+    }
+
+    #[tokio::test]
+    async fn answers_that_have_no_body_say_so_whatever_their_length() {
+        let (_, answer) = answered(
+            Method::HEAD,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+        )
+        .await;
+        assert_eq!(head(answer).framing, Framing::Empty);
+        for status in [&b"204 No Content"[..], b"304 Not Modified"] {
+            let mut answer = b"HTTP/1.1 ".to_vec();
+            answer.extend_from_slice(status);
+            answer.extend_from_slice(b"\r\ncontent-length: 3\r\n\r\n");
+            let answer: &'static [u8] = answer.leak();
+            let (_, answer) = answered(Method::GET, answer).await;
+            assert_eq!(head(answer).framing, Framing::Empty);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_length_ends_with_its_connection() {
+        let (mut conn, mut origin) = pair().await;
+        origin
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+            .await
+            .unwrap();
+        drop(origin);
+        let answer = head(conn.read_head(&Method::GET).await);
+        assert_eq!(answer.framing, Framing::UntilClose);
+        assert!(!answer.keep_alive);
+        let (_, body) = read_body(conn, answer.framing).await;
+        assert_eq!(body.unwrap(), b"until the end");
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_http_1_0_are_not_kept_alive() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            let (_, answer) = answered(Method::GET, answer).await;
+            assert!(!head(answer).keep_alive);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_answers_are_errors() {
+        for raw in [
+            &b"HTTQ/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 99 Odd\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+        ] {
+            let (_, answer) = answered(Method::GET, raw).await;
+            assert!(
+                matches!(answer, Err(Failure::Failed(_))),
+                "{:?} was accepted",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let (conn, answer) = answered(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        )
+        .await;
+        let (_, body) = read_body(conn, head(answer).framing).await;
+        assert_eq!(body.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_head_past_the_bound_is_refused_without_reading_on() {
+        let (mut conn, mut origin) = pair().await;
+        let writer = tokio::spawn(async move {
+            let _ = origin.write_all(b"HTTP/1.1 200 OK\r\n").await;
+            let filler = format!("x-filler: {}\r\n", "a".repeat(1000));
+            // Never ends its head: the reader must stop at the bound, not wait or grow.
+            for _ in 0..200 {
+                if origin.write_all(filler.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let answer = conn.read_head(&Method::GET).await;
+        assert!(matches!(answer, Err(Failure::Failed(_))));
+        assert!(conn.read.len() < MAX_HEAD_BYTES + READ_CHUNK);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_any_answer_is_unanswered() {
+        let (mut conn, origin) = pair().await;
+        drop(origin);
+        assert!(matches!(
+            conn.read_head(&Method::GET).await,
+            Err(Failure::Unanswered(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_switched_connection_starts_with_the_bytes_after_the_answer() {
+        let (mut conn, mut origin) = pair().await;
+        origin
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\n\r\nearly")
+            .await
+            .unwrap();
+        let answer = head(conn.read_head(&Method::GET).await);
+        assert_eq!(answer.framing, Framing::Switched);
+        assert!(!answer.keep_alive);
+        let mut upgraded = conn.into_upgraded();
+        let mut early = [0; 5];
+        upgraded.read_exact(&mut early).await.unwrap();
+        assert_eq!(&early, b"early");
+        upgraded.write_all(b"ping").await.unwrap();
+        let mut ping = [0; 4];
+        origin.read_exact(&mut ping).await.unwrap();
+        assert_eq!(&ping, b"ping");
+        origin.write_all(b"pong").await.unwrap();
+        upgraded.read_exact(&mut ping).await.unwrap();
+        assert_eq!(&ping, b"pong");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_origin_closed_is_not_reusable() {
+        let (conn, origin) = pair().await;
+        assert!(conn.is_reusable());
+        drop(origin);
+        // Readable once the origin's close arrives.
+        conn.io.readable().await.unwrap();
+        assert!(!conn.is_reusable());
     }
 }

@@ -18,8 +18,8 @@
 //! # Ok(()) }
 //! ```
 
-mod layers;
 mod http1;
+mod layers;
 pub mod pool;
 mod settings;
 pub mod stack;

@@ -46,8 +46,8 @@ use hyper::body::Incoming;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
-pub use super::http1::{OnUpgrade, Upgraded};
 use super::http1::{BodyReader, Conn, Failure, Framing, Head};
+pub use super::http1::{OnUpgrade, Upgraded};
 use crate::{
     BoxBody,
     error::{BoxError, ErrorKind, MeshError},
@@ -346,9 +346,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
-            Kind::Http2(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(BoxError::from),
+            Kind::Http2(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Kind::Http1 { reader, .. } => {
                 let Some(body) = reader else {
                     return Poll::Ready(None);
@@ -397,7 +395,13 @@ impl Drop for ResponseBody {
 
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pooled = matches!(&self.kind, Kind::Http1 { checkin: Some(_), .. });
+        let pooled = matches!(
+            &self.kind,
+            Kind::Http1 {
+                checkin: Some(_),
+                ..
+            }
+        );
         f.debug_struct("ResponseBody")
             .field("pooled", &pooled)
             .finish_non_exhaustive()
