@@ -1,6 +1,7 @@
 //! The gateway: route matching, edge auth, per-route policies and forwarding.
 
 use std::{
+    cell::RefCell,
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
@@ -57,20 +58,26 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that concern one connection, never forwarded (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// Whether `name` concerns one connection only, never forwarded (RFC 9110 §7.6.1). By length
+/// first: most names are none of these, and a length rules them out in one comparison.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    match name.as_str().len() {
+        2 => name == header::TE,
+        7 => name == header::TRAILER || name == header::UPGRADE,
+        10 => name == header::CONNECTION || name.as_str() == "keep-alive",
+        17 => name == header::TRANSFER_ENCODING,
+        18 => name == header::PROXY_AUTHENTICATE,
+        19 => name == header::PROXY_AUTHORIZATION,
+        _ => false,
+    }
+}
 
-/// Headers that carry the identity the gateway verified; a client's own are dropped.
-static IDENTITY_HEADERS: [HeaderName; 2] = [USER_HEADER, ROLES_HEADER];
+/// Whether `name` carries the identity the gateway verified: a client's own are dropped.
+fn is_identity(name: &HeaderName) -> bool {
+    let length = name.as_str().len();
+    (length == USER_HEADER.as_str().len() && name == USER_HEADER)
+        || (length == ROLES_HEADER.as_str().len() && name == ROLES_HEADER)
+}
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
 /// all of them at once.
@@ -327,9 +334,7 @@ impl Inner {
 
     /// Edge auth: the route's token and role requirements; sets the identity headers.
     async fn admit(&self, route: &Route, request: &mut Request) -> Result<(), MeshError> {
-        strip(request.headers_mut(), |name| {
-            IDENTITY_HEADERS.contains(name)
-        });
+        strip(request.headers_mut(), is_identity);
         if route.auth == RouteAuth::Public {
             return Ok(());
         }
@@ -516,7 +521,7 @@ impl Inner {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             return tunnel(route, client_upgrade, response);
         }
-        strip(response.headers_mut(), |name| HOP_BY_HOP.contains(name));
+        strip(response.headers_mut(), is_hop_by_hop);
         for filter in &route.filters {
             filter.response(&mut response);
         }
@@ -874,22 +879,41 @@ fn tunnel(
 /// `X-Forwarded-For`.
 fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, upgrade: bool) {
     strip(headers, |name| {
-        HOP_BY_HOP.contains(name)
-            && !(upgrade && (name == header::CONNECTION || name == header::UPGRADE))
+        is_hop_by_hop(name) && !(upgrade && (name == header::CONNECTION || name == header::UPGRADE))
     });
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(peer) = peer {
-        let ip = ip_text(peer.ip());
         let value = match headers.get(X_FORWARDED_FOR) {
-            Some(earlier) => HeaderValue::from_bytes(&[earlier.as_bytes(), b", ", &ip].concat()),
-            None => HeaderValue::from_bytes(&ip),
+            Some(earlier) => {
+                let ip = ip_text(peer.ip());
+                HeaderValue::from_bytes(&[earlier.as_bytes(), b", ", &ip].concat()).ok()
+            }
+            None => peer_value(peer.ip()),
         };
-        if let Ok(value) = value {
+        if let Some(value) = value {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
+}
+
+/// A peer's address as a header value. The last one is kept per thread: consecutive requests
+/// mostly come from the same peer (a connection's requests, a load balancer's).
+fn peer_value(ip: IpAddr) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((cached, value)) = last
+            && *cached == ip
+        {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from_bytes(&ip_text(ip)).ok()?;
+        *last = Some((ip, value.clone()));
+        Some(value)
+    })
 }
 
 /// Removes every header whose name `drop` picks: one pass over the names when there is none

@@ -8,6 +8,7 @@
 
 use std::{
     fmt, io,
+    mem::MaybeUninit,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll, ready},
@@ -40,7 +41,11 @@ pub(crate) struct Conn {
     io: TcpStream,
     read: BytesMut,
     write: Vec<u8>,
+    spans: Vec<Span>,
 }
+
+/// Where a header field's name and value lie in a head: offset and length of each.
+type Span = (usize, usize, usize, usize);
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -81,6 +86,7 @@ impl Conn {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -174,7 +180,7 @@ impl Conn {
         loop {
             if !self.read.is_empty() {
                 received = true;
-                match parse_head(&mut self.read, method)? {
+                match parse_head(&mut self.read, &mut self.spans, method)? {
                     Parsed::Head(head) => return Ok(head),
                     Parsed::Interim => continue,
                     Parsed::Partial if self.read.len() >= MAX_HEAD_BYTES => {
@@ -292,10 +298,18 @@ enum Parsed {
 }
 
 /// Parses a complete head off the front of `read`.
-fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Parsed, Failure> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let length = match parsed.parse(read) {
+/// `spans` is room for where each field lies, kept between heads.
+fn parse_head(
+    read: &mut BytesMut,
+    spans: &mut Vec<Span>,
+    method: &Method,
+) -> Result<Parsed, Failure> {
+    // Left uninitialised: zeroing room for every field a head may have would cost more than
+    // parsing a usual head.
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let length = match config.parse_response_with_uninit_headers(&mut parsed, read, &mut fields) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(error) => return Err(invalid(format!("an unreadable answer: {error}"))),
@@ -313,19 +327,18 @@ fn parse_head(read: &mut BytesMut, method: &Method) -> Result<Parsed, Failure> {
     };
     // Where each field lies in the head, so the values can be slices of it.
     let base = read.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = (
+    spans.clear();
+    spans.extend(parsed.headers.iter().map(|field| {
+        (
             field.name.as_ptr() as usize - base,
             field.name.len(),
             field.value.as_ptr() as usize - base,
             field.value.len(),
-        );
-    }
+        )
+    }));
     let head = read.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(name_at, name_len, value_at, value_len) in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| invalid("an answer with an invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
