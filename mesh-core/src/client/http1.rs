@@ -346,7 +346,11 @@ fn parse_head(
         headers.append(name, value);
     }
     let framing = framing(method, status, &headers)?;
+    // An answer framed both ways is read as chunked, and its connection not trusted again.
+    let ambiguous = headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH);
     let keep_alive = version == Version::HTTP_11
+        && !ambiguous
         && !has_token(&headers, header::CONNECTION, "close")
         && !matches!(framing, Framing::UntilClose | Framing::Switched);
     let mut response = Response::new(());
@@ -383,8 +387,7 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(str::trim)
-            .filter(|coding| !coding.is_empty())
-            .last();
+            .rfind(|coding| !coding.is_empty());
         return Ok(match last {
             Some(coding) if coding.eq_ignore_ascii_case("chunked") => Framing::Chunked,
             _ => Framing::UntilClose,
@@ -846,10 +849,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_close_and_http_1_0_are_not_kept_alive() {
+    async fn connection_close_http_1_0_and_ambiguous_framing_are_not_kept_alive() {
         for answer in [
             &b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n"[..],
             b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
         ] {
             let (_, answer) = answered(Method::GET, answer).await;
             assert!(!head(answer).keep_alive);
