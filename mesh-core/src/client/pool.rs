@@ -564,6 +564,75 @@ mod tests {
         );
     }
 
+    /// An origin that answers the first request on its first connection, then takes the second
+    /// one and closes without answering (as a crash would); it answers everything else. Returns
+    /// its URL and the first line of each request it took.
+    async fn origin_dropping_second_request() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = taken.clone();
+        tokio::spawn(async move {
+            for connection in 0.. {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    for request in 0.. {
+                        let n = match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        log.lock()
+                            .unwrap()
+                            .push(text.lines().next().unwrap().to_owned());
+                        if connection == 0 && request == 1 {
+                            return;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, taken)
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_have_been_acted_on_is_never_sent_twice() {
+        let (url, taken) = origin_dropping_second_request().await;
+        let pool = Http1Pool::new();
+        assert_eq!(body(pool.send(get(&url)).await.unwrap()).await, "ok");
+        let post = Request::post(&url)
+            .body(
+                http_body_util::Full::new(Bytes::from_static(b"pay"))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        match pool.send(post).await {
+            Err(error) => assert_eq!(error.kind(), ErrorKind::Transport),
+            Ok(response) => panic!("answered {}", response.status()),
+        }
+        assert_eq!(
+            *taken.lock().unwrap(),
+            ["GET / HTTP/1.1", "POST / HTTP/1.1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_without_an_answer_on_a_reused_connection_goes_once_more() {
+        let (url, taken) = origin_dropping_second_request().await;
+        let pool = Http1Pool::new();
+        for _ in 0..2 {
+            assert_eq!(body(pool.send(get(&url)).await.unwrap()).await, "ok");
+        }
+        assert_eq!(taken.lock().unwrap().len(), 3);
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_transport_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
