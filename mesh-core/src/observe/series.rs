@@ -5,11 +5,13 @@
 
 use std::sync::RwLock;
 #[cfg(feature = "runtime")]
-use std::{collections::HashMap, sync::Arc};
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
 
 #[cfg(feature = "runtime")]
 use metrics::Histogram;
 use metrics::{Counter, Label};
+#[cfg(feature = "runtime")]
+use thread_local::ThreadLocal;
 
 use super::status_label;
 
@@ -73,6 +75,10 @@ pub(crate) struct RouteSeries {
 #[cfg(feature = "runtime")]
 type MethodRoute = (&'static str, Arc<str>);
 
+/// A thread's last route and its series.
+#[cfg(feature = "runtime")]
+type LastSeries = (MethodRoute, Arc<RouteSeries>);
+
 #[cfg(feature = "runtime")]
 /// `mesh_server_requests_total{service, method, route, status}` and
 /// `mesh_server_request_duration_seconds{service, method, route}` of one service, by method
@@ -83,6 +89,9 @@ pub(crate) struct ServerSeries {
     /// The label of answers no route labelled.
     unmatched: Arc<str>,
     routes: RwLock<HashMap<MethodRoute, Arc<RouteSeries>>>,
+    /// Each thread's last series: consecutive answers mostly share their route, and the route
+    /// label is then the same `Arc` (kept here, so its address cannot be taken by another).
+    last: ThreadLocal<RefCell<Option<LastSeries>>>,
 }
 
 #[cfg(feature = "runtime")]
@@ -92,6 +101,7 @@ impl ServerSeries {
             service,
             unmatched: "unmatched".into(),
             routes: RwLock::default(),
+            last: ThreadLocal::new(),
         }
     }
 
@@ -107,6 +117,20 @@ impl ServerSeries {
 
     /// The series of `method` (a label) on `route`.
     pub(crate) fn route(&self, method: &'static str, route: &Arc<str>) -> Arc<RouteSeries> {
+        let last = self.last.get_or_default();
+        if let Some(((last_method, last_route), series)) = &*last.borrow()
+            && *last_method == method
+            && Arc::ptr_eq(last_route, route)
+        {
+            return series.clone();
+        }
+        let series = self.lookup(method, route);
+        *last.borrow_mut() = Some(((method, route.clone()), series.clone()));
+        series
+    }
+
+    /// The series of `method` on `route` from the shared map, registered on first use.
+    fn lookup(&self, method: &'static str, route: &Arc<str>) -> Arc<RouteSeries> {
         let key = (method, route.clone());
         if let Some(series) = self
             .routes
@@ -131,5 +155,27 @@ impl ServerSeries {
             .entry(key)
             .or_insert(series)
             .clone()
+    }
+}
+
+#[cfg(all(test, feature = "runtime"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_method_and_route_has_one_series_whichever_was_last() {
+        let series = ServerSeries::new("orders".into());
+        let (list, create): (Arc<str>, Arc<str>) = ("/orders".into(), "/orders/{id}".into());
+        let get_list = series.route("GET", &list);
+        let get_create = series.route("GET", &create);
+        let post_list = series.route("POST", &list);
+        assert!(!Arc::ptr_eq(&get_list, &get_create));
+        assert!(!Arc::ptr_eq(&get_list, &post_list));
+        // Back to an earlier route, and the same route under another `Arc` of equal text.
+        assert!(Arc::ptr_eq(&series.route("GET", &list), &get_list));
+        assert!(Arc::ptr_eq(&series.route("GET", &list), &get_list));
+        let same_text: Arc<str> = "/orders".into();
+        assert!(Arc::ptr_eq(&series.route("GET", &same_text), &get_list));
+        assert!(Arc::ptr_eq(&series.route("POST", &same_text), &post_list));
     }
 }
