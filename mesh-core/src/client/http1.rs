@@ -338,20 +338,21 @@ fn parse_head(
     }));
     let head = read.split_to(length).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut fields = FramingFields::default();
     for &(name_at, name_len, value_at, value_len) in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| invalid("an answer with an invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
             .map_err(|_| invalid("an answer with an invalid header value"))?;
+        fields.see(&name, &value);
         headers.append(name, value);
     }
-    let framing = framing(method, status, &headers)?;
+    let framing = fields.framing(method, status)?;
     // An answer framed both ways is read as chunked, and its connection not trusted again.
-    let ambiguous = headers.contains_key(header::TRANSFER_ENCODING)
-        && headers.contains_key(header::CONTENT_LENGTH);
+    let ambiguous = fields.transfer_encoding && fields.length.is_some();
     let keep_alive = version == Version::HTTP_11
         && !ambiguous
-        && !has_token(&headers, header::CONNECTION, "close")
+        && !fields.close
         && !matches!(framing, Framing::UntilClose | Framing::Switched);
     let mut response = Response::new(());
     *response.status_mut() = status;
@@ -368,58 +369,81 @@ fn invalid(message: impl Into<BoxError>) -> Failure {
     Failure::Failed(message.into())
 }
 
-/// What delimits the body of an answer to `method` (RFC 9112, section 6.3).
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, Failure> {
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Framing::Switched);
-    }
-    if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Empty);
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty());
-        return Ok(match last {
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-            _ => Framing::UntilClose,
-        });
-    }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let parsed = value
-            .to_str()
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .ok_or_else(|| invalid("an answer with an invalid Content-Length"))?;
-        if length.is_some_and(|length| length != parsed) {
-            return Err(invalid("an answer with conflicting Content-Length values"));
-        }
-        length = Some(parsed);
-    }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(length) => Framing::Length(length),
-        None => Framing::UntilClose,
-    })
+/// What an answer's fields say of its framing and its connection, noted as they are read so
+/// that nothing is looked up again.
+#[derive(Debug, Default)]
+struct FramingFields {
+    /// `Content-Length`, once read.
+    length: Option<u64>,
+    /// A `Content-Length` that is not a number, or that disagrees with an earlier one.
+    invalid_length: bool,
+    /// Whether `Transfer-Encoding` is present.
+    transfer_encoding: bool,
+    /// Whether its last coding is `chunked`.
+    chunked: bool,
+    /// Whether `Connection` lists `close`.
+    close: bool,
 }
 
-/// Whether a comma-separated header lists `token`.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+impl FramingFields {
+    fn see(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == header::CONTENT_LENGTH {
+            match value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+            {
+                Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
+                    self.length = Some(length);
+                }
+                _ => self.invalid_length = true,
+            }
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            let last = tokens(value).rfind(|coding| !coding.is_empty());
+            if let Some(coding) = last {
+                self.chunked = coding.eq_ignore_ascii_case("chunked");
+            }
+        } else if *name == header::CONNECTION {
+            self.close |= tokens(value).any(|token| token.eq_ignore_ascii_case("close"));
+        }
+    }
+
+    /// What delimits the body of an answer to `method` (RFC 9112, section 6.3).
+    fn framing(&self, method: &Method, status: StatusCode) -> Result<Framing, Failure> {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Framing::Switched);
+        }
+        if *method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Empty);
+        }
+        if self.transfer_encoding {
+            return Ok(if self.chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            });
+        }
+        if self.invalid_length {
+            return Err(invalid(
+                "an answer with an invalid or conflicting Content-Length",
+            ));
+        }
+        Ok(match self.length {
+            Some(0) => Framing::Empty,
+            Some(length) => Framing::Length(length),
+            None => Framing::UntilClose,
+        })
+    }
+}
+
+/// The comma-separated items of a header value, trimmed.
+fn tokens(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &str> {
+    value.to_str().unwrap_or_default().split(',').map(str::trim)
 }
 
 /// Reading an answer's body off its connection.
