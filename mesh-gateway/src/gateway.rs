@@ -13,7 +13,7 @@ use axum::{
     extract::Request,
     response::{IntoResponse, Response},
 };
-use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, future::BoxFuture};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Uri, header,
     uri::{Authority, PathAndQuery},
@@ -961,7 +961,8 @@ impl tower::Service<Request> for Gateway {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let current = self.current.load_full();
-        Box::pin(async move { Ok(current.handle(request).await) })
+        // Mapped rather than awaited in an `async` block, which would hold the large routing
+        // future a second time.
+        Box::pin(self.current.load_full().handle(request).map(Ok))
     }
 }
