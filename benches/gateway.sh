@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mesh-gateway against nginx, in front of the same local upstream, in one run, loaded by wrk.
 #
-#   bash benches/gateway.sh            # 3 alternating rounds of 10 s per contender
-#   ROUNDS=5 DURATION=20s bash benches/gateway.sh
+#   bash benches/gateway.sh            # 10 rounds of 3 s per contender
+#   ROUNDS=20 DURATION=5s bash benches/gateway.sh
+#   GATEWAY=/path/to/mesh-gateway bash benches/gateway.sh   # another build of the gateway
 #
 # Needs wrk and nginx (Debian: `apt-get install wrk nginx-light`) and python3 (to sign the
 # bench's token). The upstream is an nginx answering a fixed 200; the contenders are
@@ -13,13 +14,15 @@
 #                     cached) and a per-user rate limit that the load never exhausts.
 #
 # With two cores, wrk gets core 0 and the upstream and the proxy share core 1, so every proxy
-# pays for its own CPU. Access logs are off on both sides. Rounds alternate; the medians of
-# throughput and latency percentiles are printed with each contender's ratio to nginx.
+# pays for its own CPU. Access logs are off on both sides. Each round runs the three contenders
+# back to back, starting with a different one each round; printed are the medians of
+# throughput and latency percentiles and, for the ratios to nginx, the median (and quartiles)
+# of each round's own ratio, since the VM's speed drifts between rounds.
 # docs/performance.md records the results.
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-10}
+DURATION=${DURATION:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 cd "$(dirname "$0")/.."
 
@@ -31,8 +34,11 @@ for tool in wrk nginx python3; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -q -p mesh-gateway
-GATEWAY=target/release/mesh-gateway
+# GATEWAY=path/to/mesh-gateway measures that build (an earlier commit's, say) instead.
+if [[ -z ${GATEWAY:-} ]]; then
+    cargo build --release -q -p mesh-gateway
+    GATEWAY=target/release/mesh-gateway
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -145,37 +151,51 @@ round() { # port, extra wrk args
             END { if (errors != "") print "errors:" errors > "/dev/stderr"; printf "%s %s %s\n", rps, p50, p99 }'
 }
 
-declare -A results
-for contender in nginx mesh-gateway mesh-gateway+jwt; do results[$contender]=""; done
+declare -A results ratios
+for contender in nginx mesh-gateway mesh-gateway+jwt; do results[$contender]=""; ratios[$contender]=""; done
 # A warm-up round each, not counted.
 round "$NGINX_PORT" >/dev/null
 round "$PLAIN_PORT" >/dev/null
 round "$JWT_PORT" -H "Authorization: Bearer $TOKEN" >/dev/null
+# The VM's speed drifts within seconds, so each round measures all three back to back, starting
+# with a different one each round, and each gateway is compared with nginx in its own round.
+contenders=(nginx mesh-gateway mesh-gateway+jwt)
 for r in $(seq "$ROUNDS"); do
-    n=$(round "$NGINX_PORT")
-    g=$(round "$PLAIN_PORT")
-    j=$(round "$JWT_PORT" -H "Authorization: Bearer $TOKEN")
-    echo "round $r: nginx $n | mesh-gateway $g | mesh-gateway+jwt $j  (req/s p50_ms p99_ms)"
-    results[nginx]+="$n"$'\n'
-    results[mesh-gateway]+="$g"$'\n'
-    results[mesh-gateway+jwt]+="$j"$'\n'
+    declare -A row=()
+    for k in 0 1 2; do
+        contender=${contenders[$(((k + r) % 3))]}
+        case $contender in
+            nginx) row[$contender]=$(round "$NGINX_PORT") ;;
+            mesh-gateway) row[$contender]=$(round "$PLAIN_PORT") ;;
+            mesh-gateway+jwt) row[$contender]=$(round "$JWT_PORT" -H "Authorization: Bearer $TOKEN") ;;
+        esac
+    done
+    echo "round $r: nginx ${row[nginx]} | mesh-gateway ${row[mesh-gateway]} | mesh-gateway+jwt ${row[mesh-gateway+jwt]}  (req/s p50_ms p99_ms)"
+    for contender in "${contenders[@]}"; do
+        results[$contender]+="${row[$contender]}"$'\n'
+        # Throughput and p99 relative to nginx's in the same round.
+        ratios[$contender]+="$(awk -v a="${row[$contender]}" -v b="${row[nginx]}" \
+            'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.3f %.3f", x[1] / y[1], x[3] / y[3] }')"$'\n'
+    done
 done
 
-median() { # column
-    sort -g | awk -v c="$1" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
+median() { # the median of one number per line
+    sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-summary() { # contender -> "rps p50 p99" medians
-    local rows=${results[$1]}
-    echo "$(printf '%s' "$rows" | awk '{print $1}' | median 1)" \
-        "$(printf '%s' "$rows" | awk '{print $2}' | median 1)" \
-        "$(printf '%s' "$rows" | awk '{print $3}' | median 1)"
+quartiles() { # "median q1 q3" of one number per line
+    sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)] }'
 }
-read -r n_rps n_p50 n_p99 <<<"$(summary nginx)"
+column() { # rows, column number
+    printf '%s' "$1" | awk -v c="$2" '{ print $c }'
+}
 echo
-echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | throughput vs nginx | p99 vs nginx |"
+echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | throughput vs nginx, median of rounds (quartiles) | p99 vs nginx, median of rounds |"
 echo "|---|---|---|---|---|---|"
-for contender in nginx mesh-gateway mesh-gateway+jwt; do
-    read -r rps p50 p99 <<<"$(summary "$contender")"
-    awk -v c="$contender" -v r="$rps" -v a="$p50" -v b="$p99" -v nr="$n_rps" -v nb="$n_p99" \
-        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %.2f | %.2f |\n", c, r, a, b, r / nr, b / nb }'
+for contender in "${contenders[@]}"; do
+    rows=${results[$contender]}
+    read -r rate rate_q1 rate_q3 <<<"$(column "${ratios[$contender]}" 1 | quartiles)"
+    awk -v c="$contender" -v r="$(column "$rows" 1 | median)" -v a="$(column "$rows" 2 | median)" \
+        -v b="$(column "$rows" 3 | median)" -v t="$rate" -v t1="$rate_q1" -v t3="$rate_q3" \
+        -v p="$(column "${ratios[$contender]}" 2 | median)" \
+        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %.2f (%.2f–%.2f) | %.2f |\n", c, r, a, b, t, t1, t3, p }'
 done
