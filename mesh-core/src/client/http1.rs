@@ -15,6 +15,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -125,7 +126,19 @@ impl Conn {
         encode_head(&mut self.write, parts, framing, chunked);
         if !body.is_end_stream() {
             let mut sent: u64 = 0;
-            while let Some(frame) = body.frame().await {
+            loop {
+                let next = match body.frame().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        // The body is not ready: the upstream gets the head (and the body so
+                        // far) meanwhile, as it may answer or wait on it first.
+                        self.flush().await?;
+                        body.frame().await
+                    }
+                };
+                let Some(frame) = next else {
+                    break;
+                };
                 let frame = frame.map_err(Failure::Failed)?;
                 let Ok(data) = frame.into_data() else {
                     // Trailers are not forwarded.
@@ -791,6 +804,36 @@ mod tests {
             "POST /b HTTP/1.1\r\nhost: origin\r\ntransfer-encoding: chunked\r\n\r\n\
              5\r\nhello\r\ne\r\n chunked world\r\n0\r\n\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn the_head_goes_out_while_the_body_is_not_ready() {
+        let (mut conn, mut origin) = pair().await;
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let late = futures_util::stream::once(async move {
+            let _ = gate.await;
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"late")))
+        });
+        let body = StreamBody::new(late).boxed_unsync();
+        let writing = tokio::spawn(async move {
+            conn.write_request(&parts(Method::POST, "/upload"), body)
+                .await
+                .is_ok()
+        });
+        // A guard, not a measurement: without the head, the body would never be released.
+        let head = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            received(&mut origin, b"\r\n\r\n"),
+        )
+        .await
+        .expect("the head arrives before the body");
+        assert!(head.starts_with("POST /upload HTTP/1.1\r\n"));
+        go.send(()).unwrap();
+        assert_eq!(
+            received(&mut origin, b"0\r\n\r\n").await,
+            "4\r\nlate\r\n0\r\n\r\n"
+        );
+        assert!(writing.await.unwrap());
     }
 
     #[tokio::test]
