@@ -17,7 +17,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
@@ -668,20 +668,9 @@ impl fmt::Debug for OnUpgrade {
     }
 }
 
-/// Frames for [`Body`] from a [`BodyReader`].
-pub(crate) fn poll_frame(
-    reader: &mut BodyReader,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-    match ready!(reader.poll_data(cx)) {
-        Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
-        Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
-        None => Poll::Ready(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http_body::Frame;
     use http_body_util::{BodyExt, Full, StreamBody};
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},

@@ -351,16 +351,21 @@ impl Body for ResponseBody {
                 let Some(body) = reader else {
                     return Poll::Ready(None);
                 };
-                let frame = ready!(super::http1::poll_frame(body, cx));
-                match &frame {
-                    Some(Ok(_)) | None => self.release(),
-                    Some(Err(_)) => {
-                        if let Kind::Http1 { reader, .. } = &mut self.kind {
-                            *reader = None;
-                        }
+                match ready!(body.poll_data(cx)) {
+                    Some(Ok(data)) => {
+                        self.release();
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    None => {
+                        self.release();
+                        Poll::Ready(None)
+                    }
+                    Some(Err(error)) => {
+                        // A broken body leaves its connection unusable: it closes.
+                        *reader = None;
+                        Poll::Ready(Some(Err(error.into())))
                     }
                 }
-                Poll::Ready(frame)
             }
         }
     }
