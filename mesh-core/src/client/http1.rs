@@ -221,6 +221,15 @@ impl Conn {
         }
     }
 
+    /// After writing the request failed: the answer the upstream sent before it stopped
+    /// reading (a `413` while the body was still going out, say), if a whole head of one is
+    /// here. The connection is not used again after it, as the request did not go out whole.
+    pub(crate) async fn read_early_answer(&mut self, method: &Method) -> Option<Head> {
+        let mut head = self.read_head(method).await.ok()?;
+        head.keep_alive = false;
+        Some(head)
+    }
+
     /// Reads what the socket has into the buffer; `0` is the end of the connection.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {

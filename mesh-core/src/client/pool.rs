@@ -128,6 +128,13 @@ impl Http1Pool {
             let body = body.take().unwrap_or_default();
             let answered = match conn.write_request(&parts, body).await {
                 Ok(()) => conn.read_head(&parts.method).await,
+                // An upstream may answer before it has read the whole request, and close.
+                Err(Failure::Unanswered(error)) => {
+                    match conn.read_early_answer(&parts.method).await {
+                        Some(head) => Ok(head),
+                        None => Err(Failure::Unanswered(error)),
+                    }
+                }
                 Err(failure) => Err(failure),
             };
             return match answered {
@@ -636,6 +643,49 @@ mod tests {
             assert_eq!(body(pool.send(get(&url)).await.unwrap()).await, "ok");
         }
         assert_eq!(taken.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_before_the_body_was_read_is_the_response() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/upload", listener.local_addr().unwrap());
+        let upstream = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buffer = [0; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = socket.read(&mut buffer).await.unwrap();
+                head.extend_from_slice(&buffer[..read]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo long")
+                .await
+                .unwrap();
+            // Closed with the body unread: the client's writes fail.
+        });
+        // Far more than the socket buffers on both sides hold.
+        let large = Bytes::from(vec![b'x'; 64 << 20]);
+        let post = Request::post(&url)
+            .body(
+                http_body_util::Full::new(large)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let pool = Http1Pool::new();
+        let response = pool.send(post).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body(response).await, "too long");
+        upstream.await.unwrap();
+        // The connection did not carry the whole request, so it is not kept.
+        let idle: usize = pool.idle.get().map_or(0, |origins| {
+            origins
+                .borrow()
+                .values()
+                .map(|origin| origin.idle.len())
+                .sum()
+        });
+        assert_eq!(idle, 0);
     }
 
     #[tokio::test]
