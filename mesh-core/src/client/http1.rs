@@ -240,10 +240,7 @@ impl Conn {
 
     /// The connection as another protocol speaks it, with the bytes already read after `101`.
     pub(crate) fn into_upgraded(self) -> Upgraded {
-        Upgraded {
-            io: self.io,
-            read_ahead: self.read.freeze(),
-        }
+        Upgraded::with_read_ahead(self.io, self.read.freeze())
     }
 }
 
@@ -359,7 +356,8 @@ fn parse_head(
         )
     }));
     let head = read.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // With room for a few fields more: a proxy adds some (request ID, CORS) to the answer.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     let mut fields = FramingFields::default();
     for &(name_at, name_len, value_at, value_len) in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
@@ -605,6 +603,13 @@ fn malformed(what: &str) -> io::Error {
 pub struct Upgraded {
     io: TcpStream,
     read_ahead: Bytes,
+}
+
+impl Upgraded {
+    /// `io`, whose next bytes are `read_ahead` (read from it already).
+    pub(crate) fn with_read_ahead(io: TcpStream, read_ahead: Bytes) -> Self {
+        Self { io, read_ahead }
+    }
 }
 
 impl AsyncRead for Upgraded {

@@ -24,6 +24,7 @@
 //! then stops accepting connections and lets in-flight requests finish within
 //! `server.drain_timeout`.
 
+mod http1;
 mod layers;
 mod registration;
 mod settings;
@@ -400,14 +401,13 @@ impl Mesh {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let make_service = axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
         let tls = server
             .tls
             .as_ref()
             .map(TlsSettings::server_config)
             .transpose()?;
         let (local_addr, server_task) = if server.threads > 0 {
-            workers::spawn(server.address, server.threads, make_service, tls, stopped)?
+            workers::spawn(server.address, server.threads, app, tls, stopped)?
         } else {
             let listener = TcpListener::bind(server.address).await.map_err(|e| {
                 MeshError::new(
@@ -420,12 +420,11 @@ impl Mesh {
                 .local_addr()
                 .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
             let task = match tls {
-                None => {
-                    let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
-                    tokio::spawn(async move { serve.await })
-                }
+                None => tokio::spawn(http1::serve(listener, app, stopped)),
                 Some(config) => {
                     use axum::serve::ListenerExt;
+                    let make_service =
+                        axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
                     let listener = TlsListener::new(listener, config)
                         .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?
                         // Tapped so that the peer address reaches handlers as for plain TCP.

@@ -5,7 +5,6 @@
 
 use std::{io, net::SocketAddr, sync::Arc, thread};
 
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use rustls::ServerConfig;
 use tokio::{
     net::{TcpListener, TcpSocket},
@@ -13,18 +12,16 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::tls::TlsListener;
+use super::{http1, layers::App, tls::TlsListener};
 use crate::error::{ErrorKind, MeshError};
 
-type MakeService = IntoMakeServiceWithConnectInfo<super::layers::App, SocketAddr>;
-
-/// Binds `threads` listeners to `address` and serves `make_service` on a thread each until
+/// Binds `threads` listeners to `address` and serves `app` on a thread each until
 /// `stopped` completes; then every worker drains gracefully. The returned task ends when every
 /// worker has; aborting it stops the workers at once, closing their connections.
 pub(super) fn spawn(
     address: SocketAddr,
     threads: usize,
-    make_service: MakeService,
+    app: App,
     tls: Option<Arc<ServerConfig>>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), MeshError> {
@@ -44,11 +41,11 @@ pub(super) fn spawn(
     for (index, listener) in listeners.into_iter().enumerate() {
         let (abort, aborted) = oneshot::channel::<()>();
         let (done, finish) = oneshot::channel();
-        let (make_service, tls, draining) = (make_service.clone(), tls.clone(), draining.clone());
+        let (app, tls, draining) = (app.clone(), tls.clone(), draining.clone());
         thread::Builder::new()
             .name(format!("mesh-worker-{index}"))
             .spawn(move || {
-                let result = run(listener, make_service, tls, draining, aborted);
+                let result = run(listener, app, tls, draining, aborted);
                 let _ = done.send(result);
             })
             .map_err(|e| MeshError::new(ErrorKind::Internal, format!("starting a worker: {e}")))?;
@@ -85,7 +82,7 @@ fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// One worker: its runtime, its listener, its connections.
 fn run(
     listener: std::net::TcpListener,
-    make_service: MakeService,
+    app: App,
     tls: Option<Arc<ServerConfig>>,
     mut draining: watch::Receiver<bool>,
     aborted: oneshot::Receiver<()>,
@@ -100,14 +97,12 @@ fn run(
         };
         let serve = async move {
             match tls {
-                None => {
-                    axum::serve(listener, make_service)
-                        .with_graceful_shutdown(drained)
-                        .await
-                }
+                None => http1::serve(listener, app, drained).await,
                 Some(config) => {
                     use axum::serve::ListenerExt;
                     let listener = TlsListener::new(listener, config)?.tap_io(|_| {});
+                    let make_service =
+                        axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
                     axum::serve(listener, make_service)
                         .with_graceful_shutdown(drained)
                         .await

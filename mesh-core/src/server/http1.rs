@@ -1,0 +1,787 @@
+//! Plain-TCP connections, served by mesh's own HTTP/1.1 path for the common request and by
+//! hyper for everything else.
+//!
+//! Most requests a service or the gateway gets are HTTP/1.1 keep-alive requests with no body
+//! or a small one. Those are read here: the head is parsed with `httparse` into an
+//! uninitialised field array and its header values are slices of the bytes read; the answer's
+//! head is encoded into one reused buffer and written with its body's first bytes. No
+//! dispatcher, no per-connection task besides the connection's own, no shutdown watcher polled
+//! per request.
+//!
+//! Anything else goes to hyper on the same connection, starting with the request at hand (its
+//! bytes are handed over unread): HTTP/2 (prior knowledge), HTTP/1.0, an upgrade or
+//! `CONNECT`, `Expect`, a chunked body or one larger than [`MAX_BUFFERED_BODY`], a head larger
+//! than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields, and a head that does not
+//! parse. hyper answers those as it always has (`400`, `431`, upgrades, streaming bodies).
+
+use std::{
+    cell::RefCell,
+    convert::Infallible,
+    io,
+    mem::MaybeUninit,
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
+
+use axum::{body::Body, extract::ConnectInfo};
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use http::{
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    header::{self, HeaderName},
+};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+use tower::{Service, ServiceExt};
+
+use super::layers::App;
+use crate::client::pool::Upgraded;
+
+/// The largest request head read here; a larger one goes to hyper, which answers `431`.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The most header fields read here; more go to hyper.
+pub(crate) const MAX_HEADERS: usize = 64;
+/// The largest request body read here before the request is handed to the service; a larger
+/// one goes to hyper, which streams it.
+pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// Fields a request's map has room for beyond its own, for those the server layers and a
+/// proxy add (forwarding, request ID, trace context, deadline), so adding them does not grow
+/// the map field by field.
+const ADDED_FIELDS: usize = 8;
+/// Room the read buffer keeps for the next read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Body bytes copied behind the head into one write; a larger frame is written on its own.
+const WRITE_COALESCE: usize = 16 * 1024;
+
+/// Accepts connections on `listener` and serves `app` on each until `drained` completes; then
+/// stops accepting, lets every connection finish the request it is serving, and returns once
+/// they have all closed.
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: App,
+    drained: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (drain, draining) = watch::channel(false);
+    let mut drained = std::pin::pin!(drained);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut drained => break,
+        };
+        // Answers go out whole; nothing is gained by holding a small one back.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, peer, app.clone(), draining.clone()));
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    // Every connection holds a receiver: they have all ended when none is left.
+    drop(draining);
+    drain.closed().await;
+    Ok(())
+}
+
+/// After a failed `accept`: a connection the peer reset before it was taken is no reason to
+/// pause; running out of file descriptors (or memory) is, for a moment, as hyper's and axum's
+/// accept loops do.
+async fn accept_failed(error: io::Error) {
+    if !matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        tracing::warn!(%error, "accepting a connection");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One connection: requests read here while they are plain, then hyper for the rest.
+async fn connection(
+    mut io: TcpStream,
+    peer: SocketAddr,
+    mut app: App,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut read = BytesMut::with_capacity(READ_CHUNK);
+    let mut write = Vec::new();
+    let mut spans = Vec::new();
+    loop {
+        let incoming = loop {
+            if !read.is_empty() {
+                match parse_request(&mut read, &mut spans) {
+                    Parsed::Request(incoming) => break incoming,
+                    // A body is waited for only when small (the head is bounded too).
+                    Parsed::AwaitingBody => {}
+                    Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
+                    Parsed::Incomplete | Parsed::Elsewhere => {
+                        return hand_off(io, read, peer, app, draining).await;
+                    }
+                }
+            }
+            if read.capacity() - read.len() < READ_CHUNK / 4 {
+                read.reserve(READ_CHUNK);
+            }
+            let filled = if read.is_empty() {
+                // Between requests: a drain closes the connection.
+                tokio::select! {
+                    biased;
+                    filled = io.read_buf(&mut read) => filled,
+                    _ = draining.wait_for(|drain| *drain) => return,
+                }
+            } else {
+                io.read_buf(&mut read).await
+            };
+            match filled {
+                // Closed, or closed within a head: nothing to answer.
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let Incoming {
+            mut request,
+            keep_alive,
+        } = incoming;
+        let head = request.method() == Method::HEAD;
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = match app.ready().await {
+            Ok(ready) => ready.call(request).await,
+            Err(never) => match never {},
+        };
+        let response = response.unwrap_or_else(|never: Infallible| match never {});
+        let close = !keep_alive || *draining.borrow() || asks_to_close(response.headers());
+        let written = write_response(&mut io, &mut write, response, head, close).await;
+        if close || written.is_err() {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Serves the rest of the connection with hyper (HTTP/1 or HTTP/2, upgrades included), the
+/// bytes already read first.
+async fn hand_off(
+    io: TcpStream,
+    read: BytesMut,
+    peer: SocketAddr,
+    app: App,
+    mut draining: watch::Receiver<bool>,
+) {
+    let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
+    let app = app.map_request(move |request: Request<hyper::body::Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 WebSockets need the extended CONNECT protocol.
+    builder.http2().enable_connect_protocol();
+    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
+    let mut connection = std::pin::pin!(connection);
+    let mut draining_seen = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::trace!(%error, "connection ended");
+                }
+                return;
+            }
+            _ = draining.wait_for(|drain| *drain), if !draining_seen => {
+                draining_seen = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A request read here, and whether its connection may carry another.
+struct Incoming {
+    request: Request<Body>,
+    keep_alive: bool,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per request and taken apart at once; boxing would allocate"
+)]
+enum Parsed {
+    Request(Incoming),
+    /// More bytes of the head are needed.
+    Incomplete,
+    /// The head is here; more bytes of its body (at most [`MAX_BUFFERED_BODY`]) are needed.
+    AwaitingBody,
+    /// A request hyper serves (see the module's documentation).
+    Elsewhere,
+}
+
+/// Where each field lies in the head: name offset, name length, value offset, value length.
+type Span = (usize, usize, usize, usize);
+
+/// Parses the request at the front of `read`; takes its bytes when it is served here.
+fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let length = match config.parse_request_with_uninit_headers(&mut parsed, read, &mut fields) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(_) => return Parsed::Elsewhere,
+    };
+    if parsed.version != Some(1) || length > MAX_HEAD_BYTES {
+        return Parsed::Elsewhere;
+    }
+    let Ok(method) = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()) else {
+        return Parsed::Elsewhere;
+    };
+    if method == Method::CONNECT {
+        return Parsed::Elsewhere;
+    }
+    let base = read.as_ptr() as usize;
+    let path = parsed.path.unwrap_or_default();
+    let path_span = (path.as_ptr() as usize - base, path.len());
+    spans.clear();
+    spans.extend(parsed.headers.iter().map(|field| {
+        (
+            field.name.as_ptr() as usize - base,
+            field.name.len(),
+            field.value.as_ptr() as usize - base,
+            field.value.len(),
+        )
+    }));
+    // The fields are checked on the bytes before any is taken, so a request that goes to
+    // hyper leaves the buffer as it was.
+    let mut fields = RequestFields::default();
+    for &(name_at, name_len, value_at, value_len) in spans.iter() {
+        let name = &read[name_at..name_at + name_len];
+        let value = &read[value_at..value_at + value_len];
+        if !fields.see(name, value) {
+            return Parsed::Elsewhere;
+        }
+    }
+    let body_length = fields.length.unwrap_or(0);
+    if body_length > MAX_BUFFERED_BODY {
+        return Parsed::Elsewhere;
+    }
+    if read.len() < length + body_length {
+        return Parsed::AwaitingBody;
+    }
+    let head = read.split_to(length).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)) else {
+        return Parsed::Elsewhere;
+    };
+    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
+    for &(name_at, name_len, value_at, value_len) in spans.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&head[name_at..name_at + name_len]),
+            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)),
+        ) else {
+            // httparse took the field; `http` did not. hyper decides what to answer.
+            return Parsed::Elsewhere;
+        };
+        headers.append(name, value);
+    }
+    let body = if body_length == 0 {
+        Body::empty()
+    } else {
+        Body::from(read.split_to(body_length).freeze())
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Parsed::Request(Incoming {
+        request,
+        keep_alive: !fields.close,
+    })
+}
+
+/// What a request's fields say of how it is served.
+#[derive(Default)]
+struct RequestFields {
+    /// `Content-Length`, once read.
+    length: Option<usize>,
+    /// Whether `Connection` lists `close`.
+    close: bool,
+}
+
+impl RequestFields {
+    /// Notes one field; `false` when the request is one hyper serves.
+    fn see(&mut self, name: &[u8], value: &[u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.trim().parse::<usize>().ok());
+            match length {
+                Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
+                    self.length = Some(length);
+                    true
+                }
+                _ => false,
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&byte| byte == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return false;
+                }
+            }
+            true
+        } else {
+            !(name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"upgrade")
+                || name.eq_ignore_ascii_case(b"expect"))
+        }
+    }
+}
+
+/// Whether the service's answer asks for the connection to close after it.
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&byte| byte == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// How an answer's body goes out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body: `HEAD`, `1xx`, `204`, `304`.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Writes `response`; an error leaves the connection unusable.
+async fn write_response(
+    io: &mut TcpStream,
+    write: &mut Vec<u8>,
+    response: Response<Body>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::None
+    } else if body.is_end_stream() {
+        Framing::Length(0)
+    } else {
+        match body.size_hint().exact() {
+            Some(length) => Framing::Length(length),
+            None => Framing::Chunked,
+        }
+    };
+    write.clear();
+    encode_head(write, &parts, framing, close, body.size_hint().exact());
+    if framing == Framing::None {
+        return flush(io, write).await;
+    }
+    let mut sent: u64 = 0;
+    loop {
+        let next = match body.frame().now_or_never() {
+            Some(next) => next,
+            None => {
+                // The body is not ready: the client gets what is here meanwhile.
+                flush(io, write).await?;
+                body.frame().await
+            }
+        };
+        let Some(frame) = next else {
+            break;
+        };
+        let frame = frame.map_err(io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers are not sent.
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if let Framing::Length(length) = framing
+            && sent > length
+        {
+            return Err(io::Error::other(
+                "the answer's body is longer than its size",
+            ));
+        }
+        let chunked = framing == Framing::Chunked;
+        if chunked {
+            use std::io::Write;
+            let _ = write!(write, "{:x}\r\n", data.len());
+        }
+        if write.len() + data.len() <= WRITE_COALESCE {
+            write.extend_from_slice(&data);
+        } else {
+            flush(io, write).await?;
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            write.extend_from_slice(b"\r\n");
+        }
+    }
+    match framing {
+        Framing::Length(length) if sent < length => {
+            return Err(io::Error::other(
+                "the answer's body is shorter than its size",
+            ));
+        }
+        Framing::Chunked => write.extend_from_slice(b"0\r\n\r\n"),
+        _ => {}
+    }
+    flush(io, write).await
+}
+
+async fn flush(io: &mut TcpStream, write: &mut Vec<u8>) -> io::Result<()> {
+    if !write.is_empty() {
+        io.write_all(write).await?;
+        write.clear();
+    }
+    Ok(())
+}
+
+/// Encodes the status line and the fields: the service's own but for framing, which follows
+/// `framing` (a `HEAD` or `304` answer keeps the `Content-Length` it was given, or gets the
+/// body's size), then `Date` unless given, then `Connection: close` when `close`.
+fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    framing: Framing,
+    close: bool,
+    size: Option<u64>,
+) {
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let keeps_length =
+        framing == Framing::None && status != StatusCode::NO_CONTENT && !status.is_informational();
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        if *name == header::TRANSFER_ENCODING
+            || (*name == header::CONTENT_LENGTH && !keeps_length)
+            || (*name == header::CONNECTION && close)
+        {
+            continue;
+        }
+        has_length |= *name == header::CONTENT_LENGTH;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut digits = itoa::Buffer::new();
+    match framing {
+        Framing::Length(length) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(digits.format(length).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None => {
+            // An empty body says nothing of the length a `GET` would get.
+            if let (true, false, Some(length @ 1..)) = (keeps_length, has_length, size)
+                && status != StatusCode::NOT_MODIFIED
+            {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(digits.format(length).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        now_http_date(|date| out.extend_from_slice(date));
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The `Date` value of the current second, formatted once per second per thread.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// Calls `with` on the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn now_http_date(with: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    DATE.with_borrow_mut(|(cached, date)| {
+        if *cached != second {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == date.len() {
+                date.copy_from_slice(text.as_bytes());
+                *cached = second;
+            } else {
+                return with(text.as_bytes());
+            }
+        }
+        with(date)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::{Router, routing::get};
+    use bytes::Bytes;
+    use tokio::{sync::Notify, task::JoinHandle};
+    use tower::util::BoxCloneSyncService;
+
+    use super::*;
+
+    struct Server {
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        served: JoinHandle<io::Result<()>>,
+        /// Told when a `/held` request is in its handler.
+        entered: Arc<Notify>,
+        /// Releases the answer of `/held`.
+        release: Arc<Notify>,
+    }
+
+    /// Serves a few routes: `/hello`, `/echo` (the body back), `/stream` (chunks of unknown
+    /// total size), `/held` (answers once released).
+    async fn server() -> Server {
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (enter, held) = (entered.clone(), release.clone());
+        let router = Router::new()
+            .route("/hello", get(|| async { "hello" }))
+            .route(
+                "/echo",
+                axum::routing::post(|body: Bytes| async move { body }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let chunks =
+                        ["one ", "two"].map(|chunk| Ok::<_, Infallible>(Bytes::from(chunk)));
+                    Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/held",
+                get(move || async move {
+                    enter.notify_one();
+                    held.notified().await;
+                    "released"
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(
+            listener,
+            BoxCloneSyncService::new(router),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            stop: Some(stop),
+            served,
+            entered,
+            release,
+        }
+    }
+
+    /// Writes `requests` on one connection and reads until the server closes it.
+    async fn exchange(addr: SocketAddr, requests: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(requests).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+
+    /// The answers in `text`, each as its head's lines (without `date`) and its body.
+    fn answers(text: &str) -> Vec<(Vec<&str>, &str)> {
+        let mut rest = text;
+        let mut answers = Vec::new();
+        while let Some((head, after)) = rest.split_once("\r\n\r\n") {
+            let lines: Vec<&str> = head
+                .split("\r\n")
+                .filter(|line| !line.starts_with("date: "))
+                .collect();
+            let length = lines
+                .iter()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |length| length.parse().unwrap());
+            answers.push((lines, &after[..length]));
+            rest = &after[length..];
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn requests_on_one_connection_are_answered_in_order() {
+        let server = server().await;
+        let text = exchange(
+            server.addr,
+            b"GET /hello HTTP/1.1\r\nhost: a\r\n\r\n\
+              POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nworld\
+              GET /missing HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(text.contains("\r\ndate: "), "{text}");
+        let answers = answers(&text);
+        assert_eq!(answers.len(), 3, "{text}");
+        assert_eq!(answers[0].0[0], "HTTP/1.1 200 OK");
+        assert!(answers[0].0.contains(&"content-length: 5"));
+        assert_eq!(answers[0].1, "hello");
+        assert_eq!(answers[1].1, "world");
+        assert_eq!(answers[2].0[0], "HTTP/1.1 404 Not Found");
+        assert!(answers[2].0.contains(&"connection: close"));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_arrives_after_its_head_is_waited_for() {
+        let server = server().await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: 11\r\n\r\nhello")
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        stream.write_all(b" again").await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert_eq!(answers(&answer)[0].1, "hello again");
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_size_is_chunked_and_a_head_answer_has_none() {
+        let server = server().await;
+        let text = exchange(
+            server.addr,
+            b"GET /stream HTTP/1.1\r\nhost: a\r\n\r\n\
+              HEAD /hello HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let (chunked, head) = text.split_once("0\r\n\r\n").unwrap();
+        assert!(chunked.contains("transfer-encoding: chunked\r\n"), "{text}");
+        assert!(
+            chunked.ends_with("\r\n\r\n4\r\none \r\n3\r\ntwo\r\n"),
+            "{text}"
+        );
+        // The length a GET would get, and nothing after the head.
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("content-length: 5\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn what_is_not_read_here_is_served_by_hyper() {
+        let server = server().await;
+        // A chunked body, HTTP/1.0, a head over the bound read here, a body over the bound.
+        let chunked = exchange(
+            server.addr,
+            b"POST /echo HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await;
+        assert!(chunked.ends_with("hello"), "{chunked}");
+        let old = exchange(server.addr, b"GET /hello HTTP/1.0\r\n\r\n").await;
+        assert!(
+            old.starts_with("HTTP/1.0 200 OK\r\n") && old.ends_with("hello"),
+            "{old}"
+        );
+        let long = format!(
+            "GET /hello HTTP/1.1\r\nhost: a\r\nx-long: {}\r\nconnection: close\r\n\r\n",
+            "a".repeat(MAX_HEAD_BYTES)
+        );
+        let long = exchange(server.addr, long.as_bytes()).await;
+        assert!(
+            long.starts_with("HTTP/1.1 200 OK\r\n") && long.ends_with("hello"),
+            "{long}"
+        );
+        let large = "b".repeat(MAX_BUFFERED_BODY + 1);
+        let request = format!(
+            "POST /echo HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{large}",
+            large.len()
+        );
+        let echoed = exchange(server.addr, request.as_bytes()).await;
+        assert!(echoed.ends_with(&large), "{}", &echoed[..200]);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_or_huge_head_gets_hyper_s_answer() {
+        let server = server().await;
+        let malformed = exchange(server.addr, b"GET /hello HTTP/1.1\r\nbad header\r\n\r\n").await;
+        assert!(malformed.starts_with("HTTP/1.1 400 "), "{malformed}");
+        let fields: String = (0..200).map(|n| format!("x-field-{n}: {n}\r\n")).collect();
+        let many = format!("GET /hello HTTP/1.1\r\nhost: a\r\n{fields}\r\n");
+        let many = exchange(server.addr, many.as_bytes()).await;
+        assert!(many.starts_with("HTTP/1.1 431 "), "{many}");
+    }
+
+    #[tokio::test]
+    async fn a_drain_closes_idle_connections_and_lets_answers_finish() {
+        let mut server = server().await;
+        let mut idle = TcpStream::connect(server.addr).await.unwrap();
+        idle.write_all(b"GET /hello HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0; 1024];
+        let read = idle.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..read]).ends_with("hello"));
+        let mut busy = TcpStream::connect(server.addr).await.unwrap();
+        busy.write_all(b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        // The held request is in the handler before the drain starts.
+        server.entered.notified().await;
+        server.stop.take().unwrap().send(()).unwrap();
+        let mut rest = Vec::new();
+        idle.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.is_empty(),
+            "the idle connection is closed without an answer"
+        );
+        assert!(
+            !server.served.is_finished(),
+            "an answer is still on its way"
+        );
+        server.release.notify_one();
+        let mut answer = String::new();
+        busy.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("released"), "{answer}");
+        server.served.await.unwrap().unwrap();
+    }
+}
