@@ -402,7 +402,14 @@ impl Inner {
         forwarded: bool,
     ) -> Result<Response, MeshError> {
         let route = &self.routes[index];
-        let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        let request = request.map(|body| {
+            if axum::body::HttpBody::is_end_stream(&body) {
+                // Most requests: nothing to box.
+                BoxBody::default()
+            } else {
+                body.map_err(BoxError::from).boxed_unsync()
+            }
+        });
         if route.limiter.is_none()
             && route.breaker.is_none()
             && route.timeout.is_none()

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! observe (trace-context extraction, tracing span, RED metrics)
-//!   ─► panic → 500 JSON ─► token verification (when configured) ─► deadline honouring
-//!   ─► request body limit ─► router (each matched route labels its response)
+//!   ─► panic → 500 JSON ─► token verification (when configured) ─► errors → JSON answers
+//!   ─► deadline honouring ─► request body limit ─► router (each matched route labels its
+//!   response)
 //! ```
 //!
 //! They wrap the router once, not each of its routes: a request clones the stack once, and
@@ -20,7 +21,6 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    error_handling::HandleErrorLayer,
     extract::{DefaultBodyLimit, MatchedPath, Request},
     response::{IntoResponse, Response},
 };
@@ -28,10 +28,10 @@ use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, header};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use super::ServerSettings;
+use super::{ServerSettings, body_limit::BodyLimit};
 use crate::{
     auth::{AuthError, AuthSettings, JwtVerifier, bearer_token},
     context::Subject,
@@ -86,18 +86,94 @@ where
                 auth: auth.clone(),
             })
         }))
-        .layer(HandleErrorLayer::new(|error: BoxError| async move {
-            MeshError::from_boxed(error).into_response()
+        .layer(tower::layer::layer_fn(|inner| AnswerErrors {
+            inner,
+            refused: None,
         }))
         .layer(HonorDeadlineLayer::new().max_budget(settings.max_deadline))
-        .map_response(IntoResponse::into_response)
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(tower::layer::layer_fn(|inner| BodyLimit {
+            inner,
+            limit: settings.body_limit,
+        }))
         // axum's extractors cap bodies at their own default; a larger configured limit lifts
         // that cap (the layer above enforces it). A smaller one needs nothing more, and saves
         // an extension per request.
         .option_layer((settings.body_limit > AXUM_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .service(routed);
     BoxCloneSyncService::new(stack)
+}
+
+/// Answers the error of a layer inside it with the error's response (its kind's status, the
+/// JSON error body), so the served stack never fails.
+struct AnswerErrors<S> {
+    inner: S,
+    /// Why the inner layers could not take a request, answered to the next one.
+    refused: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for AnswerErrors<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            refused: None,
+        }
+    }
+}
+
+impl<S> Service<Request> for AnswerErrors<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answered<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.refused.is_none()
+            && let Err(error) = ready!(self.inner.poll_ready(cx))
+        {
+            self.refused = Some(error.into());
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.refused.take() {
+            Some(error) => Answered::Refused { error: Some(error) },
+            None => Answered::Called {
+                future: self.inner.call(request),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`AnswerErrors`].
+    #[project = AnsweredProj]
+    enum Answered<F> {
+        Called { #[pin] future: F },
+        Refused { error: Option<BoxError> },
+    }
+}
+
+impl<F, E> Future for Answered<F>
+where
+    F: Future<Output = Result<Response, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let error = match self.project() {
+            AnsweredProj::Called { future } => match ready!(future.poll(cx)) {
+                Ok(response) => return Poll::Ready(Ok(response)),
+                Err(error) => error.into(),
+            },
+            AnsweredProj::Refused { error } => error.take().expect("polled after completion"),
+        };
+        Poll::Ready(Ok(MeshError::from_boxed(error).into_response()))
+    }
 }
 
 /// The runtime's own paths, answered by its endpoints whatever the application routes.

@@ -24,6 +24,7 @@
 //! then stops accepting connections and lets in-flight requests finish within
 //! `server.drain_timeout`.
 
+mod body_limit;
 mod http1;
 mod layers;
 mod registration;
