@@ -46,7 +46,22 @@ pub(crate) struct Conn {
 }
 
 /// Where a header field's name and value lie in a head: offset and length of each.
-type Span = (usize, usize, usize, usize);
+pub(crate) type Span = (usize, usize, usize, usize);
+
+/// Notes in `spans` where each of `fields`, parsed from `head`, lies in it, so that the values
+/// can be taken as slices of the head once it is frozen.
+pub(crate) fn field_spans(head: &[u8], fields: &[httparse::Header<'_>], spans: &mut Vec<Span>) {
+    let base = head.as_ptr() as usize;
+    spans.clear();
+    spans.extend(fields.iter().map(|field| {
+        (
+            field.name.as_ptr() as usize - base,
+            field.name.len(),
+            field.value.as_ptr() as usize - base,
+            field.value.len(),
+        )
+    }));
+}
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -344,17 +359,7 @@ fn parse_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each field lies in the head, so the values can be slices of it.
-    let base = read.as_ptr() as usize;
-    spans.clear();
-    spans.extend(parsed.headers.iter().map(|field| {
-        (
-            field.name.as_ptr() as usize - base,
-            field.name.len(),
-            field.value.as_ptr() as usize - base,
-            field.value.len(),
-        )
-    }));
+    field_spans(read, parsed.headers, spans);
     let head = read.split_to(length).freeze();
     // With room for a few fields more: a proxy adds some (request ID, CORS) to the answer.
     let mut headers = HeaderMap::with_capacity(spans.len() + 4);

@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-mod http1;
+pub(crate) mod http1;
 mod layers;
 pub mod pool;
 mod settings;

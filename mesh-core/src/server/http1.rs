@@ -45,7 +45,10 @@ use tokio::{
 use tower::{Service, ServiceExt};
 
 use super::layers::App;
-use crate::client::pool::Upgraded;
+use crate::client::{
+    http1::{Span, field_spans},
+    pool::Upgraded,
+};
 
 /// The largest request head read here; a larger one goes to hyper, which answers `431`.
 pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -230,9 +233,6 @@ enum Parsed {
     Elsewhere,
 }
 
-/// Where each field lies in the head: name offset, name length, value offset, value length.
-type Span = (usize, usize, usize, usize);
-
 /// Parses the request at the front of `read`; takes its bytes when it is served here.
 fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -252,18 +252,9 @@ fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
     if method == Method::CONNECT {
         return Parsed::Elsewhere;
     }
-    let base = read.as_ptr() as usize;
     let path = parsed.path.unwrap_or_default();
-    let path_span = (path.as_ptr() as usize - base, path.len());
-    spans.clear();
-    spans.extend(parsed.headers.iter().map(|field| {
-        (
-            field.name.as_ptr() as usize - base,
-            field.name.len(),
-            field.value.as_ptr() as usize - base,
-            field.value.len(),
-        )
-    }));
+    let path_span = (path.as_ptr() as usize - read.as_ptr() as usize, path.len());
+    field_spans(read, parsed.headers, spans);
     // The fields are checked on the bytes before any is taken, so a request that goes to
     // hyper leaves the buffer as it was.
     let mut fields = RequestFields::default();
