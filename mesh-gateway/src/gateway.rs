@@ -418,6 +418,24 @@ impl Inner {
             // No policy (and so no fallback): straight upstream.
             return self.forward(route, request, &captures).await;
         }
+        if let Some(limiter) = &route.limiter
+            && route.breaker.is_none()
+            && route.timeout.is_none()
+            && route.retry.is_none()
+            && route.fallback.is_none()
+        {
+            // Only a rate limit: decided here, with no policy stack assembled around the call.
+            return match limiter.admit(&request).await {
+                Ok(decision) => {
+                    let mut response = self.forward(route, request, &captures).await?;
+                    if let Some(decision) = decision {
+                        decision.write_headers(response.headers_mut());
+                    }
+                    Ok(response)
+                }
+                Err(error) => refused(route, error),
+            };
+        }
         // A `forward:` fallback sends the request again, so its head is kept.
         let head = match route.fallback.as_ref().and_then(Fallback::forward_path) {
             Some(path) if !forwarded => Some((path, forward_head(&request, path)?)),
@@ -454,23 +472,11 @@ impl Inner {
                 }
                 return Ok(response);
             }
-            Err(error) => {
-                let refusal = route
-                    .limit_headers
-                    .then(|| error.downcast_ref::<RateLimited>().map(|r| *r.decision()))
-                    .flatten();
-                let error = MeshError::from_boxed(error);
-                if let Some(decision) = refusal {
-                    // A refusal tells the quota too, as Spring's `429` does.
-                    let mut response = error.into_response();
-                    decision.write_headers(response.headers_mut());
-                    return Ok(response);
-                }
-                if !falls_back(&error) {
-                    return Err(error);
-                }
-                error
-            }
+            Err(error) => match refused(route, error) {
+                Ok(refusal) => return Ok(refusal),
+                Err(error) if !falls_back(&error) => return Err(error),
+                Err(error) => error,
+            },
         };
         match (&route.fallback, head) {
             (_, Some((path, head))) => {
@@ -769,6 +775,25 @@ fn requests_total(route: &str) -> StatusCounters {
         "mesh_gateway_requests_total",
         vec![metrics::Label::new("route", route.to_owned())],
     )
+}
+
+/// The answer to a call a route's policy refused: a rate limit's refusal, when the route tells
+/// the quota, is a `429` with the `X-RateLimit-*` headers, as Spring's is; any other error is
+/// returned as the error it is.
+fn refused(route: &Route, error: BoxError) -> Result<Response, MeshError> {
+    let refusal = route
+        .limit_headers
+        .then(|| error.downcast_ref::<RateLimited>().map(|r| *r.decision()))
+        .flatten();
+    let error = MeshError::from_boxed(error);
+    match refusal {
+        Some(decision) => {
+            let mut response = error.into_response();
+            decision.write_headers(response.headers_mut());
+            Ok(response)
+        }
+        None => Err(error),
+    }
 }
 
 /// Whether a failed upstream call is answered by the route's fallback: the failures of the

@@ -203,6 +203,22 @@ mod redis_store {
         assert_eq!(MeshError::from_boxed(error).status().as_u16(), 503);
     }
 
+    #[tokio::test]
+    async fn admit_waits_for_a_redis_store_and_decides_as_the_layer_does() {
+        let Some(url) = redis_url() else { return };
+        let prefix = format!("mesh-test:{}:{}:", std::process::id(), fastrand_suffix());
+        let store = RedisStore::new(&url).unwrap().with_prefix(prefix);
+        let config = RateLimitConfig::default()
+            .replenish_rate(1)
+            .burst_capacity(1)
+            .period(Duration::from_secs(3600))
+            .store_timeout(Duration::from_secs(2));
+        let limiter = RateLimitLayer::with_store("admit", config, Arc::new(store)).unwrap();
+        assert!(limiter.admit(&Request::new(())).await.unwrap().is_none());
+        let error = limiter.admit(&Request::new(())).await.unwrap_err();
+        assert!(is::<RateLimited>(&error), "the second call is refused");
+    }
+
     fn fastrand_suffix() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -230,6 +246,26 @@ async fn admitted_responses_carry_the_decision_only_when_asked() {
     let response = service.oneshot(Request::new(())).await.unwrap();
     let decision = response.extensions().get::<Decision>().unwrap();
     assert_eq!(decision.remaining(), 19);
+}
+
+#[tokio::test]
+async fn admit_decides_as_the_layer_does_without_a_service() {
+    let config = RateLimitConfig::default()
+        .replenish_rate(1)
+        .burst_capacity(2)
+        .period(Duration::from_secs(3600));
+    let quiet = RateLimitLayer::new("admit-quiet", config.clone());
+    assert!(quiet.admit(&Request::new(())).await.unwrap().is_none());
+
+    let told = RateLimitLayer::new("admit-told", config.include_headers(true));
+    let first = told.admit(&Request::new(())).await.unwrap().unwrap();
+    assert_eq!(first.remaining(), 1);
+    let second = told.admit(&Request::new(())).await.unwrap().unwrap();
+    assert_eq!(second.remaining(), 0);
+    let error = told.admit(&Request::new(())).await.unwrap_err();
+    assert!(is::<RateLimited>(&error), "the third call is refused");
+    let refused = error.downcast_ref::<RateLimited>().unwrap().decision();
+    assert!(refused.retry_after() > Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]

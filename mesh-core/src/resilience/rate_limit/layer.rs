@@ -70,6 +70,26 @@ impl RateLimitLayer {
     }
 }
 
+impl RateLimitLayer {
+    /// Decides whether `request` may go on, as the services this layer builds do, for a caller
+    /// that is not a tower service (a proxy that checks the limit before its own call, say).
+    /// Admitted, it is the decision when the configuration asks to tell it
+    /// ([`include_headers`](RateLimitConfig::include_headers)); refused, a [`RateLimited`]
+    /// error (or [`MissingKey`](super::MissingKey), or
+    /// [`StoreUnavailable`](super::StoreUnavailable) under a fail-closed policy). A local
+    /// store decides without waiting; a Redis store within the configured store timeout. The
+    /// request is read when this is called (for its key); the future does not hold it.
+    ///
+    /// [`RateLimited`]: super::RateLimited
+    pub fn admit<'a, B>(
+        &'a self,
+        request: &http::Request<B>,
+    ) -> impl Future<Output = Result<Option<super::Decision>, crate::error::BoxError>> + Send + use<'a, B>
+    {
+        self.shared.admit(request)
+    }
+}
+
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 

@@ -126,6 +126,29 @@ where
 }
 
 impl Shared {
+    /// Decides for `request` as [`RateLimit`] does, for a caller that is not a service. The
+    /// request is read at once (its key), not held by the future.
+    pub(super) fn admit<'a, B>(
+        &'a self,
+        request: &Request<B>,
+    ) -> impl Future<Output = Result<Option<Decision>, BoxError>> + Send + use<'a, B> {
+        let key = self.key(request);
+        async move {
+            let key = key?;
+            let answer = match self.check(&key).into_ready() {
+                Ok(answer) => answer,
+                Err(pending) => {
+                    match tokio::time::timeout(self.config.store_timeout, pending).await {
+                        Ok(answer) => answer,
+                        Err(elapsed) => Err(StoreError::new(elapsed)),
+                    }
+                }
+            };
+            let decision = self.settle(answer)?;
+            Ok(self.config.include_headers.then_some(decision))
+        }
+    }
+
     /// The store key of a request: the limiter's name and the request's bucket.
     fn key<B>(&self, request: &Request<B>) -> Result<Cow<'_, str>, MissingKey> {
         if self.config.key == KeySource::Global {
