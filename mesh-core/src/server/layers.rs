@@ -410,3 +410,89 @@ impl IntoResponse for MeshError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use http::StatusCode;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Not ready once when `refuse` is set (then ready again); its calls fail with a timeout
+    /// for `/fail` and answer `200` otherwise.
+    #[derive(Clone)]
+    struct Flaky {
+        refuse: Arc<AtomicBool>,
+    }
+
+    impl Service<Request> for Flaky {
+        type Response = Response;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Response, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.refuse.swap(false, Ordering::SeqCst) {
+                return Poll::Ready(Err(MeshError::new(ErrorKind::BulkheadFull, "full").into()));
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request) -> Self::Future {
+            std::future::ready(if request.uri().path() == "/fail" {
+                Err(MeshError::new(ErrorKind::Timeout, "too slow").into())
+            } else {
+                Ok(Response::new(Body::from("ok")))
+            })
+        }
+    }
+
+    async fn kind_of(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, body["error"]["kind"].as_str().unwrap().to_owned())
+    }
+
+    fn get(path: &str) -> Request {
+        http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn errors_of_calls_and_of_readiness_are_answered_as_mesh_errors() {
+        let refuse = Arc::new(AtomicBool::new(false));
+        let mut service = AnswerErrors {
+            inner: Flaky {
+                refuse: refuse.clone(),
+            },
+            refused: None,
+        };
+        let answer = service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/fail"))
+            .await
+            .unwrap();
+        assert_eq!(
+            kind_of(answer).await,
+            (StatusCode::GATEWAY_TIMEOUT, "timeout".into())
+        );
+
+        // Readiness failed: the next call gets that error's answer, the one after goes through.
+        refuse.store(true, Ordering::SeqCst);
+        let answer = service.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(
+            kind_of(answer).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "bulkhead_full".into())
+        );
+        let answer = service.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+}
