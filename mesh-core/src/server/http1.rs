@@ -33,7 +33,7 @@ use http::{
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
     service::TowerToHyperService,
 };
@@ -69,9 +69,14 @@ const WRITE_COALESCE: usize = 16 * 1024;
 /// Accepts connections on `listener` and serves `app` on each until `drained` completes; then
 /// stops accepting, lets every connection finish the request it is serving, and returns once
 /// they have all closed.
+///
+/// A connection on which no request has come in whole for `idle_timeout` (idle between
+/// requests, or sending its head or body too slowly) is closed, within twice that time; a
+/// request being handled or answered is not held to it.
 pub(super) async fn serve(
     listener: TcpListener,
     app: App,
+    idle_timeout: Duration,
     drained: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (drain, draining) = watch::channel(false);
@@ -89,7 +94,14 @@ pub(super) async fn serve(
         };
         // Answers go out whole; nothing is gained by holding a small one back.
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, peer, app.clone(), draining.clone()));
+        let idle = Idle::new(idle_timeout);
+        tokio::spawn(connection(
+            stream,
+            peer,
+            app.clone(),
+            idle,
+            draining.clone(),
+        ));
     }
     drop(listener);
     let _ = drain.send(true);
@@ -119,11 +131,14 @@ async fn connection(
     mut io: TcpStream,
     peer: SocketAddr,
     mut app: App,
+    idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) {
     let mut read = BytesMut::with_capacity(READ_CHUNK);
     let mut write = Vec::new();
     let mut spans = Vec::new();
+    let timeout = idle.timeout;
+    let mut idle = std::pin::pin!(idle);
     loop {
         let incoming = loop {
             if !read.is_empty() {
@@ -133,22 +148,24 @@ async fn connection(
                     Parsed::AwaitingBody => {}
                     Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
                     Parsed::Incomplete | Parsed::Elsewhere => {
-                        return hand_off(io, read, peer, app, draining).await;
+                        return hand_off(io, read, peer, app, timeout, draining).await;
                     }
                 }
             }
             if read.capacity() - read.len() < READ_CHUNK / 4 {
                 read.reserve(READ_CHUNK);
             }
-            let filled = if read.is_empty() {
-                // Between requests: a drain closes the connection.
-                tokio::select! {
-                    biased;
-                    filled = io.read_buf(&mut read) => filled,
-                    _ = draining.wait_for(|drain| *drain) => return,
+            let filled = tokio::select! {
+                biased;
+                filled = io.read_buf(&mut read) => filled,
+                // Between requests, a drain closes the connection.
+                _ = draining.wait_for(|drain| *drain), if read.is_empty() => return,
+                expired = idle.as_mut().expired() => {
+                    if expired {
+                        return;
+                    }
+                    continue;
                 }
-            } else {
-                io.read_buf(&mut read).await
             };
             match filled {
                 // Closed, or closed within a head: nothing to answer.
@@ -169,6 +186,7 @@ async fn connection(
         let response = response.unwrap_or_else(|never: Infallible| match never {});
         let close = !keep_alive || *draining.borrow() || asks_to_close(response.headers());
         let written = write_response(&mut io, &mut write, response, head, close).await;
+        idle.as_mut().served();
         if close || written.is_err() {
             let _ = io.shutdown().await;
             return;
@@ -183,6 +201,7 @@ async fn hand_off(
     read: BytesMut,
     peer: SocketAddr,
     app: App,
+    idle_timeout: Duration,
     mut draining: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
@@ -194,6 +213,11 @@ async fn hand_off(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // HTTP/2 WebSockets need the extended CONNECT protocol.
     builder.http2().enable_connect_protocol();
+    // The same bound on a slow or silent client, as hyper has it: each head within the time.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout);
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     let mut connection = std::pin::pin!(connection);
     let mut draining_seen = false;
@@ -210,6 +234,49 @@ async fn hand_off(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's idle timer. Requests are counted, not timed: when the timer fires, a
+    /// connection that completed a request since the last firing gets another period, and one
+    /// that did not is idle. A request costs an increment, not a clock read or a timer reset.
+    struct Idle {
+        #[pin]
+        timer: tokio::time::Sleep,
+        timeout: Duration,
+        served: u64,
+        seen: u64,
+    }
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timer: tokio::time::sleep(timeout),
+            timeout,
+            served: 0,
+            seen: 0,
+        }
+    }
+
+    /// Notes a request answered.
+    fn served(self: std::pin::Pin<&mut Self>) {
+        *self.project().served += 1;
+    }
+
+    /// Completes when the timer fires: `true` when no request was answered since the last
+    /// firing (the connection is idle), `false` when one was (the timer is armed again).
+    async fn expired(mut self: std::pin::Pin<&mut Self>) -> bool {
+        self.as_mut().project().timer.await;
+        let this = self.project();
+        if *this.served == *this.seen {
+            return true;
+        }
+        *this.seen = *this.served;
+        this.timer
+            .reset(tokio::time::Instant::now() + *this.timeout);
+        false
     }
 }
 
@@ -569,6 +636,10 @@ mod tests {
     /// Serves a few routes: `/hello`, `/echo` (the body back), `/stream` (chunks of unknown
     /// total size), `/held` (answers once released).
     async fn server() -> Server {
+        server_idle_after(Duration::from_secs(60)).await
+    }
+
+    async fn server_idle_after(idle_timeout: Duration) -> Server {
         let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (enter, held) = (entered.clone(), release.clone());
         let router = Router::new()
@@ -599,6 +670,7 @@ mod tests {
         let served = tokio::spawn(serve(
             listener,
             BoxCloneSyncService::new(router),
+            idle_timeout,
             async move {
                 let _ = stopped.await;
             },
@@ -774,5 +846,60 @@ mod tests {
         assert!(answer.contains("connection: close\r\n"), "{answer}");
         assert!(answer.ends_with("released"), "{answer}");
         server.served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_whole_request_for_the_idle_timeout_is_closed() {
+        let idle = Duration::from_secs(10);
+        let server = server_idle_after(idle).await;
+        // Served once, then silent.
+        let mut quiet = TcpStream::connect(server.addr).await.unwrap();
+        quiet
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0; 1024];
+        let read = quiet.read(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..read]).ends_with("hello"));
+        let answered = tokio::time::Instant::now();
+        // A head that never ends.
+        let mut slow = TcpStream::connect(server.addr).await.unwrap();
+        slow.write_all(b"GET /hello HTTP/1.1\r\nhost:")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(3 * idle, quiet.read_to_end(&mut rest))
+            .await
+            .expect("the quiet connection is closed")
+            .unwrap();
+        assert!(rest.is_empty());
+        let waited = answered.elapsed();
+        assert!(
+            waited >= idle && waited <= 2 * idle,
+            "closed after {waited:?}"
+        );
+        tokio::time::timeout(3 * idle, slow.read_to_end(&mut rest))
+            .await
+            .expect("the slow connection is closed")
+            .unwrap();
+        assert!(rest.is_empty(), "no answer to half a head");
+        assert!(answered.elapsed() <= 2 * idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_keeps_sending_requests_stays_open() {
+        let idle = Duration::from_secs(10);
+        let server = server_idle_after(idle).await;
+        let mut busy = TcpStream::connect(server.addr).await.unwrap();
+        let mut answer = [0; 1024];
+        // A request every 6 s for a minute: never a whole period without one.
+        for _ in 0..10 {
+            busy.write_all(b"GET /hello HTTP/1.1\r\nhost: a\r\n\r\n")
+                .await
+                .unwrap();
+            let read = busy.read(&mut answer).await.unwrap();
+            assert!(String::from_utf8_lossy(&answer[..read]).ends_with("hello"));
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
     }
 }

@@ -408,7 +408,7 @@ impl Mesh {
             .map(TlsSettings::server_config)
             .transpose()?;
         let (local_addr, server_task) = if server.threads > 0 {
-            workers::spawn(server.address, server.threads, app, tls, stopped)?
+            workers::spawn(&server, app, tls, stopped)?
         } else {
             let listener = TcpListener::bind(server.address).await.map_err(|e| {
                 MeshError::new(
@@ -421,7 +421,7 @@ impl Mesh {
                 .local_addr()
                 .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
             let task = match tls {
-                None => tokio::spawn(http1::serve(listener, app, stopped)),
+                None => tokio::spawn(http1::serve(listener, app, server.idle_timeout, stopped)),
                 Some(config) => {
                     use axum::serve::ListenerExt;
                     let make_service =

@@ -13,6 +13,7 @@ use crate::auth::AuthSettings;
 ///   advertise_host: orders.internal   # what the registry tells callers
 ///   body_limit: 2097152
 ///   drain_timeout: 30s
+///   idle_timeout: 60s
 ///   max_deadline: 60s
 ///   auth:                                 # token verification, off by default
 ///     jwt: { public_key: /etc/mesh/auth.pem, issuer: auth-service }
@@ -32,6 +33,11 @@ pub struct ServerSettings {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How long a plain-TCP connection may go without sending a whole request (idle between
+    /// requests, or sending its head or body too slowly) before it is closed; it is closed
+    /// within twice this time. A request being handled is not held to it.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// The longest deadline a caller may ask for; longer ones are cut to it.
     #[serde(with = "humantime_serde")]
     pub max_deadline: Duration,
@@ -47,13 +53,14 @@ pub struct ServerSettings {
 }
 
 impl Default for ServerSettings {
-    /// `127.0.0.1:0`, 2 MiB bodies, 30 s to drain, deadlines up to 60 s.
+    /// `127.0.0.1:0`, 2 MiB bodies, 30 s to drain, 60 s idle, deadlines up to 60 s.
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_host: None,
             body_limit: 2 * 1024 * 1024,
             drain_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             max_deadline: Duration::from_secs(60),
             auth: AuthSettings::default(),
             tls: None,

@@ -3,7 +3,7 @@
 //! connection lives on one thread from accept to close, with no work stealing and no
 //! cross-thread wake-ups on the request path.
 
-use std::{io, net::SocketAddr, sync::Arc, thread};
+use std::{io, net::SocketAddr, sync::Arc, thread, time::Duration};
 
 use rustls::ServerConfig;
 use tokio::{
@@ -12,19 +12,20 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{http1, layers::App, tls::TlsListener};
+use super::{ServerSettings, http1, layers::App, tls::TlsListener};
 use crate::error::{ErrorKind, MeshError};
 
-/// Binds `threads` listeners to `address` and serves `app` on a thread each until
+/// Binds `server.threads` listeners to `server.address` and serves `app` on a thread each until
 /// `stopped` completes; then every worker drains gracefully. The returned task ends when every
 /// worker has; aborting it stops the workers at once, closing their connections.
 pub(super) fn spawn(
-    address: SocketAddr,
-    threads: usize,
+    settings: &ServerSettings,
     app: App,
     tls: Option<Arc<ServerConfig>>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), MeshError> {
+    let (address, threads, idle_timeout) =
+        (settings.address, settings.threads, settings.idle_timeout);
     let bind_error = |e: io::Error| {
         MeshError::new(ErrorKind::Config, format!("binding {address}: {e}")).with_source(e)
     };
@@ -45,7 +46,7 @@ pub(super) fn spawn(
         thread::Builder::new()
             .name(format!("mesh-worker-{index}"))
             .spawn(move || {
-                let result = run(listener, app, tls, draining, aborted);
+                let result = run(listener, app, idle_timeout, tls, draining, aborted);
                 let _ = done.send(result);
             })
             .map_err(|e| MeshError::new(ErrorKind::Internal, format!("starting a worker: {e}")))?;
@@ -83,6 +84,7 @@ fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 fn run(
     listener: std::net::TcpListener,
     app: App,
+    idle_timeout: Duration,
     tls: Option<Arc<ServerConfig>>,
     mut draining: watch::Receiver<bool>,
     aborted: oneshot::Receiver<()>,
@@ -97,7 +99,7 @@ fn run(
         };
         let serve = async move {
             match tls {
-                None => http1::serve(listener, app, drained).await,
+                None => http1::serve(listener, app, idle_timeout, drained).await,
                 Some(config) => {
                     use axum::serve::ListenerExt;
                     let listener = TlsListener::new(listener, config)?.tap_io(|_| {});
