@@ -25,7 +25,7 @@
 //! `server.drain_timeout`.
 
 mod body_limit;
-mod http1;
+mod connections;
 mod layers;
 mod registration;
 mod settings;
@@ -53,7 +53,7 @@ use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tower::Service;
 
-use self::{registration::Registration, tls::TlsListener};
+use self::registration::Registration;
 pub use self::{
     settings::{RegistrySettings, ServerSettings},
     tls::TlsSettings,
@@ -420,20 +420,8 @@ impl Mesh {
             let local_addr = listener
                 .local_addr()
                 .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
-            let task = match tls {
-                None => tokio::spawn(http1::serve(listener, app, server.idle_timeout, stopped)),
-                Some(config) => {
-                    use axum::serve::ListenerExt;
-                    let make_service =
-                        axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
-                    let listener = TlsListener::new(listener, config)
-                        .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?
-                        // Tapped so that the peer address reaches handlers as for plain TCP.
-                        .tap_io(|_| {});
-                    let serve = axum::serve(listener, make_service).with_graceful_shutdown(stopped);
-                    tokio::spawn(async move { serve.await })
-                }
-            };
+            let serve = connections::serve(listener, app, server.idle_timeout, tls, stopped);
+            let task = tokio::spawn(serve);
             (local_addr, task)
         };
         let registration = match (&self.inner.clients.registry, registry_settings.register) {

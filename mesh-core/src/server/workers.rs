@@ -12,7 +12,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{ServerSettings, http1, layers::App, tls::TlsListener};
+use super::{ServerSettings, connections, layers::App};
 use crate::error::{ErrorKind, MeshError};
 
 /// Binds `server.threads` listeners to `server.address` and serves `app` on a thread each until
@@ -97,20 +97,7 @@ fn run(
         let drained = async move {
             let _ = draining.wait_for(|drain| *drain).await;
         };
-        let serve = async move {
-            match tls {
-                None => http1::serve(listener, app, idle_timeout, drained).await,
-                Some(config) => {
-                    use axum::serve::ListenerExt;
-                    let listener = TlsListener::new(listener, config)?.tap_io(|_| {});
-                    let make_service =
-                        axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app);
-                    axum::serve(listener, make_service)
-                        .with_graceful_shutdown(drained)
-                        .await
-                }
-            }
-        };
+        let serve = connections::serve(listener, app, idle_timeout, tls, drained);
         tokio::select! {
             served = serve => served,
             _ = aborted => Ok(()),

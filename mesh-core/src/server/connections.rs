@@ -1,8 +1,8 @@
-//! Plain-TCP connections, served by mesh's own HTTP/1.1 path for the common request and by
-//! hyper for everything else.
+//! The server's connections: accepted here, served by mesh's own HTTP/1.1 path for the common
+//! request and by hyper for everything else.
 //!
-//! Most requests a service or the gateway gets are HTTP/1.1 keep-alive requests with no body
-//! or a small one. Those are read here: the head is parsed with `httparse` into an
+//! Most requests a service or the gateway gets are plain HTTP/1.1 keep-alive requests with no
+//! body or a small one. Those are read here: the head is parsed with `httparse` into an
 //! uninitialised field array and its header values are slices of the bytes read; the answer's
 //! head is encoded into one reused buffer and written with its body's first bytes. No
 //! dispatcher, no per-connection task besides the connection's own, no shutdown watcher polled
@@ -13,6 +13,7 @@
 //! `CONNECT`, `Expect`, a chunked body or one larger than [`MAX_BUFFERED_BODY`], a head larger
 //! than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields, and a head that does not
 //! parse. hyper answers those as it always has (`400`, `431`, upgrades, streaming bodies).
+//! TLS connections are hyper's from the end of their handshake (HTTP/2 or HTTP/1.1 by ALPN).
 
 use std::{
     cell::RefCell,
@@ -20,6 +21,7 @@ use std::{
     io,
     mem::MaybeUninit,
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -44,7 +46,10 @@ use tokio::{
 };
 use tower::{Service, ServiceExt};
 
-use super::layers::App;
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use super::{layers::App, tls};
 use crate::client::{
     http1::{Span, field_spans},
     pool::Upgraded,
@@ -77,8 +82,10 @@ pub(super) async fn serve(
     listener: TcpListener,
     app: App,
     idle_timeout: Duration,
+    tls: Option<Arc<ServerConfig>>,
     drained: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let tls = tls.map(TlsAcceptor::from);
     let (drain, draining) = watch::channel(false);
     let mut drained = std::pin::pin!(drained);
     loop {
@@ -94,14 +101,22 @@ pub(super) async fn serve(
         };
         // Answers go out whole; nothing is gained by holding a small one back.
         let _ = stream.set_nodelay(true);
-        let idle = Idle::new(idle_timeout);
-        tokio::spawn(connection(
-            stream,
-            peer,
-            app.clone(),
-            idle,
-            draining.clone(),
-        ));
+        let (app, draining) = (app.clone(), draining.clone());
+        match &tls {
+            None => {
+                let idle = Idle::new(idle_timeout);
+                tokio::spawn(connection(stream, peer, app, idle, draining));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Some(stream) = tls::handshake(acceptor, stream, peer).await {
+                        let io = TokioIo::new(stream);
+                        hyper_serves(io, peer, app, idle_timeout, draining).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = drain.send(true);
@@ -148,7 +163,9 @@ async fn connection(
                     Parsed::AwaitingBody => {}
                     Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
                     Parsed::Incomplete | Parsed::Elsewhere => {
-                        return hand_off(io, read, peer, app, timeout, draining).await;
+                        // hyper takes the connection, the bytes already read first.
+                        let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
+                        return hyper_serves(io, peer, app, timeout, draining).await;
                     }
                 }
             }
@@ -194,17 +211,16 @@ async fn connection(
     }
 }
 
-/// Serves the rest of the connection with hyper (HTTP/1 or HTTP/2, upgrades included), the
-/// bytes already read first.
-async fn hand_off(
-    io: TcpStream,
-    read: BytesMut,
+/// Serves the rest of the connection with hyper (HTTP/1 or HTTP/2, upgrades included).
+async fn hyper_serves<I>(
+    io: I,
     peer: SocketAddr,
     app: App,
     idle_timeout: Duration,
     mut draining: watch::Receiver<bool>,
-) {
-    let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let app = app.map_request(move |request: Request<hyper::body::Incoming>| {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
@@ -671,6 +687,7 @@ mod tests {
             listener,
             BoxCloneSyncService::new(router),
             idle_timeout,
+            None,
             async move {
                 let _ = stopped.await;
             },
