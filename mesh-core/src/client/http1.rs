@@ -139,67 +139,17 @@ impl Conn {
         let chunked = framing.is_none() && !body.is_end_stream();
         self.write.clear();
         encode_head(&mut self.write, parts, framing, chunked);
-        if !body.is_end_stream() {
-            let mut sent: u64 = 0;
-            loop {
-                let next = match body.frame().now_or_never() {
-                    Some(next) => next,
-                    None => {
-                        // The body is not ready: the upstream gets the head (and the body so
-                        // far) meanwhile, as it may answer or wait on it first.
-                        self.flush().await?;
-                        body.frame().await
-                    }
-                };
-                let Some(frame) = next else {
-                    break;
-                };
-                let frame = frame.map_err(Failure::Failed)?;
-                let Ok(data) = frame.into_data() else {
-                    // Trailers are not forwarded.
-                    continue;
-                };
-                if data.is_empty() {
-                    continue;
-                }
-                sent += data.len() as u64;
-                if framing.is_some_and(|length| sent > length) {
-                    return Err(Failure::Failed(
-                        "the request body is longer than its size".into(),
-                    ));
-                }
-                if chunked {
-                    use std::io::Write;
-                    let _ = write!(self.write, "{:x}\r\n", data.len());
-                }
-                if self.write.len() + data.len() <= WRITE_COALESCE {
-                    self.write.extend_from_slice(&data);
-                } else {
-                    self.flush().await?;
-                    self.io.write_all(&data).await.map_err(written)?;
-                }
-                if chunked {
-                    self.write.extend_from_slice(b"\r\n");
-                }
-            }
-            if framing.is_some_and(|length| sent < length) {
-                return Err(Failure::Failed(
-                    "the request body is shorter than its size".into(),
-                ));
-            }
-            if chunked {
-                self.write.extend_from_slice(b"0\r\n\r\n");
-            }
+        if body.is_end_stream() {
+            return flush(&mut self.io, &mut self.write).await.map_err(written);
         }
-        self.flush().await
-    }
-
-    async fn flush(&mut self) -> Result<(), Failure> {
-        if !self.write.is_empty() {
-            self.io.write_all(&self.write).await.map_err(written)?;
-            self.write.clear();
-        }
-        Ok(())
+        // The head goes out alone if the body is not ready: the upstream may answer or wait on
+        // it first.
+        write_body(&mut self.io, &mut self.write, &mut body, framing)
+            .await
+            .map_err(|failure| match failure {
+                BodyFailure::Io(error) => written(error),
+                BodyFailure::Invalid(error) => Failure::Failed(error),
+            })
     }
 
     /// Reads the answer's head (skipping interim `1xx` answers but `101`).
@@ -266,6 +216,88 @@ impl fmt::Debug for Conn {
             .field("buffered", &self.read.len())
             .finish()
     }
+}
+
+/// Why writing a message body stopped.
+pub(crate) enum BodyFailure {
+    /// The socket failed.
+    Io(io::Error),
+    /// The body failed, or did not match its `Content-Length`.
+    Invalid(BoxError),
+}
+
+/// Writes `body` after the head already in `write`, then everything left in `write`: framed by
+/// its `Content-Length` when `length` is given, else chunked (trailers are not sent). Body bytes
+/// are copied behind what is buffered up to [`WRITE_COALESCE`] and a larger frame is written on
+/// its own; when the body is not ready, what is buffered goes out meanwhile.
+pub(crate) async fn write_body<B>(
+    io: &mut TcpStream,
+    write: &mut Vec<u8>,
+    body: &mut B,
+    length: Option<u64>,
+) -> Result<(), BodyFailure>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let chunked = length.is_none();
+    let mut sent: u64 = 0;
+    loop {
+        let next = match body.frame().now_or_never() {
+            Some(next) => next,
+            None => {
+                flush(io, write).await.map_err(BodyFailure::Io)?;
+                body.frame().await
+            }
+        };
+        let Some(frame) = next else {
+            break;
+        };
+        let frame = frame.map_err(|error| BodyFailure::Invalid(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if length.is_some_and(|length| sent > length) {
+            return Err(BodyFailure::Invalid(
+                "the body is longer than its Content-Length".into(),
+            ));
+        }
+        if chunked {
+            use std::io::Write;
+            let _ = write!(write, "{:x}\r\n", data.len());
+        }
+        if write.len() + data.len() <= WRITE_COALESCE {
+            write.extend_from_slice(&data);
+        } else {
+            flush(io, write).await.map_err(BodyFailure::Io)?;
+            io.write_all(&data).await.map_err(BodyFailure::Io)?;
+        }
+        if chunked {
+            write.extend_from_slice(b"\r\n");
+        }
+    }
+    if length.is_some_and(|length| sent < length) {
+        return Err(BodyFailure::Invalid(
+            "the body is shorter than its Content-Length".into(),
+        ));
+    }
+    if chunked {
+        write.extend_from_slice(b"0\r\n\r\n");
+    }
+    flush(io, write).await.map_err(BodyFailure::Io)
+}
+
+/// Writes what `write` holds, and empties it.
+pub(crate) async fn flush(io: &mut TcpStream, write: &mut Vec<u8>) -> io::Result<()> {
+    if !write.is_empty() {
+        io.write_all(write).await?;
+        write.clear();
+    }
+    Ok(())
 }
 
 /// A write that failed: no answer came (the upstream may still have received the request).

@@ -27,13 +27,11 @@ use std::{
 
 use axum::{body::Body, extract::ConnectInfo};
 use bytes::BytesMut;
-use futures_util::FutureExt;
 use http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{self, HeaderName},
 };
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
@@ -51,7 +49,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{layers::App, tls};
 use crate::client::{
-    http1::{Span, field_spans},
+    http1::{BodyFailure, Span, field_spans, flush, write_body},
     pool::Upgraded,
 };
 
@@ -68,8 +66,6 @@ pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
 const ADDED_FIELDS: usize = 8;
 /// Room the read buffer keeps for the next read.
 const READ_CHUNK: usize = 8 * 1024;
-/// Body bytes copied behind the head into one write; a larger frame is written on its own.
-const WRITE_COALESCE: usize = 16 * 1024;
 
 /// Accepts connections on `listener` and serves `app` on each until `drained` completes; then
 /// stops accepting, lets every connection finish the request it is serving, and returns once
@@ -477,68 +473,16 @@ async fn write_response(
     if framing == Framing::None {
         return flush(io, write).await;
     }
-    let mut sent: u64 = 0;
-    loop {
-        let next = match body.frame().now_or_never() {
-            Some(next) => next,
-            None => {
-                // The body is not ready: the client gets what is here meanwhile.
-                flush(io, write).await?;
-                body.frame().await
-            }
-        };
-        let Some(frame) = next else {
-            break;
-        };
-        let frame = frame.map_err(io::Error::other)?;
-        let Ok(data) = frame.into_data() else {
-            // Trailers are not sent.
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        sent += data.len() as u64;
-        if let Framing::Length(length) = framing
-            && sent > length
-        {
-            return Err(io::Error::other(
-                "the answer's body is longer than its size",
-            ));
-        }
-        let chunked = framing == Framing::Chunked;
-        if chunked {
-            use std::io::Write;
-            let _ = write!(write, "{:x}\r\n", data.len());
-        }
-        if write.len() + data.len() <= WRITE_COALESCE {
-            write.extend_from_slice(&data);
-        } else {
-            flush(io, write).await?;
-            io.write_all(&data).await?;
-        }
-        if chunked {
-            write.extend_from_slice(b"\r\n");
-        }
-    }
-    match framing {
-        Framing::Length(length) if sent < length => {
-            return Err(io::Error::other(
-                "the answer's body is shorter than its size",
-            ));
-        }
-        Framing::Chunked => write.extend_from_slice(b"0\r\n\r\n"),
-        _ => {}
-    }
-    flush(io, write).await
-}
-
-async fn flush(io: &mut TcpStream, write: &mut Vec<u8>) -> io::Result<()> {
-    if !write.is_empty() {
-        io.write_all(write).await?;
-        write.clear();
-    }
-    Ok(())
+    let length = match framing {
+        Framing::Length(length) => Some(length),
+        _ => None,
+    };
+    write_body(io, write, &mut body, length)
+        .await
+        .map_err(|failure| match failure {
+            BodyFailure::Io(error) => error,
+            BodyFailure::Invalid(error) => io::Error::other(error),
+        })
 }
 
 /// Encodes the status line and the fields: the service's own but for framing, which follows
