@@ -387,9 +387,13 @@ impl Inner {
         if let Some(verified) = self.tokens.get(token).await {
             return Ok(verified);
         }
-        let identity = verifier.verify(token).await.map_err(MeshError::from)?;
+        // Boxed: verifying (a JWKS fetch, at worst) and caching run once per token, and their
+        // futures would otherwise make every request's larger.
+        let identity = Box::pin(verifier.verify(token))
+            .await
+            .map_err(MeshError::from)?;
         let verified = Verified::new(identity);
-        self.tokens.put(token, &verified).await;
+        Box::pin(self.tokens.put(token, &verified)).await;
         Ok(verified)
     }
 
@@ -993,6 +997,8 @@ impl tower::Service<Request> for Gateway {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        // Mapped rather than awaited in an `async` block, which would hold the large routing
+        // future a second time.
         // Mapped rather than awaited in an `async` block, which would hold the large routing
         // future a second time.
         Box::pin(self.current.load_full().handle(request).map(Ok))

@@ -101,7 +101,8 @@ impl TokenCache {
         }
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            let verified = Verified::new(shared.get(token).await?);
+            // Boxed, as below: the Redis call stays out of every request's future.
+            let verified = Verified::new(Box::pin(shared.get(token)).await?);
             self.remember(token, &verified);
             return Some(verified);
         }
@@ -113,7 +114,7 @@ impl TokenCache {
         self.remember(token, verified);
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            shared.put(token, &verified.identity).await;
+            Box::pin(shared.put(token, &verified.identity)).await;
         }
     }
 

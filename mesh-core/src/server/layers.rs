@@ -195,7 +195,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<<Router as Service<Request>>::Future, S::Future>;
+    type Future = Either<BoxFuture<'static, Result<Response, Infallible>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.app.poll_ready(cx)
@@ -204,8 +204,9 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let request = request.map(Body::new);
         if ENDPOINTS.contains(&request.uri().path()) {
-            // A router is always ready.
-            Either::Left(self.endpoints.call(request))
+            // A router is always ready. Boxed: the endpoints are called rarely, and the
+            // router's future would otherwise enlarge every request's.
+            Either::Left(Box::pin(self.endpoints.call(request)))
         } else {
             Either::Right(self.app.call(request))
         }

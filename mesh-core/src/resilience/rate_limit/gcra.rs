@@ -1,6 +1,15 @@
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
+use http::{
+    HeaderMap, HeaderValue,
+    header::{HeaderName, RETRY_AFTER},
+};
+
+// Spring Cloud Gateway's names, parsed once rather than on each answer.
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const REPLENISH_RATE: HeaderName = HeaderName::from_static("x-ratelimit-replenish-rate");
+const BURST_CAPACITY: HeaderName = HeaderName::from_static("x-ratelimit-burst-capacity");
+const REQUESTED_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-requested-tokens");
 
 /// The rate a key may use: `replenish_rate` tokens per `period`, `burst_capacity` at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,16 +107,10 @@ impl Decision {
     /// # }
     /// ```
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert("x-ratelimit-remaining", self.remaining.into());
-        headers.insert(
-            "x-ratelimit-replenish-rate",
-            self.quota.replenish_rate.into(),
-        );
-        headers.insert(
-            "x-ratelimit-burst-capacity",
-            self.quota.burst_capacity.into(),
-        );
-        headers.insert("x-ratelimit-requested-tokens", self.requested.into());
+        headers.insert(REMAINING, self.remaining.into());
+        headers.insert(REPLENISH_RATE, self.quota.replenish_rate.into());
+        headers.insert(BURST_CAPACITY, self.quota.burst_capacity.into());
+        headers.insert(REQUESTED_TOKENS, self.requested.into());
         if !self.allowed {
             let secs = self.retry_after.as_micros().div_ceil(1_000_000).max(1);
             headers.insert(RETRY_AFTER, HeaderValue::from(secs as u64));
