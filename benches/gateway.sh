@@ -17,7 +17,8 @@
 # pays for its own CPU. Access logs are off on both sides. Each round runs the three contenders
 # back to back, starting with a different one each round; printed are the medians of
 # throughput and latency percentiles and, for the ratios to nginx, the median (and quartiles)
-# of each round's own ratio, since the VM's speed drifts between rounds.
+# of each round's own ratio, since the VM's speed drifts between rounds, and the proxy's own
+# CPU time (user and system) per request, read from /proc around each round.
 # docs/performance.md records the results.
 set -euo pipefail
 
@@ -94,6 +95,7 @@ nginx_conf proxy "upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
 pids+=($!)
 "${serve[@]}" "$NGINX" -c "$work/proxy/nginx.conf" -p "$work/proxy" &
 pids+=($!)
+NGINX_PID=$!
 
 SECRET="a bench secret of at least thirty-two bytes"
 cat >"$work/plain.yaml" <<EOF
@@ -122,8 +124,10 @@ EOF
 
 MESH_LOG=warn MESH_GATEWAY_ADDR=127.0.0.1:$PLAIN_PORT "${serve[@]}" "$GATEWAY" --config "$work/plain.yaml" >"$work/plain.log" 2>&1 &
 pids+=($!)
+PLAIN_PID=$!
 MESH_LOG=warn MESH_GATEWAY_ADDR=127.0.0.1:$JWT_PORT "${serve[@]}" "$GATEWAY" --config "$work/jwt.yaml" >"$work/jwt.log" 2>&1 &
 pids+=($!)
+JWT_PID=$!
 
 wait_up() { # port, extra curl args
     for _ in $(seq 100); do
@@ -139,24 +143,43 @@ wait_up "$NGINX_PORT"
 wait_up "$PLAIN_PORT"
 wait_up "$JWT_PORT" -H "Authorization: Bearer $TOKEN"
 
-# One wrk round: prints "requests_per_second p50_ms p99_ms".
-round() { # port, extra wrk args
-    "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${@:2}" "http://127.0.0.1:$1/" |
-        awk '
+# CPU time (user and system, in clock ticks) a process and its children (nginx's worker)
+# have used so far.
+cpu_ticks() { # pid
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        # utime and stime: fields 14 and 15, counted after the command name's parenthesis.
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# One wrk round: prints "requests_per_second p50_ms p99_ms cpu_us_per_request".
+round() { # port, the contender's pid, extra wrk args
+    local before after
+    before=$(cpu_ticks "$2")
+    "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${@:3}" "http://127.0.0.1:$1/" >"$work/wrk.out"
+    after=$(cpu_ticks "$2")
+    awk -v ticks=$((after - before)) -v tick_us="$TICK_US" '
             function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+            / requests in / { requests = $1 }
             /Requests\/sec/ { rps = $2 }
             /^ +50%/ { p50 = ms($2) }
             /^ +99%/ { p99 = ms($2) }
             /Non-2xx|Socket errors/ { errors = errors " " $0 }
-            END { if (errors != "") print "errors:" errors > "/dev/stderr"; printf "%s %s %s\n", rps, p50, p99 }'
+            END {
+                if (errors != "") print "errors:" errors > "/dev/stderr"
+                printf "%s %s %s %.1f\n", rps, p50, p99, ticks * tick_us / requests
+            }' "$work/wrk.out"
 }
 
 declare -A results ratios
 for contender in nginx mesh-gateway mesh-gateway+jwt; do results[$contender]=""; ratios[$contender]=""; done
 # A warm-up round each, not counted.
-round "$NGINX_PORT" >/dev/null
-round "$PLAIN_PORT" >/dev/null
-round "$JWT_PORT" -H "Authorization: Bearer $TOKEN" >/dev/null
+round "$NGINX_PORT" "$NGINX_PID" >/dev/null
+round "$PLAIN_PORT" "$PLAIN_PID" >/dev/null
+round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN" >/dev/null
 # The VM's speed drifts within seconds, so each round measures all three back to back, starting
 # with a different one each round, and each gateway is compared with nginx in its own round.
 contenders=(nginx mesh-gateway mesh-gateway+jwt)
@@ -165,12 +188,12 @@ for r in $(seq "$ROUNDS"); do
     for k in 0 1 2; do
         contender=${contenders[$(((k + r) % 3))]}
         case $contender in
-            nginx) row[$contender]=$(round "$NGINX_PORT") ;;
-            mesh-gateway) row[$contender]=$(round "$PLAIN_PORT") ;;
-            mesh-gateway+jwt) row[$contender]=$(round "$JWT_PORT" -H "Authorization: Bearer $TOKEN") ;;
+            nginx) row[$contender]=$(round "$NGINX_PORT" "$NGINX_PID") ;;
+            mesh-gateway) row[$contender]=$(round "$PLAIN_PORT" "$PLAIN_PID") ;;
+            mesh-gateway+jwt) row[$contender]=$(round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN") ;;
         esac
     done
-    echo "round $r: nginx ${row[nginx]} | mesh-gateway ${row[mesh-gateway]} | mesh-gateway+jwt ${row[mesh-gateway+jwt]}  (req/s p50_ms p99_ms)"
+    echo "round $r: nginx ${row[nginx]} | mesh-gateway ${row[mesh-gateway]} | mesh-gateway+jwt ${row[mesh-gateway+jwt]}  (req/s p50_ms p99_ms cpu_us)"
     for contender in "${contenders[@]}"; do
         results[$contender]+="${row[$contender]}"$'\n'
         # Throughput and p99 relative to nginx's in the same round.
@@ -189,13 +212,13 @@ column() { # rows, column number
     printf '%s' "$1" | awk -v c="$2" '{ print $c }'
 }
 echo
-echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | throughput vs nginx, median of rounds (quartiles) | p99 vs nginx, median of rounds |"
-echo "|---|---|---|---|---|---|"
+echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | throughput vs nginx, median of rounds (quartiles) | p99 vs nginx, median of rounds | proxy CPU per request |"
+echo "|---|---|---|---|---|---|---|"
 for contender in "${contenders[@]}"; do
     rows=${results[$contender]}
     read -r rate rate_q1 rate_q3 <<<"$(column "${ratios[$contender]}" 1 | quartiles)"
     awk -v c="$contender" -v r="$(column "$rows" 1 | median)" -v a="$(column "$rows" 2 | median)" \
         -v b="$(column "$rows" 3 | median)" -v t="$rate" -v t1="$rate_q1" -v t3="$rate_q3" \
-        -v p="$(column "${ratios[$contender]}" 2 | median)" \
-        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %.2f (%.2f–%.2f) | %.2f |\n", c, r, a, b, t, t1, t3, p }'
+        -v p="$(column "${ratios[$contender]}" 2 | median)" -v u="$(column "$rows" 4 | median)" \
+        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %.2f (%.2f–%.2f) | %.2f | %.1f µs |\n", c, r, a, b, t, t1, t3, p, u }'
 done

@@ -15,7 +15,8 @@ use axum::{
 };
 use futures_util::{FutureExt, future::BoxFuture};
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Uri, header,
+    HeaderMap, HeaderName, HeaderValue, Uri,
+    header::{self, Entry},
     uri::{Authority, PathAndQuery},
 };
 use http_body_util::BodyExt;
@@ -257,10 +258,7 @@ impl Inner {
         if let Some(preflight) = self.preflight(&request) {
             return preflight;
         }
-        let request_id = request_id(request.headers());
-        request
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, request_id.clone());
+        let request_id = request_id(request.headers_mut());
         // Kept for the access log only when it is on.
         let logged = tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO)
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
@@ -834,17 +832,26 @@ fn forward_head<B>(request: &http::Request<B>, path: &str) -> Result<Request, Me
     Ok(head)
 }
 
-/// The client's `x-request-id`, or a new one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
-        .unwrap_or_else(|| {
-            let id = TraceContext::current()
-                .map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
-            HeaderValue::try_from(id).expect("hex digits are a valid header")
-        })
+/// The request's ID: the client's `x-request-id` when usable, else a new one, which the
+/// request then carries in place of the client's.
+fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    let new = || {
+        let id = TraceContext::current()
+            .map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
+        HeaderValue::try_from(id).expect("hex digits are a valid header")
+    };
+    // One lookup for reading and setting it.
+    match headers.entry(REQUEST_ID_HEADER) {
+        Entry::Occupied(given) if !given.get().is_empty() && given.get().len() <= 128 => {
+            given.get().clone()
+        }
+        Entry::Occupied(mut unusable) => {
+            let id = new();
+            unusable.insert(id.clone());
+            id
+        }
+        Entry::Vacant(missing) => missing.insert(new()).clone(),
+    }
 }
 
 /// The value of cookie `name`, if any.
@@ -921,15 +928,19 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, u
         headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(peer) = peer {
-        let value = match headers.get(X_FORWARDED_FOR) {
-            Some(earlier) => {
+        match headers.entry(X_FORWARDED_FOR) {
+            Entry::Occupied(mut earlier) => {
                 let ip = ip_text(peer.ip());
-                HeaderValue::from_bytes(&[earlier.as_bytes(), b", ", &ip].concat()).ok()
+                let joined = [earlier.get().as_bytes(), b", ", &ip].concat();
+                if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                    earlier.insert(value);
+                }
             }
-            None => peer_value(peer.ip()),
-        };
-        if let Some(value) = value {
-            headers.insert(X_FORWARDED_FOR, value);
+            Entry::Vacant(missing) => {
+                if let Some(value) = peer_value(peer.ip()) {
+                    missing.insert(value);
+                }
+            }
         }
     }
 }

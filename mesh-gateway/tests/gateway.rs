@@ -191,10 +191,35 @@ async fn routes_match_and_filters_rewrite() {
         headers["x-request-id"],
         body["headers"]["x-request-id"].as_str().unwrap()
     );
+    assert_eq!(body["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(body["headers"]["x-forwarded-host"], addr.to_string());
 
-    let (_, _, body) = call(addr, "GET", "/legacy/items/42", &[("x-request-id", "abc")]).await;
+    let (_, _, body) = call(
+        addr,
+        "GET",
+        "/legacy/items/42",
+        &[("x-request-id", "abc"), ("x-forwarded-for", "10.0.0.1")],
+    )
+    .await;
     assert_eq!(body["uri"], "/v2/items/42");
     assert_eq!(body["headers"]["x-request-id"], "abc");
+    assert_eq!(
+        body["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1",
+        "the client is added to the proxies before it"
+    );
+
+    // An ID the gateway cannot use is replaced, upstream and in the answer alike.
+    let oversized = "x".repeat(129);
+    let (_, headers, body) = call(
+        addr,
+        "GET",
+        "/legacy/items/42",
+        &[("x-request-id", &oversized)],
+    )
+    .await;
+    let replaced = body["headers"]["x-request-id"].as_str().unwrap();
+    assert!(replaced.len() >= 16 && replaced.len() <= 128, "{replaced}");
+    assert_eq!(headers["x-request-id"], replaced);
 
     let (status, _, body) = call(addr, "POST", "/api/products/7", &[]).await;
     assert_eq!(

@@ -38,7 +38,10 @@ pub use self::{
 /// assert_eq!(mesh_core::auth::bearer_token(&headers), Some("abc.def.ghi"));
 /// ```
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    // A header value holds no control characters; `from_utf8` checks the rest of a long token
+    // word by word where `to_str` would go byte by byte. A token that is not base64url fails
+    // verification.
+    let value = std::str::from_utf8(headers.get(http::header::AUTHORIZATION)?.as_bytes()).ok()?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?
