@@ -17,7 +17,7 @@
 //! let registry = Arc::new(Registry::new(RegistryConfig::default()));
 //! registry.spawn_eviction();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
-//! axum::serve(listener, mesh_registry::api::router(registry)).await
+//! mesh_registry::serve(listener, registry, mesh_core::server::shutdown_signal()).await
 //! # }
 //! ```
 
@@ -33,3 +33,22 @@ pub use self::{
     model::WatchAnswer,
     registry::{LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig},
 };
+
+use std::{sync::Arc, time::Duration};
+
+/// How long a connection may go without sending a whole request before the registry closes
+/// it (a watch being answered is not held to it).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves the registry's API — native, Eureka and gRPC, on the one port — on `listener` until
+/// `shutdown` completes, then lets the requests in flight finish. The connections are mesh's
+/// own ([`mesh_core::server::serve_connections`]): one that sends no whole request for
+/// [`IDLE_TIMEOUT`] is closed, so a client that trickles a head cannot hold it open.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    mesh_core::server::serve_connections(listener, api::router(registry), IDLE_TIMEOUT, shutdown)
+        .await
+}

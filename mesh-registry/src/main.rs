@@ -1,11 +1,11 @@
 //! `mesh-registry`: the registry server. Listens on `MESH_REGISTRY_ADDR` (default
 //! `127.0.0.1:8761`); keeps its registrations in Redis when `MESH_REGISTRY_REDIS_URL` is set
 //! (replicas sharing it serve one registry), in memory otherwise; `MESH_LOG` sets the log
-//! filter (default `info`).
+//! filter (default `info`). SIGTERM or Ctrl-C stops it gracefully.
 
 use std::sync::Arc;
 
-use mesh_registry::{Registry, RegistryConfig, api};
+use mesh_registry::{Registry, RegistryConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,10 +28,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     registry.spawn_eviction();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "mesh-registry listening");
-    axum::serve(listener, api::router(registry))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    mesh_registry::serve(listener, registry, mesh_core::server::shutdown_signal()).await?;
     Ok(())
 }

@@ -189,6 +189,33 @@ impl<S> HttpService for S where
 {
 }
 
+/// Serves `service` on `listener` with the runtime's connection handling alone: mesh's
+/// HTTP/1.1 path and hyper for HTTP/2 and upgrades (see [`Mesh::serve`]), a connection that
+/// sends no whole request for `idle_timeout` closed, and once `shutdown` completes a graceful
+/// drain; none of the server layers, endpoints or registration [`Mesh::serve`] adds. For a
+/// server that is its own application, as the registry is. Returns once `shutdown` has
+/// completed and every connection has closed.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
+/// let router = Router::new().route("/ping", get(|| async { "pong" }));
+/// let idle_timeout = std::time::Duration::from_secs(60);
+/// mesh_core::server::serve_connections(listener, router, idle_timeout, mesh_core::server::shutdown_signal()).await
+/// # }
+/// ```
+pub async fn serve_connections(
+    listener: TcpListener,
+    service: impl HttpService,
+    idle_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = tower::util::BoxCloneSyncService::new(service);
+    connections::serve(listener, app, idle_timeout, None, shutdown).await
+}
+
 // === impl MeshBuilder ===
 
 impl MeshBuilder {
@@ -528,7 +555,9 @@ async fn metrics_text() -> Response {
 }
 
 /// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C: the signal [`Mesh::serve`] shuts down on, for servers that
+/// use [`serve_connections`] directly.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
