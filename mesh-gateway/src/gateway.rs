@@ -13,7 +13,10 @@ use axum::{
     extract::Request,
     response::{IntoResponse, Response},
 };
-use futures_util::{FutureExt, future::BoxFuture};
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Either},
+};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Uri,
     header::{self, Entry},
@@ -252,17 +255,39 @@ impl Gateway {
 }
 
 impl Inner {
-    async fn handle(self: Arc<Self>, mut request: Request) -> Response {
+    /// Routes one request. What comes before routing is done here and what comes after once
+    /// the answer is ready, both outside the routing future: the returned future holds the
+    /// routing's state and the few values the answer needs, not a second request.
+    fn handle(
+        self: Arc<Self>,
+        mut request: Request,
+    ) -> impl Future<Output = Response> + Send + 'static {
         let started = Instant::now();
         let origin = request.headers().get(header::ORIGIN).cloned();
         if let Some(preflight) = self.preflight(&request) {
-            return preflight;
+            return Either::Left(std::future::ready(preflight));
         }
         let request_id = request_id(request.headers_mut());
         // Kept for the access log only when it is on.
         let logged = tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO)
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
-        let (route, mut response) = self.dispatch(request, false).await;
+        let routed = self.clone().dispatch(request, false);
+        Either::Right(routed.map(move |(route, response)| {
+            self.answer(route, response, origin, request_id, logged, started)
+        }))
+    }
+
+    /// The gateway's part of every answer: the request ID, CORS, `WWW-Authenticate` on a
+    /// `401`, the route's metrics and the access log.
+    fn answer(
+        &self,
+        route: Option<usize>,
+        mut response: Response,
+        origin: Option<HeaderValue>,
+        request_id: HeaderValue,
+        logged: Option<(http::Method, String)>,
+        started: Instant,
+    ) -> Response {
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER, request_id.clone());
@@ -302,7 +327,7 @@ impl Inner {
     /// returns the route's index (`None` without one) and the answer. A `forwarded` request is
     /// a fallback's: its own route's fallback is not followed again.
     async fn dispatch(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut request: Request,
         forwarded: bool,
     ) -> (Option<usize>, Response) {
@@ -484,7 +509,7 @@ impl Inner {
             (_, Some((path, head))) => {
                 tracing::debug!(route = %route.id, %error, path, "upstream failed: forwarding to the fallback");
                 // Boxed: a request that `dispatch` routed is dispatched again.
-                Ok(Box::pin(self.dispatch(head, true)).await.1)
+                Ok(Box::pin(self.clone().dispatch(head, true)).await.1)
             }
             (Some(fallback), None) if fallback.uri.is_none() => {
                 tracing::debug!(route = %route.id, %error, "upstream failed: fallback answers");

@@ -402,6 +402,9 @@ fn parse_head(
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
             .map_err(|_| invalid("an answer with an invalid header value"))?;
         fields.see(&name, &value);
+        if status != StatusCode::SWITCHING_PROTOCOLS && is_connection_field(&name) {
+            continue;
+        }
         headers.append(name, value);
     }
     let framing = fields.framing(method, status)?;
@@ -420,6 +423,13 @@ fn parse_head(
         framing,
         keep_alive,
     }))
+}
+
+/// Whether `name` speaks of the connection the answer came on (`Connection`, `Keep-Alive`):
+/// the pool's concern, noted while the head is read and left out of the answer's map, but for
+/// a protocol switch's, whose caller takes the connection over.
+fn is_connection_field(name: &HeaderName) -> bool {
+    name.as_str().len() == 10 && (*name == header::CONNECTION || name.as_str() == "keep-alive")
 }
 
 fn invalid(message: impl Into<BoxError>) -> Failure {
@@ -953,6 +963,20 @@ mod tests {
         assert!(!answer.keep_alive);
         let (_, body) = read_body(conn, answer.framing).await;
         assert_eq!(body.unwrap(), b"until the end");
+    }
+
+    #[tokio::test]
+    async fn connection_fields_are_the_pools_but_a_switchs() {
+        let answer = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: origin\r\ncontent-length: 0\r\n\r\n";
+        let kept = head(answered(Method::GET, answer).await.1);
+        assert!(kept.keep_alive);
+        let names: Vec<_> = kept.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["server", "content-length"]);
+
+        let answer = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let switched = head(answered(Method::GET, answer).await.1);
+        assert_eq!(switched.response.headers()[header::CONNECTION], "upgrade");
+        assert_eq!(switched.response.headers()[header::UPGRADE], "websocket");
     }
 
     #[tokio::test]

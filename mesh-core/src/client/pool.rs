@@ -9,7 +9,9 @@
 //! and left; an idempotent request without a body that got no answer on a reused connection
 //! (the origin closed it as the request went out) is sent again on a new one; any other request
 //! is never sent twice. Idle connections close when the thread's list is full; past 64 origins,
-//! a thread forgets those with no open idle connection.
+//! a thread forgets those with no open idle connection. An answer's `Connection` and
+//! `Keep-Alive` fields speak of the connection and are the pool's: they are not in the
+//! response's header map, but for a `101`'s, whose caller takes the connection over.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mesh_core::error::MeshError> {
