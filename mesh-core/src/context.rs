@@ -4,7 +4,7 @@
 //! `ConnectInfo<SocketAddr>`, which [`PeerAddr::of`] reads) and the JWT layer inserts
 //! [`Subject`] once a token verified; layers such as the rate limiter key on them.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use http::Extensions;
 
@@ -42,6 +42,7 @@ impl PeerAddr {
     }
 }
 
-/// The authenticated subject (a verified token's `sub` claim) of a request.
+/// The authenticated subject (a verified token's `sub` claim) of a request. Shared, so a
+/// proxy that verified a token once hands it to each request without copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Subject(pub String);
+pub struct Subject(pub Arc<str>);

@@ -30,7 +30,7 @@ use mesh_core::{
     auth::{AuthError, JwtVerifier, bearer_token},
     client::pool::{Http1Pool, OnUpgrade as UpstreamUpgrade},
     config::MeshConfig,
-    context::{PeerAddr, Subject},
+    context::PeerAddr,
     error::BoxError,
     error::{ErrorKind, MeshError},
     observe::{RouteLabel, StatusCounters, TRACEPARENT, TraceContext},
@@ -395,9 +395,7 @@ impl Inner {
             headers.insert(header::AUTHORIZATION, value);
         }
         // The limiter's key when it counts per user.
-        request
-            .extensions_mut()
-            .insert(Subject(identity.subject.clone()));
+        request.extensions_mut().insert(verified.subject.clone());
         Ok(())
     }
 
@@ -1033,8 +1031,6 @@ impl tower::Service<Request> for Gateway {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // Mapped rather than awaited in an `async` block, which would hold the large routing
-        // future a second time.
         // Mapped rather than awaited in an `async` block, which would hold the large routing
         // future a second time.
         Box::pin(self.current.load_full().handle(request).map(Ok))

@@ -10,7 +10,7 @@ use std::{
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use http::HeaderValue;
-use mesh_core::auth::Identity;
+use mesh_core::{auth::Identity, context::Subject};
 use serde::{Deserialize, Serialize};
 
 /// How long Redis has to answer before the cache is skipped (the token is then verified).
@@ -42,6 +42,8 @@ struct Shared {
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub(crate) identity: Identity,
+    /// The rate limiter's key when it counts per user.
+    pub(crate) subject: Subject,
     /// `x-mesh-user` (none when the subject cannot be a header value).
     pub(crate) user: Option<HeaderValue>,
     /// `x-mesh-roles`, comma-separated.
@@ -53,6 +55,7 @@ impl Verified {
         Arc::new(Self {
             user: HeaderValue::try_from(identity.subject.as_str()).ok(),
             roles: HeaderValue::try_from(identity.roles.join(",")).ok(),
+            subject: Subject(identity.subject.as_str().into()),
             identity,
         })
     }

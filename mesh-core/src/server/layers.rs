@@ -357,7 +357,7 @@ where
                 Ok(identity) => {
                     request
                         .extensions_mut()
-                        .insert(Subject(identity.subject.clone()));
+                        .insert(Subject(identity.subject.as_str().into()));
                     request.extensions_mut().insert(identity);
                     inner.call(request).await
                 }

@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{cell::RefCell, time::Duration};
 
 use http::{
     HeaderMap, HeaderValue,
@@ -108,14 +108,38 @@ impl Decision {
     /// ```
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         headers.insert(REMAINING, self.remaining.into());
-        headers.insert(REPLENISH_RATE, self.quota.replenish_rate.into());
-        headers.insert(BURST_CAPACITY, self.quota.burst_capacity.into());
-        headers.insert(REQUESTED_TOKENS, self.requested.into());
+        let [replenish_rate, burst_capacity, requested] = quota_values(self);
+        headers.insert(REPLENISH_RATE, replenish_rate);
+        headers.insert(BURST_CAPACITY, burst_capacity);
+        headers.insert(REQUESTED_TOKENS, requested);
         if !self.allowed {
             let secs = self.retry_after.as_micros().div_ceil(1_000_000).max(1);
             headers.insert(RETRY_AFTER, HeaderValue::from(secs as u64));
         }
     }
+}
+
+/// The values of `X-RateLimit-Replenish-Rate`, `-Burst-Capacity` and `-Requested-Tokens`.
+/// They are a limiter's constants, so the last ones are kept per thread: answers clone them
+/// rather than format and allocate three values each.
+fn quota_values(decision: &Decision) -> [HeaderValue; 3] {
+    type Values = Option<([u32; 3], [HeaderValue; 3])>;
+    thread_local! {
+        static LAST: RefCell<Values> = const { RefCell::new(None) };
+    }
+    let numbers = [
+        decision.quota.replenish_rate,
+        decision.quota.burst_capacity,
+        decision.requested,
+    ];
+    LAST.with_borrow_mut(|last| match last {
+        Some((cached, values)) if *cached == numbers => values.clone(),
+        _ => {
+            let values = numbers.map(HeaderValue::from);
+            *last = Some((numbers, values.clone()));
+            values
+        }
+    })
 }
 
 /// GCRA: given the key's stored theoretical arrival time, decides and returns the new one.
@@ -155,6 +179,28 @@ mod tests {
             burst_capacity: burst,
             period: Duration::from_secs(1),
         }
+    }
+
+    /// The quota's values are kept per thread between answers: a decision under another
+    /// quota (another limiter's) still writes its own.
+    #[test]
+    fn headers_tell_each_decisions_own_quota() {
+        let headers_of = |rate, burst, requested| {
+            let (decision, _) = decide(None, 0, quota(rate, burst), requested);
+            let mut headers = HeaderMap::new();
+            decision.write_headers(&mut headers);
+            [
+                "x-ratelimit-remaining",
+                "x-ratelimit-replenish-rate",
+                "x-ratelimit-burst-capacity",
+                "x-ratelimit-requested-tokens",
+            ]
+            .map(|name| headers[name].to_str().unwrap().to_owned())
+        };
+        assert_eq!(headers_of(10, 20, 1), ["19", "10", "20", "1"]);
+        assert_eq!(headers_of(10, 20, 1), ["19", "10", "20", "1"]);
+        assert_eq!(headers_of(5, 7, 2), ["5", "5", "7", "2"]);
+        assert_eq!(headers_of(10, 20, 3), ["17", "10", "20", "3"]);
     }
 
     proptest! {
