@@ -21,7 +21,10 @@ use std::{
     io,
     mem::MaybeUninit,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -72,8 +75,9 @@ const READ_CHUNK: usize = 8 * 1024;
 /// they have all closed.
 ///
 /// A connection on which no request has come in whole for `idle_timeout` (idle between
-/// requests, or sending its head or body too slowly) is closed, within twice that time; a
-/// request being handled or answered is not held to it.
+/// requests, or sending its head or body too slowly) is closed, within twice that time; an
+/// HTTP/2 one on which no request began is shut down gracefully; a request being handled or
+/// answered is not held to it.
 pub(super) async fn serve(
     listener: TcpListener,
     app: App,
@@ -108,7 +112,7 @@ pub(super) async fn serve(
                 tokio::spawn(async move {
                     if let Some(stream) = tls::handshake(acceptor, stream, peer).await {
                         let io = TokioIo::new(stream);
-                        hyper_serves(io, peer, app, idle_timeout, draining).await;
+                        hyper_serves(io, peer, app, Idle::new(idle_timeout), draining).await;
                     }
                 });
             }
@@ -148,7 +152,6 @@ async fn connection(
     let mut read = BytesMut::with_capacity(READ_CHUNK);
     let mut write = Vec::new();
     let mut spans = Vec::new();
-    let timeout = idle.timeout;
     let mut idle = std::pin::pin!(idle);
     loop {
         let incoming = loop {
@@ -159,9 +162,11 @@ async fn connection(
                     Parsed::AwaitingBody => {}
                     Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
                     Parsed::Incomplete | Parsed::Elsewhere => {
-                        // hyper takes the connection, the bytes already read first.
+                        // hyper takes the connection, the bytes already read first, and
+                        // the idle timer with its count.
                         let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
-                        return hyper_serves(io, peer, app, timeout, draining).await;
+                        let idle = idle.as_mut().take_over();
+                        return hyper_serves(io, peer, app, idle, draining).await;
                     }
                 }
             }
@@ -207,17 +212,23 @@ async fn connection(
     }
 }
 
-/// Serves the rest of the connection with hyper (HTTP/1 or HTTP/2, upgrades included).
+/// Serves the rest of the connection with hyper (HTTP/1 or HTTP/2, upgrades included). A
+/// connection on which no request has begun for the idle timeout is shut down gracefully:
+/// HTTP/2 says `GOAWAY` and lets its open streams finish, HTTP/1 finishes the request it is
+/// serving.
 async fn hyper_serves<I>(
     io: I,
     peer: SocketAddr,
     app: App,
-    idle_timeout: Duration,
+    idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let idle_timeout = idle.timeout;
+    let served = idle.served.clone();
     let app = app.map_request(move |request: Request<hyper::body::Incoming>| {
+        served.fetch_add(1, Ordering::Relaxed);
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         request
@@ -232,7 +243,8 @@ async fn hyper_serves<I>(
         .header_read_timeout(idle_timeout);
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     let mut connection = std::pin::pin!(connection);
-    let mut draining_seen = false;
+    let mut idle = std::pin::pin!(idle);
+    let mut closing = false;
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -241,9 +253,16 @@ async fn hyper_serves<I>(
                 }
                 return;
             }
-            _ = draining.wait_for(|drain| *drain), if !draining_seen => {
-                draining_seen = true;
+            _ = draining.wait_for(|drain| *drain), if !closing => {
+                closing = true;
                 connection.as_mut().graceful_shutdown();
+            }
+            expired = idle.as_mut().expired(), if !closing => {
+                if expired {
+                    tracing::trace!(%peer, "idle connection shut down");
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         }
     }
@@ -251,13 +270,15 @@ async fn hyper_serves<I>(
 
 pin_project_lite::pin_project! {
     /// A connection's idle timer. Requests are counted, not timed: when the timer fires, a
-    /// connection that completed a request since the last firing gets another period, and one
-    /// that did not is idle. A request costs an increment, not a clock read or a timer reset.
+    /// connection that served a request since the last firing (answered one here, began one
+    /// under hyper) gets another period, and one that did not is idle. A request costs an
+    /// increment, not a clock read or a timer reset.
     struct Idle {
         #[pin]
         timer: tokio::time::Sleep,
         timeout: Duration,
-        served: u64,
+        // Shared with the service hyper calls, which counts the requests it begins.
+        served: Arc<AtomicU64>,
         seen: u64,
     }
 }
@@ -267,25 +288,37 @@ impl Idle {
         Self {
             timer: tokio::time::sleep(timeout),
             timeout,
-            served: 0,
+            served: Arc::default(),
             seen: 0,
         }
     }
 
     /// Notes a request answered.
     fn served(self: std::pin::Pin<&mut Self>) {
-        *self.project().served += 1;
+        self.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Completes when the timer fires: `true` when no request was answered since the last
+    /// The timer as it stands, for hyper to go on with when it takes the connection over.
+    fn take_over(self: std::pin::Pin<&mut Self>) -> Self {
+        let this = self.project();
+        Self {
+            timer: tokio::time::sleep_until(this.timer.deadline()),
+            timeout: *this.timeout,
+            served: this.served.clone(),
+            seen: *this.seen,
+        }
+    }
+
+    /// Completes when the timer fires: `true` when no request was served since the last
     /// firing (the connection is idle), `false` when one was (the timer is armed again).
     async fn expired(mut self: std::pin::Pin<&mut Self>) -> bool {
         self.as_mut().project().timer.await;
         let this = self.project();
-        if *this.served == *this.seen {
+        let served = this.served.load(Ordering::Relaxed);
+        if served == *this.seen {
             return true;
         }
-        *this.seen = *this.served;
+        *this.seen = served;
         this.timer
             .reset(tokio::time::Instant::now() + *this.timeout);
         false
@@ -845,6 +878,48 @@ mod tests {
             .unwrap();
         assert!(rest.is_empty(), "no answer to half a head");
         assert!(answered.elapsed() <= 2 * idle);
+    }
+
+    /// HTTP/2 (here prior knowledge on plain TCP; TLS connections are served the same way):
+    /// open while requests keep coming, shut down once none has for the idle timeout.
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_without_a_request_for_the_idle_timeout_is_shut_down() {
+        let idle = Duration::from_secs(10);
+        let server = server_idle_after(idle).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        // Small frames go out at once: the kernel's own delays do not wait on the paused clock.
+        stream.set_nodelay(true).unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let get = || {
+            Request::get("http://a/hello")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap()
+        };
+        // A request every 6 s for a minute: never a whole period without one.
+        for _ in 0..10 {
+            sender.ready().await.unwrap();
+            let response = sender.send_request(get()).await.unwrap();
+            assert_eq!(response.version(), Version::HTTP_2);
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+            assert_eq!(body.to_bytes(), "hello");
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        assert!(!connection.is_finished(), "a busy connection stays open");
+        let quiet_since = tokio::time::Instant::now();
+        tokio::time::timeout(3 * idle, connection)
+            .await
+            .expect("the idle connection is shut down")
+            .unwrap()
+            .unwrap();
+        let waited = quiet_since.elapsed();
+        assert!(waited <= 2 * idle, "shut down after {waited:?}");
+        assert!(sender.send_request(get()).await.is_err());
     }
 
     #[tokio::test(start_paused = true)]

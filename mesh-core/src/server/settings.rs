@@ -36,7 +36,9 @@ pub struct ServerSettings {
     /// How long an HTTP/1.1 connection may go without sending a whole request (idle between
     /// requests, or sending too slowly) before it is closed: within twice this time on the
     /// connections mesh reads itself, after a head has taken this long on those hyper serves
-    /// (TLS among them). A request being handled is not held to it.
+    /// (TLS among them). An HTTP/2 connection on which no request begins for this long is
+    /// shut down gracefully (`GOAWAY`; open streams finish), within twice this time. A
+    /// request being handled is not held to it.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// The longest deadline a caller may ask for; longer ones are cut to it.
