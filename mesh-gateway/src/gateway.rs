@@ -108,6 +108,13 @@ struct Inner {
 /// Largest login answer read to find the token in it.
 const MAX_LOGIN_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// What the access log tells of a request, kept from its start when the log is on.
+struct Logged {
+    method: http::Method,
+    path: String,
+    started: Instant,
+}
+
 #[derive(Debug)]
 struct Route {
     id: Arc<str>,
@@ -262,19 +269,26 @@ impl Inner {
         self: Arc<Self>,
         mut request: Request,
     ) -> impl Future<Output = Response> + Send + 'static {
-        let started = Instant::now();
         let origin = request.headers().get(header::ORIGIN).cloned();
         if let Some(preflight) = self.preflight(&request) {
             return Either::Left(std::future::ready(preflight));
         }
         let request_id = request_id(request.headers_mut());
         // Kept for the access log only when it is on.
-        let logged = tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO)
-            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let logged =
+            tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO).then(|| {
+                Logged {
+                    method: request.method().clone(),
+                    path: request.uri().path().to_owned(),
+                    started: Instant::now(),
+                }
+            });
         let routed = self.clone().dispatch(request, false);
-        Either::Right(routed.map(move |(route, response)| {
-            self.answer(route, response, origin, request_id, logged, started)
-        }))
+        Either::Right(
+            routed.map(move |(route, response)| {
+                self.answer(route, response, origin, request_id, logged)
+            }),
+        )
     }
 
     /// The gateway's part of every answer: the request ID, CORS, `WWW-Authenticate` on a
@@ -285,8 +299,7 @@ impl Inner {
         mut response: Response,
         origin: Option<HeaderValue>,
         request_id: HeaderValue,
-        logged: Option<(http::Method, String)>,
-        started: Instant,
+        logged: Option<Logged>,
     ) -> Response {
         response
             .headers_mut()
@@ -308,7 +321,12 @@ impl Inner {
         response
             .extensions_mut()
             .insert(RouteLabel(route_id.clone()));
-        if let Some((method, path)) = logged {
+        if let Some(Logged {
+            method,
+            path,
+            started,
+        }) = logged
+        {
             tracing::info!(
                 target: "mesh_gateway::access",
                 route = %route_id,

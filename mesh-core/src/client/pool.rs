@@ -140,7 +140,13 @@ impl Http1Pool {
                 Err(failure) => Err(failure),
             };
             return match answered {
-                Ok(head) => Ok(self.respond(head, conn, key)),
+                Ok(mut head) => {
+                    // The request's extension map, emptied, becomes the answer's: a caller that
+                    // labels the answer (a proxy, for its metrics) allocates no second map.
+                    parts.extensions.clear();
+                    *head.response.extensions_mut() = std::mem::take(&mut parts.extensions);
+                    Ok(self.respond(head, conn, key))
+                }
                 Err(Failure::Unanswered(_)) if reused && replayable => continue,
                 Err(Failure::Unanswered(error)) => Err(failed(authority, error.into())),
                 Err(Failure::Failed(error)) => Err(failed(authority, error)),

@@ -146,10 +146,13 @@ fn ascii(digits: &[u8]) -> String {
 /// Writes the low `out.len()` hex digits of `value` into `out`, lowercase, zero-padded.
 fn hex(out: &mut [u8], value: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut value = value;
-    for digit in out.iter_mut().rev() {
-        *digit = DIGITS[(value & 0xf) as usize];
-        value >>= 4;
+    debug_assert!(out.len().is_multiple_of(2) && out.len() <= 32);
+    // Two digits per byte, from the value's last `out.len() / 2` bytes: no 128-bit shifts.
+    let bytes = value.to_be_bytes();
+    let bytes = &bytes[bytes.len() - out.len() / 2..];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
