@@ -13,6 +13,7 @@
 use std::{
     any::Any,
     convert::Infallible,
+    panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -28,7 +29,6 @@ use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, header};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
-use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use super::{ServerSettings, body_limit::BodyLimit};
@@ -78,8 +78,7 @@ where
             inner,
             series: Arc::new(ServerSeries::new(service.clone())),
         }))
-        .map_response(IntoResponse::into_response)
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(tower::layer::layer_fn(|inner| CatchPanic { inner }))
         .option_layer(auth.map(|auth| {
             tower::layer::layer_fn(move |inner| Authenticate {
                 inner,
@@ -389,6 +388,63 @@ fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// Answers a panic in the layers inside it (a handler's bug), while it is called or its
+/// future polled, with a `500` and the JSON error body: the connection and the process go on.
+/// A panic while the answer's body streams is not caught; that body ends there.
+#[derive(Clone)]
+struct CatchPanic<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for CatchPanic<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Caught<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+            Ok(future) => Caught::Running { future },
+            Err(panic) => Caught::Panicked { panic: Some(panic) },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`CatchPanic`].
+    #[project = CaughtProj]
+    enum Caught<F> {
+        Running { #[pin] future: F },
+        Panicked { panic: Option<Box<dyn Any + Send + 'static>> },
+    }
+}
+
+impl<F> Future for Caught<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let panic = match self.project() {
+            CaughtProj::Running { future } => {
+                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(polled) => return polled,
+                    Err(panic) => panic,
+                }
+            }
+            CaughtProj::Panicked { panic } => panic.take().expect("polled after completion"),
+        };
+        Poll::Ready(Ok(panic_response(panic)))
+    }
+}
+
 /// A handler panic becomes a 500 with the JSON error body; the process goes on.
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!(panic = %panic_message(panic.as_ref()), "handler panicked");
@@ -493,6 +549,37 @@ mod tests {
             kind_of(answer).await,
             (StatusCode::SERVICE_UNAVAILABLE, "bulkhead_full".into())
         );
+        let answer = service.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_panic_when_called_or_polled_is_a_500_and_the_service_goes_on() {
+        // `/call` panics in `call`, `/poll` in its future, anything else answers `200`.
+        let mut service = CatchPanic {
+            inner: tower::service_fn(|request: Request| {
+                let path = request.uri().path().to_owned();
+                assert_ne!(path, "/call", "a bug in call");
+                async move {
+                    assert_ne!(path, "/poll", "a bug in the future");
+                    Ok::<_, Infallible>(Response::new(Body::from("ok")))
+                }
+            }),
+        };
+        for path in ["/call", "/poll"] {
+            let answer = service
+                .ready()
+                .await
+                .unwrap()
+                .call(get(path))
+                .await
+                .unwrap();
+            assert_eq!(
+                kind_of(answer).await,
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal".into()),
+                "{path}"
+            );
+        }
         let answer = service.ready().await.unwrap().call(get("/")).await.unwrap();
         assert_eq!(answer.status(), StatusCode::OK);
     }
