@@ -27,9 +27,10 @@ use axum::{
 };
 use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, header};
+use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
-use tracing::Instrument;
+use tracing::{Instrument, instrument::Instrumented};
 
 use super::{ServerSettings, body_limit::BodyLimit};
 use crate::{
@@ -283,7 +284,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = Observed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -302,18 +303,44 @@ where
             trace_id = %context.trace_id(),
         );
         let response = self.inner.call(request);
-        let series = self.series.clone();
-        Box::pin(async move {
-            let response = context.scope(response).instrument(span).await?;
-            let route = match response.extensions().get::<RouteLabel>() {
-                Some(RouteLabel(route)) => route,
-                None => series.unmatched(),
-            };
-            let series = series.route(method, route);
-            series.requests.increment(response.status().as_u16());
-            series.duration.record(started.elapsed().as_secs_f64());
-            Ok(response)
-        })
+        Observed {
+            future: context.scope(response).instrument(span),
+            series: self.series.clone(),
+            method,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Observe`]: the inner one in the request's trace context and
+    /// span, its answer counted and timed once ready.
+    struct Observed<F> {
+        #[pin]
+        future: Instrumented<TaskLocalFuture<TraceContext, F>>,
+        series: Arc<ServerSeries>,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.future.poll(cx))?;
+        let route = match response.extensions().get::<RouteLabel>() {
+            Some(RouteLabel(route)) => route,
+            None => this.series.unmatched(),
+        };
+        let series = this.series.route(this.method, route);
+        series.requests.increment(response.status().as_u16());
+        series.duration.record(this.started.elapsed().as_secs_f64());
+        Poll::Ready(Ok(response))
     }
 }
 
