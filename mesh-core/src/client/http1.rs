@@ -455,11 +455,7 @@ struct FramingFields {
 impl FramingFields {
     fn see(&mut self, name: &HeaderName, value: &HeaderValue) {
         if *name == header::CONTENT_LENGTH {
-            match value
-                .to_str()
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok())
-            {
+            match content_length(value.as_bytes()) {
                 Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
                     self.length = Some(length);
                 }
@@ -467,12 +463,13 @@ impl FramingFields {
             }
         } else if *name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            let last = tokens(value).rfind(|coding| !coding.is_empty());
+            let last = field_tokens(value.as_bytes()).rfind(|coding| !coding.is_empty());
             if let Some(coding) = last {
-                self.chunked = coding.eq_ignore_ascii_case("chunked");
+                self.chunked = coding.eq_ignore_ascii_case(b"chunked");
             }
         } else if *name == header::CONNECTION {
-            self.close |= tokens(value).any(|token| token.eq_ignore_ascii_case("close"));
+            self.close |=
+                field_tokens(value.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"close"));
         }
     }
 
@@ -508,9 +505,19 @@ impl FramingFields {
     }
 }
 
-/// The comma-separated items of a header value, trimmed.
-fn tokens(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &str> {
-    value.to_str().unwrap_or_default().split(',').map(str::trim)
+/// The comma-separated items of a field value, trimmed (`Connection: keep-alive, Upgrade`).
+pub(crate) fn field_tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&byte| byte == b',').map(<[u8]>::trim_ascii)
+}
+
+/// A `Content-Length` value: decimal digits only (no sign, no inner space), within `u64`;
+/// `None` for anything else, which the caller refuses rather than guesses at.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Reading an answer's body off its connection.
@@ -739,6 +746,36 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn a_content_length_is_digits_and_nothing_else() {
+        assert_eq!(content_length(b"42"), Some(42));
+        assert_eq!(content_length(b" 0 "), Some(0));
+        assert_eq!(content_length(b"18446744073709551615"), Some(u64::MAX));
+        for refused in [
+            &b""[..],
+            b" ",
+            b"+5",
+            b"-1",
+            b"4 2",
+            b"0x10",
+            b"5,5",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(
+                content_length(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn field_tokens_are_split_on_commas_and_trimmed() {
+        let tokens: Vec<&[u8]> = field_tokens(b"keep-alive ,  Upgrade,,close").collect();
+        assert_eq!(tokens, [&b"keep-alive"[..], b"Upgrade", b"", b"close"]);
+    }
 
     /// A connection and the origin's end of it.
     async fn pair() -> (Conn, TcpStream) {

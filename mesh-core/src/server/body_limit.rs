@@ -15,7 +15,7 @@ use futures_util::future::Either;
 use http::{StatusCode, header};
 use tower::Service;
 
-use crate::error::MeshError;
+use crate::{client::http1::content_length, error::MeshError};
 
 /// Refuses a request body over `limit` bytes with `413`: before the handler runs when its size
 /// is known (`Content-Length`, or a body already read whole), and as it grows past the limit
@@ -46,7 +46,7 @@ where
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+            .and_then(|value| content_length(value.as_bytes()));
         let exact = request.body().size_hint().exact();
         if declared.or(exact).is_some_and(|length| length > limit) {
             return Either::Left(ready(Ok(too_large(self.limit))));

@@ -52,7 +52,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{layers::App, tls};
 use crate::client::{
-    http1::{BodyFailure, Span, field_spans, flush, write_body},
+    http1::{BodyFailure, Span, content_length, field_spans, field_tokens, flush, write_body},
     pool::Upgraded,
 };
 
@@ -377,10 +377,13 @@ fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
             return Parsed::Elsewhere;
         }
     }
-    let body_length = fields.length.unwrap_or(0);
-    if body_length > MAX_BUFFERED_BODY {
+    // Larger bodies (and lengths beyond `usize`) go to hyper, which streams them.
+    let Some(body_length) = usize::try_from(fields.length.unwrap_or(0))
+        .ok()
+        .filter(|&length| length <= MAX_BUFFERED_BODY)
+    else {
         return Parsed::Elsewhere;
-    }
+    };
     if read.len() < length + body_length {
         return Parsed::AwaitingBody;
     }
@@ -419,7 +422,7 @@ fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
 #[derive(Default)]
 struct RequestFields {
     /// `Content-Length`, once read.
-    length: Option<usize>,
+    length: Option<u64>,
     /// Whether `Connection` lists `close`.
     close: bool,
 }
@@ -428,10 +431,7 @@ impl RequestFields {
     /// Notes one field; `false` when the request is one hyper serves.
     fn see(&mut self, name: &[u8], value: &[u8]) -> bool {
         if name.eq_ignore_ascii_case(b"content-length") {
-            let length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|text| text.trim().parse::<usize>().ok());
-            match length {
+            match content_length(value) {
                 Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
                     self.length = Some(length);
                     true
@@ -439,8 +439,7 @@ impl RequestFields {
                 _ => false,
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&byte| byte == b',') {
-                let token = token.trim_ascii();
+            for token in field_tokens(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
@@ -459,10 +458,7 @@ impl RequestFields {
 /// Whether the service's answer asks for the connection to close after it.
 fn asks_to_close(headers: &HeaderMap) -> bool {
     headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&byte| byte == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        field_tokens(value.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"close"))
     })
 }
 
@@ -805,6 +801,13 @@ mod tests {
         let many = format!("GET /hello HTTP/1.1\r\nhost: a\r\n{fields}\r\n");
         let many = exchange(server.addr, many.as_bytes()).await;
         assert!(many.starts_with("HTTP/1.1 431 "), "{many}");
+        // A length that is not plain digits is not guessed at: hyper refuses it.
+        for length in ["+5", "5 5", "5, 6"] {
+            let request =
+                format!("POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: {length}\r\n\r\nhello");
+            let answer = exchange(server.addr, request.as_bytes()).await;
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{length}: {answer}");
+        }
     }
 
     #[tokio::test]
