@@ -1,5 +1,7 @@
 //! The gateway: route matching, edge auth, per-route policies and forwarding.
 
+mod relay;
+
 use std::{
     cell::RefCell,
     net::{IpAddr, SocketAddr},
@@ -40,6 +42,7 @@ use mesh_core::{
         retry::RetryLayer,
         timeout::{TimeoutConfig, TimeoutLayer},
     },
+    server,
 };
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -48,7 +51,7 @@ use crate::{
     config::{CorsConfig, Fallback, GatewayConfig, RouteAuth, RouteConfig},
     error::invalid,
     filter::Filter,
-    predicate::{Captures, Predicate},
+    predicate::{Captures, Predicate, RequestHead, visible_ascii},
     token_cache::{TokenCache, Verified},
 };
 
@@ -62,25 +65,22 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Whether `name` concerns one connection only, never forwarded (RFC 9110 §7.6.1). By length
-/// first: most names are none of these, and a length rules them out in one comparison.
+/// Whether `name` concerns one connection only, never forwarded (RFC 9110 §7.6.1).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    match name.as_str().len() {
-        2 => name == header::TE,
-        7 => name == header::TRAILER || name == header::UPGRADE,
-        10 => name == header::CONNECTION || name.as_str() == "keep-alive",
-        17 => name == header::TRANSFER_ENCODING,
-        18 => name == header::PROXY_AUTHENTICATE,
-        19 => name == header::PROXY_AUTHORIZATION,
-        _ => false,
-    }
+    server::is_hop_by_hop(name.as_str().as_bytes())
 }
 
 /// Whether `name` carries the identity the gateway verified: a client's own are dropped.
 fn is_identity(name: &HeaderName) -> bool {
-    let length = name.as_str().len();
-    (length == USER_HEADER.as_str().len() && name == USER_HEADER)
-        || (length == ROLES_HEADER.as_str().len() && name == ROLES_HEADER)
+    is_identity_name(name.as_str().as_bytes())
+}
+
+/// [`is_identity`] of a name as sent (any case).
+fn is_identity_name(name: &[u8]) -> bool {
+    let is = |header: &HeaderName| {
+        name.len() == header.as_str().len() && name.eq_ignore_ascii_case(header.as_str().as_bytes())
+    };
+    is(&USER_HEADER) || is(&ROLES_HEADER)
 }
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
@@ -115,6 +115,17 @@ struct Logged {
     started: Instant,
 }
 
+impl Logged {
+    /// The start of a request to `path`, when the access log is on.
+    fn start(method: &http::Method, path: &str) -> Option<Self> {
+        tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO).then(|| Self {
+            method: method.clone(),
+            path: path.to_owned(),
+            started: Instant::now(),
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Route {
     id: Arc<str>,
@@ -131,6 +142,10 @@ struct Route {
     retry: Option<RetryLayer>,
     login: bool,
     logout: bool,
+    /// Whether requests can be relayed from their bytes: a fixed upstream, and nothing that
+    /// needs the request as a request (filters, policies but a local rate limit, login or
+    /// logout, rate-limit headers).
+    relayable: bool,
     /// `mesh_gateway_requests_total` of this route, by status.
     requests: StatusCounters,
 }
@@ -274,15 +289,7 @@ impl Inner {
             return Either::Left(std::future::ready(preflight));
         }
         let request_id = request_id(request.headers_mut());
-        // Kept for the access log only when it is on.
-        let logged =
-            tracing::enabled!(target: "mesh_gateway::access", tracing::Level::INFO).then(|| {
-                Logged {
-                    method: request.method().clone(),
-                    path: request.uri().path().to_owned(),
-                    started: Instant::now(),
-                }
-            });
+        let logged = Logged::start(request.method(), request.uri().path());
         let routed = self.clone().dispatch(request, false);
         Either::Right(
             routed.map(move |(route, response)| {
@@ -312,15 +319,26 @@ impl Inner {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        let status = response.status().as_u16();
+        let route_id = self.account(route, response.status(), &request_id, logged);
+        response.extensions_mut().insert(RouteLabel(route_id));
+        response
+    }
+
+    /// Counts an answer with `status` under its route, logs it when the access log is on, and
+    /// returns the route's ID (`none` without one).
+    fn account(
+        &self,
+        route: Option<usize>,
+        status: http::StatusCode,
+        request_id: &HeaderValue,
+        logged: Option<Logged>,
+    ) -> Arc<str> {
+        let status = status.as_u16();
         let (route_id, requests) = match route {
             Some(index) => (&self.routes[index].id, &self.routes[index].requests),
             None => (&self.unrouted.0, &self.unrouted.1),
         };
         requests.increment(status);
-        response
-            .extensions_mut()
-            .insert(RouteLabel(route_id.clone()));
         if let Some(Logged {
             method,
             path,
@@ -338,7 +356,7 @@ impl Inner {
                 "request"
             );
         }
-        response
+        route_id.clone()
     }
 
     /// Matches the request to a route, admits it and sends it through the route's policies;
@@ -385,7 +403,7 @@ impl Inner {
         // A bearer token is read in place; a cookie's is relayed upstream, so it is kept.
         let (verified, from_cookie) = match bearer_token(request.headers()) {
             Some(token) => (self.verified(verifier, token).await?, None),
-            None => match cookie(request.headers(), &self.cookie) {
+            None => match cookie(request.values("cookie"), &self.cookie) {
                 Some(token) => (self.verified(verifier, &token).await?, Some(token)),
                 None => return Err(AuthError::Missing.into()),
             },
@@ -565,9 +583,9 @@ impl Inner {
             Upstream::Fixed(authority) => {
                 // `lb://` calls get theirs from the mesh client; a fixed upstream joins the
                 // trace here.
-                let context = TraceContext::current()
-                    .map_or_else(TraceContext::root, |current| current.child());
-                parts.headers.insert(TRACEPARENT, context.to_header());
+                parts
+                    .headers
+                    .insert(TRACEPARENT, upstream_context().to_header());
                 self.pool
                     .send_to(authority, http::Request::from_parts(parts, body))
                     .await?
@@ -775,11 +793,23 @@ fn compile(
         })
         .transpose()
         .map_err(MeshError::from)?;
+    let limit_headers = route
+        .rate_limit
+        .as_ref()
+        .is_some_and(RateLimitConfig::includes_headers);
+    let relayable = matches!(upstream, Upstream::Fixed(_))
+        && filters.is_empty()
+        && route.circuit_breaker.is_none()
+        && route.timeout.is_none()
+        && route.retry.is_none()
+        && route.fallback.is_none()
+        && !route.login
+        && !route.logout
+        && !limit_headers
+        && (route.rate_limit.is_none() || store.is_none());
     Ok(Route {
-        limit_headers: route
-            .rate_limit
-            .as_ref()
-            .is_some_and(RateLimitConfig::includes_headers),
+        limit_headers,
+        relayable,
         id: route.id.as_str().into(),
         predicates,
         filters,
@@ -876,31 +906,41 @@ fn forward_head<B>(request: &http::Request<B>, path: &str) -> Result<Request, Me
 /// The request's ID: the client's `x-request-id` when usable, else a new one, which the
 /// request then carries in place of the client's.
 fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let new = || {
-        let id = TraceContext::current()
-            .map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
-        HeaderValue::try_from(id).expect("hex digits are a valid header")
-    };
     // One lookup for reading and setting it.
     match headers.entry(REQUEST_ID_HEADER) {
-        Entry::Occupied(given) if !given.get().is_empty() && given.get().len() <= 128 => {
+        Entry::Occupied(given) if is_usable_request_id(given.get().as_bytes()) => {
             given.get().clone()
         }
         Entry::Occupied(mut unusable) => {
-            let id = new();
+            let id = new_request_id();
             unusable.insert(id.clone());
             id
         }
-        Entry::Vacant(missing) => missing.insert(new()).clone(),
+        Entry::Vacant(missing) => missing.insert(new_request_id()).clone(),
     }
 }
 
-/// The value of cookie `name`, if any.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// Whether a client's request ID is kept: not empty, and not long.
+fn is_usable_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128
+}
+
+/// A new request ID: the trace's ID.
+fn new_request_id() -> HeaderValue {
+    let id =
+        TraceContext::current().map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
+    HeaderValue::try_from(id).expect("hex digits are a valid header")
+}
+
+/// The trace context of the call to a fixed upstream: a span of the request's trace.
+fn upstream_context() -> TraceContext {
+    TraceContext::current().map_or_else(TraceContext::root, |current| current.child())
+}
+
+/// The value of cookie `name` in the `Cookie` fields `values`, if any.
+pub(crate) fn cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
+    values
+        .filter_map(visible_ascii)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
@@ -1012,11 +1052,18 @@ fn strip(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// An IP address as text, IPv4 without the formatting machinery (it runs on every request).
+/// An IP address as text.
 fn ip_text(ip: IpAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(15);
+    write_ip(&mut out, ip);
+    out
+}
+
+/// Appends an IP address as text, IPv4 without the formatting machinery (it runs on every
+/// request).
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut out = Vec::with_capacity(15);
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
@@ -1029,9 +1076,8 @@ fn ip_text(ip: IpAddr) -> Vec<u8> {
                 }
                 out.push(b'0' + octet % 10);
             }
-            out
         }
-        IpAddr::V6(v6) => v6.to_string().into_bytes(),
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
     }
 }
 

@@ -68,6 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _watching = config.watch_files(std::time::Duration::from_secs(2));
     let _following = gateway.follow(&config);
     tracing::info!(config = %file.display(), "mesh-gateway starting");
-    mesh.serve_service(gateway).await?;
+    // Requests on routes that only rewrite heads are relayed from their bytes; the rest go
+    // through the gateway as a service.
+    mesh.serve_relayed(gateway.clone(), gateway).await?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! Route predicates, compiled once from Spring Cloud Gateway's shorthand.
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, net::SocketAddr, time::SystemTime};
 
 use http::{HeaderName, Method, Request};
 use ipnet::IpNet;
-use mesh_core::{context::PeerAddr, error::MeshError};
+use mesh_core::{context::PeerAddr, error::MeshError, server::RawRequest};
 use regex::Regex;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -172,41 +172,125 @@ impl Predicate {
 
     /// Whether `request` satisfies the predicate.
     pub fn test<B>(&self, request: &Request<B>, captures: &mut Captures) -> bool {
+        self.test_head(request, captures)
+    }
+
+    /// Whether the request read as `request` matches, binding path variables into `captures`.
+    pub(crate) fn test_head(&self, request: &impl RequestHead, captures: &mut Captures) -> bool {
         match self {
             Self::Path(patterns) => {
-                let path = request.uri().path();
+                let path = request.path();
                 patterns.iter().any(|p| p.matches(path, captures))
             }
             Self::Method(methods) => methods.contains(request.method()),
             Self::Host(patterns) => {
                 let host = request
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| request.uri().host())
+                    .host()
                     .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
                 host.is_some_and(|host| patterns.iter().any(|p| host_matches(p, &host)))
             }
-            Self::Header(name, regex) => request.headers().get_all(name).iter().any(|v| {
+            Self::Header(name, regex) => request.values(name.as_str()).any(|v| {
                 regex
                     .as_ref()
-                    .is_none_or(|r| v.to_str().is_ok_and(|v| r.is_match(v)))
+                    .is_none_or(|r| visible_ascii(v).is_some_and(|v| r.is_match(v)))
             }),
-            Self::Query(name, regex) => request.uri().query().is_some_and(|query| {
+            Self::Query(name, regex) => request.query().is_some_and(|query| {
                 form_pairs(query)
                     .any(|(k, v)| k == *name && regex.as_ref().is_none_or(|r| r.is_match(&v)))
             }),
-            Self::Cookie(name, regex) => cookie(request.headers(), name)
+            Self::Cookie(name, regex) => cookie(request.values("cookie"), name)
                 .is_some_and(|value| regex.as_ref().is_none_or(|r| r.is_match(&value))),
             Self::After(start) => SystemTime::now() > *start,
             Self::Before(end) => SystemTime::now() < *end,
             Self::Between(start, end) => (*start..*end).contains(&SystemTime::now()),
-            Self::RemoteAddr(networks) => PeerAddr::of(request.extensions()).is_some_and(|peer| {
+            Self::RemoteAddr(networks) => request.peer().is_some_and(|peer| {
                 let ip = peer.ip().to_canonical();
                 networks.iter().any(|network| network.contains(&ip))
             }),
         }
     }
+}
+
+/// What routing reads of a request: the same whether the request is an `http::Request` or,
+/// on the relay path, its bytes.
+pub(crate) trait RequestHead {
+    fn method(&self) -> &Method;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    fn query(&self) -> Option<&str>;
+    /// `Host`, or the target's host when it is in absolute form.
+    fn host(&self) -> Option<&str>;
+    /// The values of the fields named `name` (lowercase), in order.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]>;
+    fn peer(&self) -> Option<SocketAddr>;
+}
+
+impl<B> RequestHead for Request<B> {
+    fn method(&self) -> &Method {
+        Request::method(self)
+    }
+
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.uri().query()
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.uri().host())
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.headers()
+            .get_all(name)
+            .into_iter()
+            .map(|value| value.as_bytes())
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        PeerAddr::of(self.extensions())
+    }
+}
+
+impl RequestHead for RawRequest<'_> {
+    fn method(&self) -> &Method {
+        RawRequest::method(self)
+    }
+
+    fn path(&self) -> &str {
+        RawRequest::path(self)
+    }
+
+    fn query(&self) -> Option<&str> {
+        RawRequest::query(self)
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.value("host").and_then(visible_ascii)
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        RawRequest::values(self, name).map(|value| -> &'a [u8] { value })
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        Some(RawRequest::peer(self))
+    }
+}
+
+/// A field value as text when it is visible ASCII (and tabs), as `HeaderValue::to_str` reads
+/// one.
+pub(crate) fn visible_ascii(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// A date-time as Spring writes it: RFC 3339 with an offset, optionally followed by the zone's

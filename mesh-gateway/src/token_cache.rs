@@ -99,7 +99,7 @@ impl TokenCache {
     /// The identity of a token verified before (here or, with Redis, by any replica) and not
     /// expired since.
     pub(crate) async fn get(&self, token: &str) -> Option<Arc<Verified>> {
-        if let Some(verified) = self.local(token) {
+        if let Some(verified) = self.cached(token) {
             return Some(verified);
         }
         #[cfg(feature = "redis")]
@@ -121,7 +121,9 @@ impl TokenCache {
         }
     }
 
-    fn local(&self, token: &str) -> Option<Arc<Verified>> {
+    /// The identity of a token verified before and remembered here (not in Redis), when not
+    /// expired since.
+    pub(crate) fn cached(&self, token: &str) -> Option<Arc<Verified>> {
         let (verified, exp) = {
             let entry = self.entries.get(token)?;
             let (verified, exp) = entry.value();

@@ -38,10 +38,20 @@ pub use self::{
 /// assert_eq!(mesh_core::auth::bearer_token(&headers), Some("abc.def.ghi"));
 /// ```
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    bearer_value(headers.get(http::header::AUTHORIZATION)?.as_bytes())
+}
+
+/// The token of an `Authorization` value `Bearer <token>`, if it is one.
+///
+/// ```
+/// assert_eq!(mesh_core::auth::bearer_value(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+/// assert_eq!(mesh_core::auth::bearer_value(b"Basic dXNlcg=="), None);
+/// ```
+pub fn bearer_value(value: &[u8]) -> Option<&str> {
     // A header value holds no control characters; `from_utf8` checks the rest of a long token
     // word by word where `to_str` would go byte by byte. A token that is not base64url fails
     // verification.
-    let value = std::str::from_utf8(headers.get(http::header::AUTHORIZATION)?.as_bytes()).ok()?;
+    let value = std::str::from_utf8(value).ok()?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?

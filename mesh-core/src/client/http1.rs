@@ -24,7 +24,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{BoxBody, error::BoxError};
+use crate::{BoxBody, error::BoxError, server::is_hop_by_hop};
 
 /// The most bytes a response head may take.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -41,7 +41,8 @@ const WRITE_COALESCE: usize = 16 * 1024;
 pub(crate) struct Conn {
     io: TcpStream,
     read: BytesMut,
-    write: Vec<u8>,
+    /// The request being written; a relay encodes its request here.
+    pub(crate) write: Vec<u8>,
     spans: Vec<Span>,
 }
 
@@ -154,6 +155,31 @@ impl Conn {
 
     /// Reads the answer's head (skipping interim `1xx` answers but `101`).
     pub(crate) async fn read_head(&mut self, method: &Method) -> Result<Head, Failure> {
+        let read = self.read_final_head(method).await?;
+        typed_head(read, &self.spans)
+    }
+
+    /// Reads the answer's head as [`read_head`](Self::read_head) does, its fields encoded into
+    /// `fields` as `name: value\r\n` lines for a relay to pass on (see [`raw_fields`]).
+    pub(crate) async fn read_raw_head(
+        &mut self,
+        method: &Method,
+        fields: &mut Vec<u8>,
+        drop: impl Fn(StatusCode, &[u8]) -> bool,
+    ) -> Result<RawHead, Failure> {
+        let read = self.read_final_head(method).await?;
+        let dated = raw_fields(&read, &self.spans, method, fields, drop);
+        Ok(RawHead {
+            status: read.status,
+            framing: read.framing,
+            keep_alive: read.keep_alive,
+            dated,
+        })
+    }
+
+    /// Reads up to the end of the final answer's head, which is taken off the buffer; where
+    /// its fields lie is left in `spans`.
+    async fn read_final_head(&mut self, method: &Method) -> Result<ReadHead, Failure> {
         let mut received = false;
         loop {
             if !self.read.is_empty() {
@@ -193,6 +219,12 @@ impl Conn {
         let mut head = self.read_head(method).await.ok()?;
         head.keep_alive = false;
         Some(head)
+    }
+
+    /// Writes what `write` holds (a whole request, head and body) and leaves `write` as it
+    /// was, so that the same bytes can go again on another connection.
+    pub(crate) async fn write_all(&mut self, write: &[u8]) -> Result<(), Failure> {
+        self.io.write_all(write).await.map_err(written)
     }
 
     /// Reads what the socket has into the buffer; `0` is the end of the connection.
@@ -307,7 +339,7 @@ fn written(error: io::Error) -> Failure {
 
 /// Methods whose empty body is announced with `Content-Length: 0`, as the upstream may expect
 /// a body for them.
-fn sends_empty_length(method: &Method) -> bool {
+pub(crate) fn sends_empty_length(method: &Method) -> bool {
     !matches!(
         *method,
         Method::GET
@@ -356,11 +388,31 @@ fn encode_head(
 /// What the front of the read buffer holds.
 enum Parsed {
     /// A final answer's head, taken off the buffer.
-    Head(Head),
+    Head(ReadHead),
     /// An interim `1xx` answer, taken off the buffer.
     Interim,
     /// Not yet a whole head.
     Partial,
+}
+
+/// A final answer's head as read: its bytes, and what its fields say of its body and its
+/// connection.
+struct ReadHead {
+    status: StatusCode,
+    version: Version,
+    head: Bytes,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// A relayed answer's head: its fields are encoded elsewhere.
+pub(crate) struct RawHead {
+    pub(crate) status: StatusCode,
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request once the body has been read.
+    pub(crate) keep_alive: bool,
+    /// Whether the answer has a `Date`.
+    pub(crate) dated: bool,
 }
 
 /// Parses a complete head off the front of `read`.
@@ -392,20 +444,9 @@ fn parse_head(
         _ => Version::HTTP_11,
     };
     field_spans(read, parsed.headers, spans);
-    let head = read.split_to(length).freeze();
-    // With room for a few fields more: a proxy adds some (request ID, CORS) to the answer.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     let mut fields = FramingFields::default();
-    for &(name_at, name_len, value_at, value_len) in spans.iter() {
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
-            .map_err(|_| invalid("an answer with an invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
-            .map_err(|_| invalid("an answer with an invalid header value"))?;
-        fields.see(&name, &value);
-        if status != StatusCode::SWITCHING_PROTOCOLS && is_connection_field(&name) {
-            continue;
-        }
-        headers.append(name, value);
+    for field in parsed.headers.iter() {
+        fields.see(field.name.as_bytes(), field.value);
     }
     let framing = fields.framing(method, status)?;
     // An answer framed both ways is read as chunked, and its connection not trusted again.
@@ -414,15 +455,77 @@ fn parse_head(
         && !ambiguous
         && !fields.close
         && !matches!(framing, Framing::UntilClose | Framing::Switched);
+    let head = read.split_to(length).freeze();
+    Ok(Parsed::Head(ReadHead {
+        status,
+        version,
+        head,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// The answer of `read` with its fields as a map (but the connection's, unless it switched
+/// protocols: the pool's concern, noted while the head was read).
+fn typed_head(read: ReadHead, spans: &[Span]) -> Result<Head, Failure> {
+    let ReadHead {
+        status,
+        version,
+        head,
+        framing,
+        keep_alive,
+    } = read;
+    // With room for a few fields more: a proxy adds some (request ID, CORS) to the answer.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
+    for &(name_at, name_len, value_at, value_len) in spans {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| invalid("an answer with an invalid header name"))?;
+        if status != StatusCode::SWITCHING_PROTOCOLS && is_connection_field(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+            .map_err(|_| invalid("an answer with an invalid header value"))?;
+        headers.append(name, value);
+    }
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = headers;
-    Ok(Parsed::Head(Head {
+    Ok(Head {
         response,
         framing,
         keep_alive,
-    }))
+    })
+}
+
+/// Encodes the fields of `read` into `out` as `name: value\r\n` lines, for a relay: all but
+/// the hop-by-hop ones, `Transfer-Encoding`, `Content-Length` unless the answer has no body for
+/// it to frame (to `HEAD`, a `304`: it tells the size a `GET` would get), and those `drop`
+/// picks. Returns whether the answer has a `Date`.
+fn raw_fields(
+    read: &ReadHead,
+    spans: &[Span],
+    method: &Method,
+    out: &mut Vec<u8>,
+    drop: impl Fn(StatusCode, &[u8]) -> bool,
+) -> bool {
+    let keeps_length = *method == Method::HEAD || read.status == StatusCode::NOT_MODIFIED;
+    let mut dated = false;
+    for &(name_at, name_len, value_at, value_len) in spans {
+        let name = &read.head[name_at..name_at + name_len];
+        if is_hop_by_hop(name)
+            || (!keeps_length && name.eq_ignore_ascii_case(b"content-length"))
+            || drop(read.status, name)
+        {
+            continue;
+        }
+        dated |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&read.head[value_at..value_at + value_len]);
+        out.extend_from_slice(b"\r\n");
+    }
+    dated
 }
 
 /// Whether `name` speaks of the connection the answer came on (`Connection`, `Keep-Alive`):
@@ -453,23 +556,22 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn see(&mut self, name: &HeaderName, value: &HeaderValue) {
-        if *name == header::CONTENT_LENGTH {
-            match content_length(value.as_bytes()) {
+    fn see(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match content_length(value) {
                 Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
                     self.length = Some(length);
                 }
                 _ => self.invalid_length = true,
             }
-        } else if *name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.transfer_encoding = true;
-            let last = field_tokens(value.as_bytes()).rfind(|coding| !coding.is_empty());
+            let last = field_tokens(value).rfind(|coding| !coding.is_empty());
             if let Some(coding) = last {
                 self.chunked = coding.eq_ignore_ascii_case(b"chunked");
             }
-        } else if *name == header::CONNECTION {
-            self.close |=
-                field_tokens(value.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"close"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.close |= field_tokens(value).any(|token| token.eq_ignore_ascii_case(b"close"));
         }
     }
 

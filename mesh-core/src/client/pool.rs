@@ -40,7 +40,7 @@ use std::{
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use http::{
-    HeaderValue, Method, Request, Response, Uri, header,
+    HeaderValue, Method, Request, Response, StatusCode, Uri, header,
     uri::{Authority, PathAndQuery},
 };
 use http_body::{Body, Frame, SizeHint};
@@ -48,11 +48,12 @@ use hyper::body::Incoming;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
-use super::http1::{BodyReader, Conn, Failure, Framing, Head};
+use super::http1::{BodyReader, Conn, Failure, Framing, Head, RawHead, sends_empty_length};
 pub use super::http1::{OnUpgrade, Upgraded};
 use crate::{
     BoxBody,
     error::{BoxError, ErrorKind, MeshError},
+    server::RawAnswer,
 };
 
 /// Idle connections each thread keeps per origin; more are closed when given back.
@@ -121,7 +122,8 @@ impl Http1Pool {
         let replayable = body.is_end_stream() && is_idempotent(&parts.method);
         let mut body = Some(body);
         loop {
-            let (key, checked_out) = self.checkout(authority, &mut parts.headers)?;
+            let (key, host, checked_out) = self.checkout(authority)?;
+            parts.headers.insert(header::HOST, host);
             let (mut conn, reused) = match checked_out {
                 Some(conn) => (conn, true),
                 // Boxed: the cold path stays out of every call's future.
@@ -154,6 +156,92 @@ impl Http1Pool {
         }
     }
 
+    /// Relays a request given as bytes to `authority`, for a proxy that passes requests on
+    /// without building them ([`Relay`](crate::server::Relay)). `encode` writes the request
+    /// line and the header fields (each ending in `\r\n`, with no framing field) into the
+    /// buffer it is given, its second argument being the origin's `Host`; it runs before this
+    /// returns. The body's `Content-Length`, the empty line and `body` follow. The answer's
+    /// fields come as [`RawAnswer::fields`] says, but for those `drop` picks. Connections and
+    /// failures are as [`send`](Self::send)'s: an idempotent request without a body that got
+    /// no answer on a reused connection goes again on another.
+    pub fn relay(
+        self: &Arc<Self>,
+        authority: &Authority,
+        method: &Method,
+        body: &[u8],
+        encode: impl FnOnce(&mut Vec<u8>, &[u8]),
+        drop: fn(StatusCode, &[u8]) -> bool,
+    ) -> Result<impl Future<Output = Result<RawAnswer, MeshError>> + Send + 'static, MeshError>
+    {
+        let replayable = body.is_empty() && is_idempotent(method);
+        let (key, host, mut checked_out) = self.checkout(authority)?;
+        // The connection's own buffer when there is one: no allocation for the request.
+        let mut request = checked_out
+            .as_mut()
+            .map(|conn| std::mem::take(&mut conn.write))
+            .unwrap_or_default();
+        request.clear();
+        encode(&mut request, host.as_bytes());
+        if !body.is_empty() || sends_empty_length(method) {
+            request.extend_from_slice(b"content-length: ");
+            request.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body);
+        let (pool, authority, method) = (self.clone(), authority.clone(), method.clone());
+        Ok(async move {
+            let mut key = key;
+            let mut fields = Vec::with_capacity(256);
+            loop {
+                let (mut conn, reused) = match checked_out.take() {
+                    Some(conn) => (conn, true),
+                    None => (Box::pin(connect(&authority)).await?, false),
+                };
+                let answered = match conn.write_all(&request).await {
+                    Ok(()) => conn.read_raw_head(&method, &mut fields, drop).await,
+                    // An upstream may answer before it has read the whole request, and close.
+                    Err(Failure::Unanswered(error)) => {
+                        match conn.read_raw_head(&method, &mut fields, drop).await {
+                            Ok(head) => Ok(RawHead {
+                                keep_alive: false,
+                                ..head
+                            }),
+                            Err(_) => Err(Failure::Unanswered(error)),
+                        }
+                    }
+                    Err(failure) => Err(failure),
+                };
+                let head = match answered {
+                    Ok(head) if head.framing == Framing::Switched => {
+                        let error =
+                            "the upstream switched protocols for a request that did not ask to";
+                        return Err(failed(&authority, error.into()));
+                    }
+                    Ok(head) => head,
+                    Err(Failure::Unanswered(_)) if reused && replayable => {
+                        fields.clear();
+                        let (again, _, idle) = pool.checkout(&authority)?;
+                        (key, checked_out) = (again, idle);
+                        continue;
+                    }
+                    Err(Failure::Unanswered(error)) => {
+                        return Err(failed(&authority, error.into()));
+                    }
+                    Err(Failure::Failed(error)) => return Err(failed(&authority, error)),
+                };
+                conn.write = request;
+                return Ok(RawAnswer {
+                    status: head.status,
+                    fields,
+                    dated: head.dated,
+                    body: pool.body(head.framing, head.keep_alive, conn, key),
+                    route: None,
+                });
+            }
+        })
+    }
+
     /// The response to `head`, its body read from `conn`.
     fn respond(self: &Arc<Self>, head: Head, conn: Conn, key: Arc<str>) -> Response<ResponseBody> {
         let Head {
@@ -161,38 +249,47 @@ impl Http1Pool {
             framing,
             keep_alive,
         } = head;
-        match framing {
-            Framing::Switched => {
-                let mut response = response.map(|()| ResponseBody::empty());
-                let upgraded = OnUpgrade::new(conn.into_upgraded());
-                response.extensions_mut().insert(upgraded);
-                response
+        if framing == Framing::Switched {
+            let mut response = response.map(|()| ResponseBody::empty());
+            let upgraded = OnUpgrade::new(conn.into_upgraded());
+            response.extensions_mut().insert(upgraded);
+            return response;
+        }
+        response.map(|()| self.body(framing, keep_alive, conn, key))
+    }
+
+    /// A body framed by `framing`, read from `conn`, which goes back to the pool at its end
+    /// when it can carry another request.
+    fn body(
+        self: &Arc<Self>,
+        framing: Framing,
+        keep_alive: bool,
+        conn: Conn,
+        key: Arc<str>,
+    ) -> ResponseBody {
+        if framing == Framing::Empty {
+            if keep_alive {
+                self.checkin(&key, conn);
             }
-            Framing::Empty => {
-                if keep_alive {
-                    self.checkin(&key, conn);
-                }
-                response.map(|()| ResponseBody::empty())
-            }
-            _ => response.map(|()| ResponseBody {
-                kind: Kind::Http1 {
-                    reader: Some(BodyReader::new(conn, framing)),
-                    checkin: keep_alive.then(|| Checkin {
-                        key,
-                        pool: self.clone(),
-                    }),
-                },
-            }),
+            return ResponseBody::empty();
+        }
+        ResponseBody {
+            kind: Kind::Http1 {
+                reader: Some(BodyReader::new(conn, framing)),
+                checkin: keep_alive.then(|| Checkin {
+                    key,
+                    pool: self.clone(),
+                }),
+            },
         }
     }
 
-    /// Sets `Host` to `authority` and takes this thread's most recently used idle connection
-    /// to it that is still open, if any; also returns the origin's key.
+    /// Takes this thread's most recently used idle connection to `authority` that is still
+    /// open, if any; also returns the origin's key and its `Host` value.
     fn checkout(
         &self,
         authority: &Authority,
-        headers: &mut http::HeaderMap,
-    ) -> Result<(Arc<str>, Option<Conn>), MeshError> {
+    ) -> Result<(Arc<str>, HeaderValue, Option<Conn>), MeshError> {
         let mut origins = self.idle.get_or_default().borrow_mut();
         let origin = match origins.get_mut(authority.as_str()) {
             Some(origin) => origin,
@@ -216,7 +313,6 @@ impl Http1Pool {
                 })
             }
         };
-        headers.insert(header::HOST, origin.host.clone());
         let mut conn = None;
         while let Some(idle) = origin.idle.pop() {
             if idle.is_reusable() {
@@ -224,7 +320,7 @@ impl Http1Pool {
                 break;
             }
         }
-        Ok((origin.key.clone(), conn))
+        Ok((origin.key.clone(), origin.host.clone(), conn))
     }
 
     /// Origins this thread remembers.

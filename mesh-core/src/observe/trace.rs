@@ -104,16 +104,27 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn to_header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.to_header_bytes())
+            .expect("hex digits and dashes are a valid header")
+    }
+
+    /// The `traceparent` header value as bytes, for a head written as bytes.
+    pub fn to_header_bytes(&self) -> [u8; 55] {
         let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex(&mut buf[3..35], self.trace_id);
         hex(&mut buf[36..52], u128::from(self.span_id));
         hex(&mut buf[53..55], u128::from(self.flags));
-        HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header")
+        buf
     }
 
     /// The context of the request this task is serving, if any.
     pub fn current() -> Option<Self> {
         CURRENT.try_with(|context| *context).ok()
+    }
+
+    /// Runs `f` with this context as the task's current one.
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
     }
 
     /// Runs `future` with this context as the task's current one.

@@ -29,7 +29,7 @@ use std::{
 };
 
 use axum::{body::Body, extract::ConnectInfo};
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{self, HeaderName},
@@ -50,7 +50,11 @@ use tower::{Service, ServiceExt};
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
-use super::{layers::App, tls};
+use super::{
+    layers::App,
+    relay::{RawAnswer, RawRequest, Relayed, Relaying},
+    tls,
+};
 use crate::client::{
     http1::{BodyFailure, Span, content_length, field_spans, field_tokens, flush, write_body},
     pool::Upgraded,
@@ -80,7 +84,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// answered is not held to it.
 pub(super) async fn serve(
     listener: TcpListener,
-    app: App,
+    served: Served,
     idle_timeout: Duration,
     tls: Option<Arc<ServerConfig>>,
     drained: impl Future<Output = ()>,
@@ -101,18 +105,19 @@ pub(super) async fn serve(
         };
         // Answers go out whole; nothing is gained by holding a small one back.
         let _ = stream.set_nodelay(true);
-        let (app, draining) = (app.clone(), draining.clone());
+        let (served, draining) = (served.clone(), draining.clone());
         match &tls {
             None => {
                 let idle = Idle::new(idle_timeout);
-                tokio::spawn(connection(stream, peer, app, idle, draining));
+                tokio::spawn(connection(stream, peer, served, idle, draining));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     if let Some(stream) = tls::handshake(acceptor, stream, peer).await {
                         let io = TokioIo::new(stream);
-                        hyper_serves(io, peer, app, Idle::new(idle_timeout), draining).await;
+                        let idle = Idle::new(idle_timeout);
+                        hyper_serves(io, peer, served.app, idle, draining).await;
                     }
                 });
             }
@@ -141,33 +146,36 @@ async fn accept_failed(error: io::Error) {
     }
 }
 
+/// What a server serves: the application in the server layers, and the relay offered each
+/// request read here before it, if any.
+#[derive(Clone)]
+pub(super) struct Served {
+    pub(super) app: App,
+    pub(super) relay: Option<Arc<Relaying>>,
+}
+
 /// One connection: requests read here while they are plain, then hyper for the rest.
 async fn connection(
     mut io: TcpStream,
     peer: SocketAddr,
-    mut app: App,
+    served: Served,
     idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) {
+    let Served { mut app, relay } = served;
     let mut read = BytesMut::with_capacity(READ_CHUNK);
     let mut write = Vec::new();
     let mut spans = Vec::new();
     let mut idle = std::pin::pin!(idle);
     loop {
-        let incoming = loop {
+        let scanned = loop {
             if !read.is_empty() {
-                match parse_request(&mut read, &mut spans) {
-                    Parsed::Request(incoming) => break incoming,
+                match scan_request(&read, &mut spans) {
+                    Parsed::Request(scanned) => break Some(scanned),
                     // A body is waited for only when small (the head is bounded too).
                     Parsed::AwaitingBody => {}
                     Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
-                    Parsed::Incomplete | Parsed::Elsewhere => {
-                        // hyper takes the connection, the bytes already read first, and
-                        // the idle timer with its count.
-                        let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
-                        let idle = idle.as_mut().take_over();
-                        return hyper_serves(io, peer, app, idle, draining).await;
-                    }
+                    Parsed::Incomplete | Parsed::Elsewhere => break None,
                 }
             }
             if read.capacity() - read.len() < READ_CHUNK / 4 {
@@ -191,20 +199,52 @@ async fn connection(
                 Ok(_) => {}
             }
         };
-        let Incoming {
-            mut request,
-            keep_alive,
-        } = incoming;
-        let head = request.method() == Method::HEAD;
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let response = match app.ready().await {
-            Ok(ready) => ready.call(request).await,
-            Err(never) => match never {},
+        let relayed = match (&scanned, &relay) {
+            (Some(scanned), Some(relay)) => relay.offer(&scanned.raw(&read, &spans, peer)),
+            _ => None,
         };
-        let response = response.unwrap_or_else(|never: Infallible| match never {});
-        let close = !keep_alive || *draining.borrow() || asks_to_close(response.headers());
-        let written = write_response(&mut io, &mut write, response, head, close).await;
-        idle.as_mut().served();
+        let (close, written) = match (scanned, relayed) {
+            (Some(scanned), Some(relayed)) => {
+                read.advance(scanned.length());
+                let close = !scanned.keep_alive || *draining.borrow();
+                let head = scanned.method == Method::HEAD;
+                let written = match relayed.await {
+                    Relayed::Raw(answer) => {
+                        write_raw_answer(&mut io, &mut write, answer, head, close).await
+                    }
+                    Relayed::Typed(response) => {
+                        let close = close || asks_to_close(response.headers());
+                        write_response(&mut io, &mut write, response, head, close).await
+                    }
+                };
+                idle.as_mut().served();
+                (close, written)
+            }
+            (scanned, _) => {
+                let Some(Incoming {
+                    mut request,
+                    keep_alive,
+                }) = scanned.and_then(|scanned| build_request(&mut read, &spans, scanned))
+                else {
+                    // hyper takes the connection, the bytes already read first, and the idle
+                    // timer with its count.
+                    let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
+                    let idle = idle.as_mut().take_over();
+                    return hyper_serves(io, peer, app, idle, draining).await;
+                };
+                let head = request.method() == Method::HEAD;
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let response = match app.ready().await {
+                    Ok(ready) => ready.call(request).await,
+                    Err(never) => match never {},
+                };
+                let response = response.unwrap_or_else(|never: Infallible| match never {});
+                let close = !keep_alive || *draining.borrow() || asks_to_close(response.headers());
+                let written = write_response(&mut io, &mut write, response, head, close).await;
+                idle.as_mut().served();
+                (close, written)
+            }
+        };
         if close || written.is_err() {
             let _ = io.shutdown().await;
             return;
@@ -331,12 +371,41 @@ struct Incoming {
     keep_alive: bool,
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned once per request and taken apart at once; boxing would allocate"
-)]
+/// A request whose head and body are at the front of the read buffer, read here.
+struct Scanned {
+    /// The head's length.
+    head: usize,
+    method: Method,
+    /// Where the request target lies in the head.
+    target: (usize, usize),
+    body: usize,
+    keep_alive: bool,
+}
+
+impl Scanned {
+    /// The bytes the request takes, head and body.
+    fn length(&self) -> usize {
+        self.head + self.body
+    }
+
+    /// The request as a relay reads it, from `read`, whose front it is, with its fields'
+    /// `spans`.
+    fn raw<'a>(&'a self, read: &'a [u8], spans: &'a [Span], peer: SocketAddr) -> RawRequest<'a> {
+        let (at, len) = self.target;
+        RawRequest {
+            head: &read[..self.head],
+            method: &self.method,
+            // httparse checked the target's bytes are visible ASCII.
+            target: std::str::from_utf8(&read[at..at + len]).unwrap_or("/"),
+            fields: spans,
+            body: &read[self.head..self.length()],
+            peer,
+        }
+    }
+}
+
 enum Parsed {
-    Request(Incoming),
+    Request(Scanned),
     /// More bytes of the head are needed.
     Incomplete,
     /// The head is here; more bytes of its body (at most [`MAX_BUFFERED_BODY`]) are needed.
@@ -345,8 +414,9 @@ enum Parsed {
     Elsewhere,
 }
 
-/// Parses the request at the front of `read`; takes its bytes when it is served here.
-fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
+/// Reads the request at the front of `read`, noting in `spans` where its fields lie; the
+/// buffer is left as it is.
+fn scan_request(read: &[u8], spans: &mut Vec<Span>) -> Parsed {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let config = httparse::ParserConfig::default();
@@ -365,57 +435,73 @@ fn parse_request(read: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
         return Parsed::Elsewhere;
     }
     let path = parsed.path.unwrap_or_default();
-    let path_span = (path.as_ptr() as usize - read.as_ptr() as usize, path.len());
-    field_spans(read, parsed.headers, spans);
-    // The fields are checked on the bytes before any is taken, so a request that goes to
-    // hyper leaves the buffer as it was.
-    let mut fields = RequestFields::default();
-    for &(name_at, name_len, value_at, value_len) in spans.iter() {
-        let name = &read[name_at..name_at + name_len];
-        let value = &read[value_at..value_at + value_len];
-        if !fields.see(name, value) {
+    let target = (path.as_ptr() as usize - read.as_ptr() as usize, path.len());
+    let mut request = RequestFields::default();
+    for field in parsed.headers.iter() {
+        if !request.see(field.name.as_bytes(), field.value) {
             return Parsed::Elsewhere;
         }
     }
     // Larger bodies (and lengths beyond `usize`) go to hyper, which streams them.
-    let Some(body_length) = usize::try_from(fields.length.unwrap_or(0))
+    let Some(body) = usize::try_from(request.length.unwrap_or(0))
         .ok()
         .filter(|&length| length <= MAX_BUFFERED_BODY)
     else {
         return Parsed::Elsewhere;
     };
-    if read.len() < length + body_length {
+    if read.len() < length + body {
         return Parsed::AwaitingBody;
     }
-    let head = read.split_to(length).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)) else {
-        return Parsed::Elsewhere;
+    field_spans(read, parsed.headers, spans);
+    Parsed::Request(Scanned {
+        head: length,
+        method,
+        target,
+        body,
+        keep_alive: !request.close,
+    })
+}
+
+/// Takes the request `scanned` found off the front of `read`; `None`, with the buffer left as
+/// it was, when its target or a field is one the `http` crate refuses (hyper then decides what
+/// to answer).
+fn build_request(read: &mut BytesMut, spans: &[Span], scanned: Scanned) -> Option<Incoming> {
+    let head = read.split_to(scanned.head).freeze();
+    let Some(request) = typed_head(&head, spans, &scanned) else {
+        // Put back in front of the rest, for hyper: a rare request, copied once.
+        let mut whole = BytesMut::with_capacity(head.len() + read.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(read);
+        *read = whole;
+        return None;
     };
-    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
-    for &(name_at, name_len, value_at, value_len) in spans.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&head[name_at..name_at + name_len]),
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)),
-        ) else {
-            // httparse took the field; `http` did not. hyper decides what to answer.
-            return Parsed::Elsewhere;
-        };
-        headers.append(name, value);
-    }
-    let body = if body_length == 0 {
+    let body = if scanned.body == 0 {
         Body::empty()
     } else {
-        Body::from(read.split_to(body_length).freeze())
+        Body::from(read.split_to(scanned.body).freeze())
     };
-    let mut request = Request::new(body);
-    *request.method_mut() = method;
+    Some(Incoming {
+        request: request.map(|()| body),
+        keep_alive: scanned.keep_alive,
+    })
+}
+
+/// The request of `head` as the `http` crate has it, its values slices of `head`.
+fn typed_head(head: &Bytes, spans: &[Span], scanned: &Scanned) -> Option<Request<()>> {
+    let (at, len) = scanned.target;
+    let uri = Uri::from_maybe_shared(head.slice(at..at + len)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
+    for &(name_at, name_len, value_at, value_len) in spans {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len));
+        headers.append(name, value.ok()?);
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = scanned.method.clone();
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Parsed::Request(Incoming {
-        request,
-        keep_alive: !fields.close,
-    })
+    Some(request)
 }
 
 /// What a request's fields say of how it is served.
@@ -482,12 +568,45 @@ async fn write_response(
     close: bool,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
-    let status = parts.status;
+    let framing = framing(parts.status, head_request, &body);
+    write.clear();
+    encode_head(write, &parts, framing, close, body.size_hint().exact());
+    write_framed_body(io, write, &mut body, framing).await
+}
+
+/// Writes a relayed answer: its status, its fields, then the framing its body has, `Date`
+/// unless it has one and `Connection: close` when `close`; an error leaves the connection
+/// unusable.
+async fn write_raw_answer(
+    io: &mut TcpStream,
+    write: &mut Vec<u8>,
+    answer: RawAnswer,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    let RawAnswer {
+        status,
+        fields,
+        dated,
+        mut body,
+        ..
+    } = answer;
+    let framing = framing(status, head_request, &body);
+    write.clear();
+    status_line(write, status);
+    write.extend_from_slice(&fields);
+    framing_field(write, framing);
+    end_head(write, dated, close);
+    write_framed_body(io, write, &mut body, framing).await
+}
+
+/// How the body of an answer with `status` goes out.
+fn framing(status: StatusCode, head_request: bool, body: &impl http_body::Body) -> Framing {
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = if no_body {
+    if no_body {
         Framing::None
     } else if body.is_end_stream() {
         Framing::Length(0)
@@ -496,9 +615,20 @@ async fn write_response(
             Some(length) => Framing::Length(length),
             None => Framing::Chunked,
         }
-    };
-    write.clear();
-    encode_head(write, &parts, framing, close, body.size_hint().exact());
+    }
+}
+
+/// Writes `body` after the head in `write`, as `framing` says.
+async fn write_framed_body<B>(
+    io: &mut TcpStream,
+    write: &mut Vec<u8>,
+    body: &mut B,
+    framing: Framing,
+) -> io::Result<()>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<crate::error::BoxError>,
+{
     if framing == Framing::None {
         return flush(io, write).await;
     }
@@ -506,7 +636,7 @@ async fn write_response(
         Framing::Length(length) => Some(length),
         _ => None,
     };
-    write_body(io, write, &mut body, length)
+    write_body(io, write, body, length)
         .await
         .map_err(|failure| match failure {
             BodyFailure::Io(error) => error,
@@ -525,11 +655,7 @@ fn encode_head(
     size: Option<u64>,
 ) {
     let status = parts.status;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(out, status);
     let keeps_length =
         framing == Framing::None && status != StatusCode::NO_CONTENT && !status.is_informational();
     let mut has_length = false;
@@ -546,26 +672,44 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let mut digits = itoa::Buffer::new();
-    match framing {
-        Framing::Length(length) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(digits.format(length).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None => {
-            // An empty body says nothing of the length a `GET` would get.
-            if let (true, false, Some(length @ 1..)) = (keeps_length, has_length, size)
-                && status != StatusCode::NOT_MODIFIED
-            {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(digits.format(length).as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+    framing_field(out, framing);
+    // An empty body says nothing of the length a `GET` would get.
+    if let (Framing::None, true, false, Some(length @ 1..)) =
+        (framing, keeps_length, has_length, size)
+        && status != StatusCode::NOT_MODIFIED
+    {
+        content_length_field(out, length);
     }
-    if !parts.headers.contains_key(header::DATE) {
+    end_head(out, parts.headers.contains_key(header::DATE), close);
+}
+
+/// `HTTP/1.1 200 OK\r\n`.
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The field that frames a body: `Content-Length` or chunked; none for no body.
+fn framing_field(out: &mut Vec<u8>, framing: Framing) {
+    match framing {
+        Framing::Length(length) => content_length_field(out, length),
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None => {}
+    }
+}
+
+fn content_length_field(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Date` unless `dated`, `Connection: close` when `close`, and the empty line.
+fn end_head(out: &mut Vec<u8>, dated: bool, close: bool) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         now_http_date(|date| out.extend_from_slice(date));
         out.extend_from_slice(b"\r\n");
@@ -658,7 +802,10 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(serve(
             listener,
-            BoxCloneSyncService::new(router),
+            Served {
+                app: BoxCloneSyncService::new(router),
+                relay: None,
+            },
             idle_timeout,
             None,
             async move {

@@ -61,7 +61,7 @@ pub(crate) fn label_routes(router: Router) -> Router {
 pub(crate) fn wrap<S>(
     app: S,
     endpoints: Router,
-    service: Arc<str>,
+    series: Arc<ServerSeries>,
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
 ) -> App
@@ -77,7 +77,7 @@ where
     let stack = ServiceBuilder::new()
         .layer(tower::layer::layer_fn(move |inner| Observe {
             inner,
-            series: Arc::new(ServerSeries::new(service.clone())),
+            series: series.clone(),
         }))
         .layer(tower::layer::layer_fn(|inner| CatchPanic { inner }))
         .option_layer(auth.map(|auth| {
@@ -177,7 +177,7 @@ where
 }
 
 /// The runtime's own paths, answered by its endpoints whatever the application routes.
-const ENDPOINTS: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
+pub(crate) const ENDPOINTS: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
 
 /// Sends the runtime's endpoints (`/health…`, `/metrics`) to their router and every other
 /// request to the application, so an application need not be a router.
@@ -291,16 +291,9 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let context = TraceContext::from_request(&request)
-            .map_or_else(TraceContext::root, |parent| parent.child());
+        let context = request_context(TraceContext::from_request(&request));
         let method = method_label(request.method());
-        let span = tracing::info_span!(
-            "request",
-            service = %self.series.service(),
-            method,
-            path = %request.uri().path(),
-            trace_id = %context.trace_id(),
-        );
+        let span = request_span(&self.series, method, request.uri().path(), &context);
         let response = self.inner.call(request);
         Observed {
             future: context.scope(response).instrument(span),
@@ -332,15 +325,54 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.future.poll(cx))?;
-        let route = match response.extensions().get::<RouteLabel>() {
-            Some(RouteLabel(route)) => route,
-            None => this.series.unmatched(),
-        };
-        let series = this.series.route(this.method, route);
-        series.requests.increment(response.status().as_u16());
-        series.duration.record(this.started.elapsed().as_secs_f64());
+        let route = response
+            .extensions()
+            .get::<RouteLabel>()
+            .map(|RouteLabel(route)| route);
+        record(
+            this.series,
+            this.method,
+            route,
+            response.status(),
+            *this.started,
+        );
         Poll::Ready(Ok(response))
     }
+}
+
+/// The trace context a request is served in: a new span of the trace its `traceparent`
+/// names, else a new trace.
+pub(crate) fn request_context(parent: Option<TraceContext>) -> TraceContext {
+    parent.map_or_else(TraceContext::root, |parent| parent.child())
+}
+
+/// The span a request is served in.
+pub(crate) fn request_span(
+    series: &ServerSeries,
+    method: &'static str,
+    path: &str,
+    context: &TraceContext,
+) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        service = %series.service(),
+        method,
+        path = %path,
+        trace_id = %context.trace_id(),
+    )
+}
+
+/// Counts and times an answer, under its route (`unmatched` when it names none).
+pub(crate) fn record(
+    series: &ServerSeries,
+    method: &'static str,
+    route: Option<&Arc<str>>,
+    status: http::StatusCode,
+    started: Instant,
+) {
+    let series = series.route(method, route.unwrap_or(series.unmatched()));
+    series.requests.increment(status.as_u16());
+    series.duration.record(started.elapsed().as_secs_f64());
 }
 
 /// Requires a valid bearer token on every non-public path, and hands the handler the caller's
@@ -401,7 +433,8 @@ where
     }
 }
 
-fn method_label(method: &http::Method) -> &'static str {
+/// The `method` label of a request's metrics.
+pub(crate) fn method_label(method: &http::Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",

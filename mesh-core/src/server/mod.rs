@@ -28,6 +28,7 @@ mod body_limit;
 mod connections;
 mod layers;
 mod registration;
+mod relay;
 mod settings;
 mod tls;
 mod workers;
@@ -55,6 +56,7 @@ use tower::Service;
 
 use self::registration::Registration;
 pub use self::{
+    relay::{RawAnswer, RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
     settings::{RegistrySettings, ServerSettings},
     tls::TlsSettings,
 };
@@ -65,6 +67,7 @@ use crate::{
     discovery::{Instance, ServiceId},
     error::{ErrorKind, MeshError},
     observe::{
+        ServerSeries,
         health::{HealthChecks, HealthReport, Status},
         prometheus,
     },
@@ -212,8 +215,11 @@ pub async fn serve_connections(
     idle_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let app = tower::util::BoxCloneSyncService::new(service);
-    connections::serve(listener, app, idle_timeout, None, shutdown).await
+    let served = connections::Served {
+        app: tower::util::BoxCloneSyncService::new(service),
+        relay: None,
+    };
+    connections::serve(listener, served, idle_timeout, None, shutdown).await
 }
 
 // === impl MeshBuilder ===
@@ -409,6 +415,39 @@ impl Mesh {
 
     /// Starts serving `service` as [`start`](Self::start) does a router.
     pub async fn start_service(&self, app: impl HttpService) -> Result<Running, MeshError> {
+        self.start_serving(app, None).await
+    }
+
+    /// Starts serving `service` as [`start_service`](Self::start_service) does, with `relay`
+    /// offered each plain HTTP/1.1 request first ([`Relay`]): what it takes is answered from
+    /// the request's bytes, without the server's layers, and counted in the same request
+    /// metrics; the rest goes to `service`. With token verification configured for the server
+    /// (`auth`), every request goes through it and the relay is not used.
+    pub async fn start_relayed(
+        &self,
+        app: impl HttpService,
+        relay: impl Relay,
+    ) -> Result<Running, MeshError> {
+        self.start_serving(app, Some(Arc::new(relay))).await
+    }
+
+    /// Serves `service` with [`start_relayed`](Self::start_relayed) until SIGTERM or Ctrl-C,
+    /// then shuts down gracefully.
+    pub async fn serve_relayed(
+        self,
+        service: impl HttpService,
+        relay: impl Relay,
+    ) -> Result<(), MeshError> {
+        let running = self.start_relayed(service, relay).await?;
+        shutdown_signal().await;
+        running.shutdown().await
+    }
+
+    async fn start_serving(
+        &self,
+        app: impl HttpService,
+        relay: Option<Arc<dyn Relay>>,
+    ) -> Result<Running, MeshError> {
         let snapshot = self.inner.config.snapshot();
         let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
@@ -418,13 +457,22 @@ impl Mesh {
                 .public
                 .extend(described.public_paths().map(str::to_owned));
         }
+        let series = Arc::new(ServerSeries::new(self.inner.name.as_str().into()));
+        let relay = relay.filter(|_| self.inner.auth.is_none()).map(|relay| {
+            Arc::new(relay::Relaying {
+                relay,
+                series: series.clone(),
+                body_limit: server.body_limit,
+            })
+        });
         let app = layers::wrap(
             app,
             self.endpoints(),
-            self.inner.name.as_str().into(),
+            series,
             &server,
             self.inner.auth.clone(),
         );
+        let served = connections::Served { app, relay };
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async move {
             let _ = stopped.await;
@@ -435,7 +483,7 @@ impl Mesh {
             .map(TlsSettings::server_config)
             .transpose()?;
         let (local_addr, server_task) = if server.threads > 0 {
-            workers::spawn(&server, app, tls, stopped)?
+            workers::spawn(&server, served, tls, stopped)?
         } else {
             let listener = TcpListener::bind(server.address).await.map_err(|e| {
                 MeshError::new(
@@ -447,7 +495,7 @@ impl Mesh {
             let local_addr = listener
                 .local_addr()
                 .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
-            let serve = connections::serve(listener, app, server.idle_timeout, tls, stopped);
+            let serve = connections::serve(listener, served, server.idle_timeout, tls, stopped);
             let task = tokio::spawn(serve);
             (local_addr, task)
         };

@@ -12,7 +12,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{ServerSettings, connections, layers::App};
+use super::{ServerSettings, connections, connections::Served};
 use crate::error::{ErrorKind, MeshError};
 
 /// Binds `server.threads` listeners to `server.address` and serves `app` on a thread each until
@@ -20,7 +20,7 @@ use crate::error::{ErrorKind, MeshError};
 /// worker has; aborting it stops the workers at once, closing their connections.
 pub(super) fn spawn(
     settings: &ServerSettings,
-    app: App,
+    served: Served,
     tls: Option<Arc<ServerConfig>>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), MeshError> {
@@ -42,11 +42,11 @@ pub(super) fn spawn(
     for (index, listener) in listeners.into_iter().enumerate() {
         let (abort, aborted) = oneshot::channel::<()>();
         let (done, finish) = oneshot::channel();
-        let (app, tls, draining) = (app.clone(), tls.clone(), draining.clone());
+        let (served, tls, draining) = (served.clone(), tls.clone(), draining.clone());
         thread::Builder::new()
             .name(format!("mesh-worker-{index}"))
             .spawn(move || {
-                let result = run(listener, app, idle_timeout, tls, draining, aborted);
+                let result = run(listener, served, idle_timeout, tls, draining, aborted);
                 let _ = done.send(result);
             })
             .map_err(|e| MeshError::new(ErrorKind::Internal, format!("starting a worker: {e}")))?;
@@ -83,7 +83,7 @@ fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// One worker: its runtime, its listener, its connections.
 fn run(
     listener: std::net::TcpListener,
-    app: App,
+    served: Served,
     idle_timeout: Duration,
     tls: Option<Arc<ServerConfig>>,
     mut draining: watch::Receiver<bool>,
@@ -97,7 +97,7 @@ fn run(
         let drained = async move {
             let _ = draining.wait_for(|drain| *drain).await;
         };
-        let serve = connections::serve(listener, app, idle_timeout, tls, drained);
+        let serve = connections::serve(listener, served, idle_timeout, tls, drained);
         tokio::select! {
             served = serve => served,
             _ = aborted => Ok(()),

@@ -1,6 +1,7 @@
 use std::{
-    fmt::Write,
+    fmt::{self, Write},
     hash::{DefaultHasher, Hash, Hasher},
+    net::SocketAddr,
 };
 
 use http::Request;
@@ -51,28 +52,39 @@ impl KeySource {
         request: &Request<B>,
         key: &mut String,
     ) -> Result<(), MissingKey> {
+        // Looked up by the configured name as text: nothing to parse or allocate.
+        let header = |name: &str| request.headers().get(name).map(|value| value.as_bytes());
+        let parts = KeyParts {
+            header: &header,
+            peer: PeerAddr::of(request.extensions()),
+            subject: request.extensions().get::<Subject>(),
+        };
+        self.write_key_of(parts, key)
+    }
+
+    /// Appends the bucket key of a request read as `parts` to `key`.
+    pub(crate) fn write_key_of(
+        &self,
+        parts: KeyParts<'_>,
+        key: &mut String,
+    ) -> Result<(), MissingKey> {
         let start = key.len();
         match self {
             Self::Global => key.push_str("global"),
             Self::Header(name) => {
-                // Looked up by the configured name as text: nothing to parse or allocate.
-                let value = request
-                    .headers()
-                    .get(name.as_str())
+                let value = (parts.header)(name)
                     .filter(|value| !value.is_empty())
                     .ok_or(MissingKey::new("header"))?;
                 key.push_str("h:");
-                key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                key.push_str(&String::from_utf8_lossy(value));
             }
             Self::PeerIp => {
-                let peer =
-                    PeerAddr::of(request.extensions()).ok_or(MissingKey::new("peer address"))?;
+                let peer = parts.peer.ok_or(MissingKey::new("peer address"))?;
                 let _ = write!(key, "ip:{}", peer.ip());
             }
             Self::Subject => {
-                let subject = request
-                    .extensions()
-                    .get::<Subject>()
+                let subject = parts
+                    .subject
                     .filter(|subject| !subject.0.is_empty())
                     .ok_or(MissingKey::new("subject"))?;
                 key.push_str("sub:");
@@ -81,6 +93,27 @@ impl KeySource {
         }
         bound(key, start);
         Ok(())
+    }
+}
+
+/// What a request's bucket key is read from, for a caller that has the request as something
+/// other than an `http::Request` (a relay reading its bytes, say).
+#[derive(Clone, Copy)]
+pub struct KeyParts<'a> {
+    /// The first value of the header field named so (any case), if any.
+    pub header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
+    /// The address of the client's end of the connection.
+    pub peer: Option<SocketAddr>,
+    /// The authenticated subject.
+    pub subject: Option<&'a Subject>,
+}
+
+impl fmt::Debug for KeyParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyParts")
+            .field("peer", &self.peer)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
     }
 }
 

@@ -90,6 +90,19 @@ impl RateLimitLayer {
     }
 }
 
+impl RateLimitLayer {
+    /// Decides at once, as [`admit`](Self::admit) does, whether a request read as `parts` may
+    /// go on, for a caller without an `http::Request` (a relay reading the request's bytes);
+    /// `None` when the store cannot decide without waiting (Redis): the caller then goes
+    /// through [`admit`](Self::admit).
+    pub fn admit_now(
+        &self,
+        parts: super::KeyParts<'_>,
+    ) -> Option<Result<Option<super::Decision>, crate::error::BoxError>> {
+        self.shared.admit_now(parts)
+    }
+}
+
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 

@@ -33,7 +33,7 @@ pub use self::{
     config::{FailurePolicy, RateLimitConfig},
     error::{MissingKey, RateLimited, StoreUnavailable},
     gcra::{Decision, Quota},
-    key::KeySource,
+    key::{KeyParts, KeySource},
     layer::RateLimitLayer,
     local::LocalStore,
     service::{RateLimit, ResponseFuture},

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::{
-    Decision, FailurePolicy, KeySource, MissingKey, RateLimited, StoreUnavailable,
+    Decision, FailurePolicy, KeyParts, KeySource, MissingKey, RateLimited, StoreUnavailable,
     layer::Shared,
     store::{StoreError, StoreFuture},
 };
@@ -149,15 +149,40 @@ impl Shared {
         }
     }
 
+    /// Decides at once for a request read as `parts`: `None` when the store would have to
+    /// wait (on Redis, say).
+    pub(super) fn admit_now(
+        &self,
+        parts: KeyParts<'_>,
+    ) -> Option<Result<Option<Decision>, BoxError>> {
+        let key = match self.key_with(|key| self.config.key.write_key_of(parts, key)) {
+            Ok(key) => key,
+            Err(missing) => return Some(Err(missing.into())),
+        };
+        let answer = self.check(&key).into_ready().ok()?;
+        Some(
+            self.settle(answer)
+                .map(|decision| self.config.include_headers.then_some(decision)),
+        )
+    }
+
     /// The store key of a request: the limiter's name and the request's bucket.
     fn key<B>(&self, request: &Request<B>) -> Result<Cow<'_, str>, MissingKey> {
+        self.key_with(|key| self.config.key.write_key(request, key))
+    }
+
+    /// The store key whose bucket part `write` appends.
+    fn key_with(
+        &self,
+        write: impl FnOnce(&mut String) -> Result<(), MissingKey>,
+    ) -> Result<Cow<'_, str>, MissingKey> {
         if self.config.key == KeySource::Global {
             return Ok(Cow::Borrowed(&self.global_key));
         }
         let mut key = String::with_capacity(self.name.len() + 1 + 32);
         key.push_str(&self.name);
         key.push(':');
-        self.config.key.write_key(request, &mut key)?;
+        write(&mut key)?;
         Ok(Cow::Owned(key))
     }
 

@@ -1,0 +1,240 @@
+//! Relaying: serving a plain HTTP/1.1 request from its bytes, before it becomes an
+//! `http::Request` and goes through the server's layers.
+//!
+//! A proxy that only passes requests on (the gateway's plain routes) spends most of its time
+//! building header maps it then writes out again. A [`Relay`] is offered each request the
+//! server reads itself (plain HTTP/1.1 with no body or a small one) as a [`RawRequest`]: the
+//! head's bytes and where each field lies. It either takes the request, returning the future of
+//! its answer, or leaves it, and the request is served as any other. The server keeps its own
+//! part of every relayed request: the trace context ([`TraceContext::current`] is the request's
+//! while the relay runs), the request span, the request metrics (under the route the answer
+//! names), the idle timer, keep-alive and draining. Requests to the runtime's endpoints
+//! (`/health…`, `/metrics`), requests whose body is over the server's body limit and requests
+//! carrying a deadline header are never offered; HTTP/2, TLS and everything hyper serves never
+//! are either. A relay takes what it can answer exactly as the service would, and leaves
+//! the rest.
+//!
+//! [`TraceContext::current`]: crate::observe::TraceContext::current
+
+use std::{fmt, net::SocketAddr, pin::Pin, sync::Arc};
+
+use axum::response::Response;
+use http::{Method, StatusCode};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::layers::{ENDPOINTS, method_label, record, request_context, request_span};
+use crate::{
+    client::{http1::Span, pool::ResponseBody},
+    observe::{RouteLabel, ServerSeries, TraceContext},
+};
+
+/// A request as read off its connection: the head's bytes, where its parts lie, the body.
+pub struct RawRequest<'a> {
+    pub(crate) head: &'a [u8],
+    pub(crate) method: &'a Method,
+    pub(crate) target: &'a str,
+    pub(crate) fields: &'a [Span],
+    pub(crate) body: &'a [u8],
+    pub(crate) peer: SocketAddr,
+}
+
+impl<'a> RawRequest<'a> {
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The request target as sent: the path and query (`/api/items?page=2`).
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &'a str {
+        self.target
+            .split_once('?')
+            .map_or(self.target, |(path, _)| path)
+    }
+
+    /// The query, without its `?`, if any.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// Every header field, name and value, in the order sent.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let head = self.head;
+        self.fields
+            .iter()
+            .map(move |&(name_at, name_len, value_at, value_len)| {
+                (
+                    &head[name_at..name_at + name_len],
+                    &head[value_at..value_at + value_len],
+                )
+            })
+    }
+
+    /// The values of the fields named `name` (compared without regard to case), in order.
+    pub fn values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.fields()
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// The first value of the field named `name`, if any.
+    pub fn value(&self, name: &str) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    /// The body (all of it: the server reads it before offering the request).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The address of the client's end of the connection.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl fmt::Debug for RawRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawRequest")
+            .field("method", self.method)
+            .field("target", &self.target)
+            .field("fields", &self.fields.len())
+            .field("body", &self.body.len())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// The answer a relay gives to a request it took.
+#[derive(Debug)]
+pub enum Relayed {
+    /// An upstream's answer, passed on as read.
+    Raw(RawAnswer),
+    /// An answer built as a response (an error's, say), written as the service's are; its
+    /// [`RouteLabel`](crate::observe::RouteLabel) extension names its route for the metrics.
+    Typed(Response),
+}
+
+/// An answer relayed as read: its status, its header fields as lines, its body.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status.
+    pub status: StatusCode,
+    /// The header fields, each `name: value\r\n`, with no hop-by-hop field (`Connection` and the
+    /// like) and no `Transfer-Encoding`; `Content-Length` only on an answer that has no body
+    /// (to `HEAD`, a `304`). The server adds the framing its body has, then `Date` unless
+    /// [`dated`](Self::dated), then `Connection: close` when it closes.
+    pub fields: Vec<u8>,
+    /// Whether `fields` has a `Date`.
+    pub dated: bool,
+    /// The body.
+    pub body: ResponseBody,
+    /// The route the request took, for the request metrics (`unmatched` when `None`).
+    pub route: Option<Arc<str>>,
+}
+
+/// The future of a relayed request's answer.
+pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
+
+/// Serves the requests it can from their bytes (see the [module](self) documentation).
+///
+/// Given to [`Mesh::start_relayed`](crate::Mesh::start_relayed) beside the service, which
+/// serves whatever the relay leaves. The relay must answer a request it takes as the service
+/// would have: the server's layers do not see it.
+pub trait Relay: Send + Sync + 'static {
+    /// Takes `request` (returning its answer's future) or leaves it (`None`) to the service.
+    /// Called in the request's trace context. What the future needs of the request is copied
+    /// before this returns.
+    fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture>;
+}
+
+/// Whether a header field named `name` concerns one connection only and is never forwarded
+/// (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
+/// `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`. By length first: most names are
+/// none of these, and a length rules them out in one comparison.
+///
+/// ```
+/// use mesh_core::server::is_hop_by_hop;
+///
+/// assert!(is_hop_by_hop(b"Connection"));
+/// assert!(is_hop_by_hop(b"keep-alive"));
+/// assert!(!is_hop_by_hop(b"content-type"));
+/// ```
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let named = |hop: &str| name.eq_ignore_ascii_case(hop.as_bytes());
+    match name.len() {
+        2 => named("te"),
+        7 => named("trailer") || named("upgrade"),
+        10 => named("connection") || named("keep-alive"),
+        17 => named("transfer-encoding"),
+        18 => named("proxy-authenticate"),
+        19 => named("proxy-authorization"),
+        _ => false,
+    }
+}
+
+/// The server's side of relaying: what it checks before offering a request, and what it keeps
+/// of the requests relayed (see the [module](self) documentation).
+pub(crate) struct Relaying {
+    pub(crate) relay: Arc<dyn Relay>,
+    /// The request metrics, shared with the server's layers.
+    pub(crate) series: Arc<ServerSeries>,
+    /// The server's body limit: a larger body is the layers' to refuse.
+    pub(crate) body_limit: usize,
+}
+
+impl Relaying {
+    /// Offers `request` to the relay; the future of its answer, in the request's trace context
+    /// and span and counted once answered, when taken.
+    pub(crate) fn offer(
+        &self,
+        request: &RawRequest<'_>,
+    ) -> Option<impl Future<Output = Relayed> + Send + 'static> {
+        if request.body.len() > self.body_limit || ENDPOINTS.contains(&request.path()) {
+            return None;
+        }
+        let mut parent = None;
+        for (name, value) in request.fields() {
+            match name.len() {
+                11 if name.eq_ignore_ascii_case(b"traceparent") => {
+                    parent = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(TraceContext::parse);
+                }
+                // A deadline is the layers' to honour.
+                12 if name.eq_ignore_ascii_case(b"mesh-timeout")
+                    || name.eq_ignore_ascii_case(b"grpc-timeout") =>
+                {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        let started = Instant::now();
+        let context = request_context(parent);
+        let answer = context.sync_scope(|| self.relay.relay(request))?;
+        let method = method_label(request.method);
+        let span = request_span(&self.series, method, request.path(), &context);
+        let series = self.series.clone();
+        Some(async move {
+            let answer = context.scope(answer).instrument(span).await;
+            let (status, route) = match &answer {
+                Relayed::Raw(raw) => (raw.status, raw.route.as_ref()),
+                Relayed::Typed(response) => (
+                    response.status(),
+                    response
+                        .extensions()
+                        .get::<RouteLabel>()
+                        .map(|RouteLabel(route)| route),
+                ),
+            };
+            record(&series, method, route, status, started);
+            answer
+        })
+    }
+}

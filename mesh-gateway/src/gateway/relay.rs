@@ -1,0 +1,214 @@
+//! The relay path: a request whose route needs nothing but its head rewritten is passed on
+//! from its bytes, with no `http::Request`, no header map and no layer.
+//!
+//! A request is relayed when its route is relayable (see `Route::relayable`) and, on a
+//! route that needs a token, its bearer token is in the token cache here (and has the route's
+//! role). It gets what the typed path gives it: the same route, the identity headers, the
+//! request ID, `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the rate limit,
+//! the route's metrics and the access log. Every other request (no route, a token to verify or
+//! to refuse, CORS, a cookie's token) goes the typed path, which answers it as before; so do
+//! the requests the server never offers (HTTP/2, TLS, upgrades, large bodies).
+
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use http::{HeaderValue, StatusCode};
+use mesh_core::{
+    auth::bearer_value,
+    error::MeshError,
+    resilience::rate_limit::KeyParts,
+    server::{RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
+};
+
+use super::{
+    Gateway, Inner, Logged, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER, Upstream,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, is_identity_name, is_usable_request_id, new_request_id,
+    refused, upstream_context, write_ip,
+};
+use crate::{predicate::Captures, token_cache::Verified};
+
+impl Relay for Gateway {
+    fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture> {
+        self.current.load_full().relay(request)
+    }
+}
+
+impl Inner {
+    /// Relays `request` when its route allows (see the [module](self) documentation).
+    fn relay(self: Arc<Self>, request: &RawRequest<'_>) -> Option<RelayFuture> {
+        // Only origin-form targets; CORS is answered on the typed path.
+        if !request.target().starts_with('/')
+            || (self.cors.is_some() && request.value("origin").is_some())
+        {
+            return None;
+        }
+        let mut captures = Captures::new();
+        let index = self.routes.iter().position(|route| {
+            captures.clear();
+            route
+                .predicates
+                .iter()
+                .all(|p| p.test_head(request, &mut captures))
+        })?;
+        let route = &self.routes[index];
+        let Upstream::Fixed(authority) = &route.upstream else {
+            return None;
+        };
+        if !route.relayable {
+            return None;
+        }
+        let verified = match &route.auth {
+            RouteAuth::Public => None,
+            auth => {
+                let token = bearer_value(request.value("authorization")?)?;
+                let verified = self.tokens.cached(token)?;
+                if let RouteAuth::Roles(roles) = auth
+                    && !roles.iter().any(|role| verified.identity.has_role(role))
+                {
+                    return None;
+                }
+                Some(verified)
+            }
+        };
+        let request_id = match request.value(REQUEST_ID_HEADER.as_str()) {
+            Some(given) if is_usable_request_id(given) => {
+                HeaderValue::from_bytes(given).unwrap_or_else(|_| new_request_id())
+            }
+            _ => new_request_id(),
+        };
+        let logged = Logged::start(request.method(), request.path());
+        if let Some(limiter) = &route.limiter {
+            let header = |name: &str| request.value(name);
+            let parts = KeyParts {
+                header: &header,
+                peer: Some(request.peer()),
+                subject: verified.as_ref().map(|verified| &verified.subject),
+            };
+            if let Err(error) = limiter.admit_now(parts)? {
+                let refusal = refused(route, error).unwrap_or_else(IntoResponse::into_response);
+                let answer = self.answer(Some(index), refusal, None, request_id, logged);
+                return Some(Box::pin(std::future::ready(Relayed::Typed(answer))));
+            }
+        }
+        let exchange = self.pool.relay(
+            authority,
+            request.method(),
+            request.body(),
+            |out, host| upstream_head(out, request, host, &request_id, verified.as_deref()),
+            is_replaced_in_answer,
+        );
+        let exchange = match exchange {
+            Ok(exchange) => exchange,
+            Err(error) => {
+                let answer = self.failed(index, error, request_id, logged);
+                return Some(Box::pin(std::future::ready(answer)));
+            }
+        };
+        Some(Box::pin(async move {
+            match exchange.await {
+                Ok(mut answer) => {
+                    add_field(&mut answer.fields, REQUEST_ID_HEADER.as_str(), &request_id);
+                    if answer.status == StatusCode::UNAUTHORIZED {
+                        let bearer = HeaderValue::from_static("Bearer");
+                        add_field(&mut answer.fields, "www-authenticate", &bearer);
+                    }
+                    let route = self.account(Some(index), answer.status, &request_id, logged);
+                    answer.route = Some(route);
+                    Relayed::Raw(answer)
+                }
+                Err(error) => self.failed(index, error, request_id, logged),
+            }
+        }))
+    }
+
+    /// The answer to a relayed request that got none from upstream: the error's, as the typed
+    /// path gives it.
+    fn failed(
+        &self,
+        index: usize,
+        error: MeshError,
+        request_id: HeaderValue,
+        logged: Option<Logged>,
+    ) -> Relayed {
+        let response = error.into_response();
+        Relayed::Typed(self.answer(Some(index), response, None, request_id, logged))
+    }
+}
+
+/// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
+/// `WWW-Authenticate` on a `401`.
+fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(REQUEST_ID_HEADER.as_str().as_bytes())
+        || (status == StatusCode::UNAUTHORIZED && name.eq_ignore_ascii_case(b"www-authenticate"))
+}
+
+/// Writes the request line and fields of `request` as the typed path sends it upstream: the
+/// client's fields but the hop-by-hop ones and the identity headers; `Host` the upstream's,
+/// the client's in `X-Forwarded-Host`; the client's address added to `X-Forwarded-For`; the
+/// request ID, the trace context and the verified identity.
+fn upstream_head(
+    out: &mut Vec<u8>,
+    request: &RawRequest<'_>,
+    host: &[u8],
+    request_id: &HeaderValue,
+    verified: Option<&Verified>,
+) {
+    out.extend_from_slice(request.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(request.target().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    let client_host = request.value("host");
+    let mut forwarded_for = None;
+    for (name, value) in request.fields() {
+        let replaced = is_hop_by_hop(name)
+            || is_identity_name(name)
+            || name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"traceparent")
+            || name.eq_ignore_ascii_case(REQUEST_ID_HEADER.as_str().as_bytes())
+            || (client_host.is_some()
+                && name.eq_ignore_ascii_case(X_FORWARDED_HOST.as_str().as_bytes()));
+        if name.eq_ignore_ascii_case(X_FORWARDED_FOR.as_str().as_bytes()) {
+            // The first one, as the typed path reads it, with the client added.
+            forwarded_for.get_or_insert(value);
+            continue;
+        }
+        if !replaced {
+            add_raw_field(out, name, value);
+        }
+    }
+    if let Some(client_host) = client_host {
+        add_raw_field(out, X_FORWARDED_HOST.as_str().as_bytes(), client_host);
+    }
+    out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    if let Some(earlier) = forwarded_for {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    write_ip(out, request.peer().ip());
+    out.extend_from_slice(b"\r\n");
+    add_field(out, REQUEST_ID_HEADER.as_str(), request_id);
+    add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
+    if let Some(verified) = verified {
+        if let Some(user) = &verified.user {
+            add_field(out, USER_HEADER.as_str(), user);
+        }
+        if let Some(roles) = &verified.roles {
+            add_field(out, ROLES_HEADER.as_str(), roles);
+        }
+    }
+}
+
+fn add_field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
+    add_raw_field(out, name.as_bytes(), value.as_bytes());
+}
+
+fn add_raw_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
