@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::Request, routing::any};
+use axum::{Json, Router, extract::Request, response::IntoResponse, routing::any};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
@@ -16,9 +16,31 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "a shared secret of at least thirty-two bytes";
 
-/// An upstream that answers with what it received.
+/// An upstream that answers with what it received (but for `/stream`, a chunked answer, and
+/// `/status/401`, which refuses with its own `WWW-Authenticate` and request ID).
 async fn echo() -> SocketAddr {
     let router = Router::new().fallback(any(|request: Request| async move {
+        let path = request.uri().path().to_owned();
+        if path.ends_with("/stream") {
+            let chunks = ["one ", "two"].map(|chunk| Ok::<_, std::io::Error>(Bytes::from(chunk)));
+            return axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                .into_response();
+        }
+        if path.ends_with("/status/401") {
+            let refusal = [("www-authenticate", "Basic"), ("x-request-id", "upstream")];
+            return (StatusCode::UNAUTHORIZED, refusal).into_response();
+        }
+        echoed(request).await.into_response()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// The echo's answer: what it received.
+async fn echoed(request: Request) -> impl IntoResponse {
+    {
         let headers: serde_json::Map<String, Value> = request
             .headers()
             .iter()
@@ -33,19 +55,20 @@ async fn echo() -> SocketAddr {
                 Json(json!({"token": token(&["customer"]), "expires_in": 60})),
             );
         }
+        let (method, uri) = (request.method().to_string(), request.uri().to_string());
+        let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
         (
             [("server", "echo"), ("x-upstream", "yes")],
             Json(json!({
-                "method": request.method().as_str(),
-                "uri": request.uri().to_string(),
+                "method": method,
+                "uri": uri,
                 "headers": headers,
+                "body": String::from_utf8_lossy(&body),
             })),
         )
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
+    }
 }
 
 fn token(roles: &[&str]) -> String {
@@ -62,10 +85,30 @@ fn token(roles: &[&str]) -> String {
     .unwrap()
 }
 
-async fn gateway(yaml: &str, registry: Option<Arc<Registry>>) -> Running {
+/// How a gateway is served: every scenario runs both ways, and must pass both ways.
+#[derive(Clone, Copy, Debug)]
+enum Serving {
+    /// As a service, every request through the typed path.
+    Typed,
+    /// With the gateway as the server's relay too, as the binary serves it.
+    Relayed,
+}
+
+impl Serving {
+    async fn start(self, mesh: &Mesh, gateway: Gateway) -> Running {
+        match self {
+            Self::Typed => mesh.start_service(gateway).await.unwrap(),
+            Self::Relayed => mesh.start_relayed(gateway.clone(), gateway).await.unwrap(),
+        }
+    }
+}
+
+async fn gateway(serving: Serving, yaml: &str, registry: Option<Arc<Registry>>) -> Running {
     let config = GatewayConfig::from_yaml(yaml).unwrap();
-    let mut builder = Mesh::builder("mesh-gateway").config(MeshConfig::from_value(
-        "mesh-gateway",
+    // A name of its own, so that its metrics are its own in this process's recorder.
+    let name = format!("mesh-gateway-{}", nanos());
+    let mut builder = Mesh::builder(name.as_str()).config(MeshConfig::from_value(
+        name.as_str(),
         json!({"registry": {"register": false}}),
     ));
     if let Some(registry) = registry {
@@ -73,7 +116,7 @@ async fn gateway(yaml: &str, registry: Option<Arc<Registry>>) -> Running {
     }
     let mesh = builder.build().await.unwrap();
     let gateway = Gateway::new(config, &mesh).unwrap();
-    mesh.start_service(gateway).await.unwrap()
+    serving.start(&mesh, gateway).await
 }
 
 async fn call(
@@ -82,6 +125,22 @@ async fn call(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, Value) {
+    let (status, headers, body) = send(addr, method, path, headers, "").await;
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// Sends a request with `body`; the answer's body as bytes.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = http::Request::builder()
         .method(method)
@@ -90,17 +149,23 @@ async fn call(
         request = request.header(*name, *value);
     }
     let response = client
-        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    )
+    (status, headers, body)
+}
+
+/// The value of the Prometheus series `series` (name and labels, as the text shows it) in a
+/// server's `/metrics`; 0 when it is not there.
+async fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let (_, _, text) = send(addr, "GET", "/metrics", &[], "").await;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn routes(upstream: SocketAddr) -> String {
@@ -164,10 +229,9 @@ cors:
     )
 }
 
-#[tokio::test]
-async fn routes_match_and_filters_rewrite() {
+async fn routes_match_and_filters_rewrite(serving: Serving) {
     let upstream = echo().await;
-    let gateway = gateway(&routes(upstream), None).await;
+    let gateway = gateway(serving, &routes(upstream), None).await;
     let addr = gateway.local_addr();
 
     let (status, headers, body) = call(
@@ -230,10 +294,9 @@ async fn routes_match_and_filters_rewrite() {
     assert_eq!(body["error"]["kind"], "not_found");
 }
 
-#[tokio::test]
-async fn tokens_and_roles_guard_the_routes() {
+async fn tokens_and_roles_guard_the_routes(serving: Serving) {
     let upstream = echo().await;
-    let gateway = gateway(&routes(upstream), None).await;
+    let gateway = gateway(serving, &routes(upstream), None).await;
     let addr = gateway.local_addr();
     let customer = format!("Bearer {}", token(&["customer"]));
     let visitor = format!("Bearer {}", token(&["visitor"]));
@@ -297,10 +360,9 @@ async fn tokens_and_roles_guard_the_routes() {
     );
 }
 
-#[tokio::test]
-async fn a_burst_beyond_the_limit_gets_429_with_retry_after() {
+async fn a_burst_beyond_the_limit_gets_429_with_retry_after(serving: Serving) {
     let upstream = echo().await;
-    let gateway = gateway(&routes(upstream), None).await;
+    let gateway = gateway(serving, &routes(upstream), None).await;
     let addr = gateway.local_addr();
     let mut statuses = Vec::new();
     let mut remaining = Vec::new();
@@ -331,11 +393,10 @@ async fn a_burst_beyond_the_limit_gets_429_with_retry_after() {
     );
 }
 
-#[tokio::test]
-async fn upstream_failures_have_their_statuses() {
+async fn upstream_failures_have_their_statuses(serving: Serving) {
     let upstream = echo().await;
     let registry = Arc::new(Registry::new(RegistryConfig::default()));
-    let gateway = gateway(&routes(upstream), Some(registry)).await;
+    let gateway = gateway(serving, &routes(upstream), Some(registry)).await;
     let addr = gateway.local_addr();
     let (status, _, body) = call(addr, "GET", "/slow", &[]).await;
     assert_eq!(
@@ -354,8 +415,7 @@ async fn upstream_failures_have_their_statuses() {
     );
 }
 
-#[tokio::test]
-async fn lb_routes_reach_registered_instances() {
+async fn lb_routes_reach_registered_instances(serving: Serving) {
     let registry = Arc::new(Registry::new(RegistryConfig::default()));
     let catalog = Mesh::builder("catalog")
         .config(MeshConfig::from_value("catalog", json!({})))
@@ -368,6 +428,7 @@ async fn lb_routes_reach_registered_instances() {
         .unwrap();
     assert!(catalog.is_registered().await);
     let gateway = gateway(
+        serving,
         r#"
 routes:
   - id: catalog
@@ -418,8 +479,7 @@ async fn a_bad_configuration_is_refused_at_start() {
     assert!(error.message().contains("routes[0].timeout"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_reload_under_load_fails_no_request() {
+async fn hot_reload_under_load_fails_no_request(serving: Serving) {
     let old = echo().await;
     let new = Router::new().fallback(any(|| async { Json(json!({"uri": "new"})) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -441,7 +501,7 @@ async fn hot_reload_under_load_fails_no_request() {
         .unwrap();
     let gateway = Gateway::new(config.snapshot().section("").unwrap(), &mesh).unwrap();
     let _following = gateway.follow(&config);
-    let running = mesh.start_service(gateway).await.unwrap();
+    let running = serving.start(&mesh, gateway).await;
     let addr = running.local_addr();
 
     let (warm, warmed) = tokio::sync::oneshot::channel();
@@ -483,10 +543,9 @@ async fn hot_reload_under_load_fails_no_request() {
     );
 }
 
-#[tokio::test]
-async fn login_sets_the_cookie_and_logout_clears_it() {
+async fn login_sets_the_cookie_and_logout_clears_it(serving: Serving) {
     let upstream = echo().await;
-    let gateway = gateway(&routes(upstream), None).await;
+    let gateway = gateway(serving, &routes(upstream), None).await;
     let addr = gateway.local_addr();
     let (status, headers, body) = call(addr, "POST", "/auth/login", &[]).await;
     assert_eq!(status, StatusCode::OK);
@@ -512,10 +571,9 @@ async fn login_sets_the_cookie_and_logout_clears_it() {
     );
 }
 
-#[tokio::test]
-async fn cors_is_answered_at_the_edge() {
+async fn cors_is_answered_at_the_edge(serving: Serving) {
     let upstream = echo().await;
-    let gateway = gateway(&routes(upstream), None).await;
+    let gateway = gateway(serving, &routes(upstream), None).await;
     let addr = gateway.local_addr();
     let preflight = [
         ("origin", "https://shop.example.com"),
@@ -599,11 +657,11 @@ async fn flaky() -> (
     (addr, calls)
 }
 
-#[tokio::test]
-async fn idempotent_calls_are_retried_and_failed_calls_fall_back() {
+async fn idempotent_calls_are_retried_and_failed_calls_fall_back(serving: Serving) {
     let (upstream, calls) = flaky().await;
     let echo = echo().await;
     let gateway = gateway(
+        serving,
         &format!(
             r#"
 routes:
@@ -744,11 +802,11 @@ async fn switch(addr: SocketAddr, auth: Option<&str>) -> (String, tokio::net::Tc
     (head.lines().next().unwrap().to_owned(), socket)
 }
 
-#[tokio::test]
-async fn a_protocol_switch_tunnels_through_the_route_and_its_auth() {
+async fn a_protocol_switch_tunnels_through_the_route_and_its_auth(serving: Serving) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = upgrade_echo().await;
     let gateway = gateway(
+        serving,
         &format!(
             r#"
 routes:
@@ -778,8 +836,7 @@ auth:
     }
 }
 
-#[tokio::test]
-async fn replicas_share_verified_tokens_and_rate_limits_through_redis() {
+async fn replicas_share_verified_tokens_and_rate_limits_through_redis(serving: Serving) {
     let Ok(redis) = std::env::var("MESH_TEST_REDIS_URL") else {
         eprintln!("skipped: MESH_TEST_REDIS_URL is not set");
         return;
@@ -805,9 +862,10 @@ redis:
 "#
         )
     };
-    let a = gateway(&replica(SECRET), None).await;
+    let a = gateway(serving, &replica(SECRET), None).await;
     // B was given another key: it can only accept the token through the shared cache.
     let b = gateway(
+        serving,
         &replica("another secret of at least thirty-two bytes!"),
         None,
     )
@@ -860,3 +918,239 @@ fn nanos() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// Routes the relay path takes: a public one, one that needs a role, one with a rate limit.
+fn relayable_routes(upstream: SocketAddr, run: &str) -> String {
+    format!(
+        r#"
+routes:
+  - id: plain-{run}
+    uri: http://{upstream}
+    predicates: [Path=/plain/**]
+    auth: public
+  - id: member-{run}
+    uri: http://{upstream}
+    predicates: [Path=/member/**]
+    auth: [customer]
+  - id: burst-{run}
+    uri: http://{upstream}
+    predicates: [Path=/burst]
+    auth: public
+    rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip }}
+auth:
+  jwt: {{ secret: "{SECRET}" }}
+"#
+    )
+}
+
+/// What a plain route sends upstream and answers is the same on both paths: forwarding
+/// headers, request ID, trace context, no hop-by-hop field and no client identity; bodies,
+/// `HEAD`, chunked answers, an upstream's `401`. On the relay path the server counts each of
+/// those requests as relayed; on the typed path none is.
+async fn plain_routes_forward_and_answer_alike(serving: Serving) {
+    let upstream = echo().await;
+    let run = format!("{}-{}", std::process::id(), nanos());
+    let gateway = gateway(serving, &relayable_routes(upstream, &run), None).await;
+    let addr = gateway.local_addr();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, answer, body) = call(
+        addr,
+        "GET",
+        "/plain/items?page=2",
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-request-id", "req-1"),
+            ("traceparent", parent),
+            ("x-mesh-user", "mallory"),
+            ("x-mesh-roles", "admin"),
+            ("proxy-authorization", "Basic c2VjcmV0"),
+            ("te", "trailers"),
+            ("x-custom", "kept"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["uri"], "/plain/items?page=2");
+    let seen = &body["headers"];
+    assert_eq!(seen["host"], upstream.to_string());
+    assert_eq!(seen["x-forwarded-host"], addr.to_string());
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen["x-request-id"], "req-1");
+    assert_eq!(seen["x-custom"], "kept");
+    let traceparent = seen["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "a span of its own"
+    );
+    for dropped in [
+        "x-mesh-user",
+        "x-mesh-roles",
+        "proxy-authorization",
+        "te",
+        "connection",
+    ] {
+        assert!(
+            seen.get(dropped).is_none(),
+            "{dropped} went upstream: {seen}"
+        );
+    }
+    assert_eq!(answer["x-request-id"], "req-1");
+    assert_eq!(
+        answer["server"], "echo",
+        "the upstream's own fields come back"
+    );
+
+    // A request without an ID gets the trace's, upstream and in the answer.
+    let (_, answer, body) = call(addr, "GET", "/plain/items", &[]).await;
+    let id = answer["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(body["headers"]["x-request-id"], id);
+    assert_eq!(body["headers"]["traceparent"].as_str().unwrap()[3..35], *id);
+
+    let (status, _, body) = send(addr, "POST", "/plain/notes", &[], "a note").await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, body["body"].as_str()),
+        (StatusCode::OK, Some("a note"))
+    );
+    assert_eq!(body["headers"]["content-length"], "6");
+
+    let (status, head, body) = send(addr, "HEAD", "/plain/items", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(head.contains_key("content-length"), "{head:?}");
+    assert!(body.is_empty());
+
+    let (status, _, body) = send(addr, "GET", "/plain/stream", &[], "").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"one two"[..]));
+
+    let (status, refusal, _) = call(addr, "GET", "/plain/status/401", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refusal["www-authenticate"], "Bearer");
+    assert_ne!(refusal["x-request-id"], "upstream");
+
+    let relayed = format!(
+        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
+        gateway.mesh().name()
+    );
+    let expected = match serving {
+        Serving::Typed => 0,
+        Serving::Relayed => 6,
+    };
+    assert_eq!(metric(addr, &relayed).await, expected);
+    let ok = format!("mesh_gateway_requests_total{{route=\"plain-{run}\",status=\"200\"}}");
+    assert_eq!(
+        metric(addr, &ok).await,
+        5,
+        "the route's requests, counted on either path"
+    );
+}
+
+/// Tokens and rate limits hold on the relay path: a token is verified once on the typed
+/// path and then relayed from the cache with its identity; a missing token or role is still
+/// refused; a burst past the limit gets `429` with `Retry-After`.
+async fn relayed_routes_keep_their_auth_and_rate_limit(serving: Serving) {
+    let upstream = echo().await;
+    let run = format!("{}-{}", std::process::id(), nanos());
+    let gateway = gateway(serving, &relayable_routes(upstream, &run), None).await;
+    let addr = gateway.local_addr();
+    assert_eq!(
+        call(addr, "GET", "/member/cart", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let customer = format!("Bearer {}", token(&["customer"]));
+    for _ in 0..2 {
+        let (status, _, body) =
+            call(addr, "GET", "/member/cart", &[("authorization", &customer)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["headers"]["x-mesh-user"], "alice");
+        assert_eq!(body["headers"]["x-mesh-roles"], "customer");
+        assert_eq!(
+            body["headers"]["authorization"],
+            customer.as_str(),
+            "relayed onward"
+        );
+    }
+    let guest = format!("Bearer {}", token(&["guest"]));
+    for _ in 0..2 {
+        let status = call(addr, "GET", "/member/cart", &[("authorization", &guest)])
+            .await
+            .0;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let forged = format!("{customer}x");
+    let status = call(addr, "GET", "/member/cart", &[("authorization", &forged)])
+        .await
+        .0;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, headers, _) = call(addr, "GET", "/burst", &[]).await;
+        statuses.push(status);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(retry_after >= 1);
+            assert!(headers.contains_key("x-request-id"));
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let relayed = format!(
+        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
+        gateway.mesh().name()
+    );
+    // The second customer call (the first verified the token) and the three burst calls.
+    let expected = match serving {
+        Serving::Typed => 0,
+        Serving::Relayed => 4,
+    };
+    assert_eq!(metric(addr, &relayed).await, expected);
+}
+
+/// Each scenario as a test on each serving path.
+macro_rules! on_both_paths {
+    ($($name:ident $(($($flavor:tt)*))?),* $(,)?) => {
+        mod typed {
+            $(
+                #[tokio::test$(($($flavor)*))?]
+                async fn $name() {
+                    super::$name(super::Serving::Typed).await;
+                }
+            )*
+        }
+        mod relayed {
+            $(
+                #[tokio::test$(($($flavor)*))?]
+                async fn $name() {
+                    super::$name(super::Serving::Relayed).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_paths!(
+    routes_match_and_filters_rewrite,
+    tokens_and_roles_guard_the_routes,
+    a_burst_beyond_the_limit_gets_429_with_retry_after,
+    upstream_failures_have_their_statuses,
+    lb_routes_reach_registered_instances,
+    hot_reload_under_load_fails_no_request(flavor = "multi_thread", worker_threads = 2),
+    login_sets_the_cookie_and_logout_clears_it,
+    cors_is_answered_at_the_edge,
+    idempotent_calls_are_retried_and_failed_calls_fall_back,
+    a_protocol_switch_tunnels_through_the_route_and_its_auth,
+    replicas_share_verified_tokens_and_rate_limits_through_redis,
+    plain_routes_forward_and_answer_alike,
+    relayed_routes_keep_their_auth_and_rate_limit,
+);

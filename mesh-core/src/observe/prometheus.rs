@@ -83,6 +83,10 @@ fn describe() {
         "mesh_server_requests_total",
         "Requests served, by service, method, route pattern and status."
     );
+    describe_counter!(
+        "mesh_server_relayed_requests_total",
+        "Requests a relay answered from their bytes, by service (counted in the requests too)."
+    );
     describe_histogram!(
         "mesh_server_request_duration_seconds",
         metrics::Unit::Seconds,

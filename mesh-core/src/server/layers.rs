@@ -294,7 +294,9 @@ where
         let context = request_context(TraceContext::from_request(&request));
         let method = method_label(request.method());
         let span = request_span(&self.series, method, request.uri().path(), &context);
-        let response = self.inner.call(request);
+        // Called in the context too: what a service does before its future (a proxy's
+        // request ID, say) belongs to the request's trace.
+        let response = context.sync_scope(|| self.inner.call(request));
         Observed {
             future: context.scope(response).instrument(span),
             series: self.series.clone(),

@@ -463,6 +463,10 @@ impl Mesh {
                 relay,
                 series: series.clone(),
                 body_limit: server.body_limit,
+                relayed: metrics::counter!(
+                    "mesh_server_relayed_requests_total",
+                    "service" => self.inner.name.to_string()
+                ),
             })
         });
         let app = layers::wrap(

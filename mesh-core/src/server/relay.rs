@@ -12,7 +12,7 @@
 //! (`/health…`, `/metrics`), requests whose body is over the server's body limit and requests
 //! carrying a deadline header are never offered; HTTP/2, TLS and everything hyper serves never
 //! are either. A relay takes what it can answer exactly as the service would, and leaves
-//! the rest.
+//! the rest. `mesh_server_relayed_requests_total{service}` counts the requests relayed.
 //!
 //! [`TraceContext::current`]: crate::observe::TraceContext::current
 
@@ -186,6 +186,8 @@ pub(crate) struct Relaying {
     pub(crate) series: Arc<ServerSeries>,
     /// The server's body limit: a larger body is the layers' to refuse.
     pub(crate) body_limit: usize,
+    /// `mesh_server_relayed_requests_total{service}`: the requests the relay took.
+    pub(crate) relayed: metrics::Counter,
 }
 
 impl Relaying {
@@ -218,6 +220,7 @@ impl Relaying {
         let started = Instant::now();
         let context = request_context(parent);
         let answer = context.sync_scope(|| self.relay.relay(request))?;
+        self.relayed.increment(1);
         let method = method_label(request.method);
         let span = request_span(&self.series, method, request.path(), &context);
         let series = self.series.clone();
