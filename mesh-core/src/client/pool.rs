@@ -430,7 +430,7 @@ impl ResponseBody {
         }
     }
 
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self { kind: Kind::Empty }
     }
 
@@ -715,6 +715,129 @@ mod tests {
             }
         });
         (url, taken)
+    }
+
+    /// Relays `method /target` with `body` to the origin at `url`.
+    async fn relay(
+        pool: &Arc<Http1Pool>,
+        url: &str,
+        method: Method,
+        body: &[u8],
+    ) -> Result<RawAnswer, MeshError> {
+        let authority: Authority = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let encode = |out: &mut Vec<u8>, host: &[u8]| {
+            out.extend_from_slice(format!("{method} /relayed HTTP/1.1\r\nhost: ").as_bytes());
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\nx-mark: 1\r\n");
+        };
+        let drop = |_: StatusCode, name: &[u8]| name.eq_ignore_ascii_case(b"x-dropped");
+        pool.relay(&authority, &method, body, encode, drop)
+            .unwrap()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_relayed_request_goes_as_encoded_and_its_answer_comes_as_fields() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (seen, mut requests) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 4096];
+            loop {
+                let n = match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let head = text.starts_with("HEAD");
+                seen.send(text).unwrap();
+                let answer: &[u8] = if head {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                      x-dropped: 1\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nx-kept: yes\r\n\
+                      Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                };
+                stream.write_all(answer).await.unwrap();
+            }
+        });
+        let pool = Http1Pool::new();
+        let url = format!("http://{address}/");
+        let mut answer = relay(&pool, &url, Method::POST, b"hello").await.unwrap();
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            format!(
+                "POST /relayed HTTP/1.1\r\nhost: {address}\r\nx-mark: 1\r\ncontent-length: 5\r\n\r\nhello"
+            )
+        );
+        assert_eq!(answer.status, StatusCode::CREATED);
+        assert_eq!(
+            String::from_utf8(answer.fields.clone()).unwrap(),
+            "Date: Tue, 01 Dec 2026 00:00:00 GMT\r\nx-kept: yes\r\n",
+            "no connection field, no framing, none dropped"
+        );
+        assert!(answer.dated);
+        let data = answer
+            .body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert_eq!(data, "abc");
+        assert!(answer.body.frame().await.is_none());
+        drop(answer);
+
+        // The same connection again (the upstream takes one); `HEAD` keeps its length.
+        let answer = relay(&pool, &url, Method::HEAD, b"").await.unwrap();
+        assert!(requests.recv().await.unwrap().starts_with("HEAD /relayed "));
+        assert_eq!(answer.fields, b"content-length: 5\r\n");
+        assert!(answer.body.is_end_stream());
+    }
+
+    /// Relays as [`relay`] does and reads the answer's body to its end, so that its connection
+    /// goes back to the pool.
+    async fn relayed(
+        pool: &Arc<Http1Pool>,
+        url: &str,
+        method: Method,
+        body: &[u8],
+    ) -> Result<Bytes, MeshError> {
+        let answer = relay(pool, url, method, body).await?;
+        Ok(answer.body.collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_relayed_idempotent_request_is_sent_again_and_any_other_is_not() {
+        let (url, taken) = origin_dropping_second_request().await;
+        let pool = Http1Pool::new();
+        assert_eq!(relayed(&pool, &url, Method::GET, b"").await.unwrap(), "ok");
+        let again = relayed(&pool, &url, Method::GET, b"").await;
+        assert_eq!(again.unwrap(), "ok", "answered on a new connection");
+        assert_eq!(
+            *taken.lock().unwrap(),
+            [
+                "GET /relayed HTTP/1.1",
+                "GET /relayed HTTP/1.1",
+                "GET /relayed HTTP/1.1"
+            ]
+        );
+        let (url, taken) = origin_dropping_second_request().await;
+        relayed(&pool, &url, Method::GET, b"").await.unwrap();
+        let error = relayed(&pool, &url, Method::POST, b"pay")
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Transport);
+        assert_eq!(
+            *taken.lock().unwrap(),
+            ["GET /relayed HTTP/1.1", "POST /relayed HTTP/1.1"]
+        );
     }
 
     #[tokio::test]

@@ -773,6 +773,10 @@ mod tests {
     }
 
     async fn server_idle_after(idle_timeout: Duration) -> Server {
+        serve_with(idle_timeout, None).await
+    }
+
+    async fn serve_with(idle_timeout: Duration, relay: Option<Arc<Relaying>>) -> Server {
         let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (enter, held) = (entered.clone(), release.clone());
         let router = Router::new()
@@ -804,7 +808,7 @@ mod tests {
             listener,
             Served {
                 app: BoxCloneSyncService::new(router),
-                relay: None,
+                relay,
             },
             idle_timeout,
             None,
@@ -937,6 +941,111 @@ mod tests {
         );
         let echoed = exchange(server.addr, request.as_bytes()).await;
         assert!(echoed.ends_with(&large), "{}", &echoed[..200]);
+    }
+
+    /// Takes the requests under `/relay`, noting every request offered (method, target, and
+    /// the trace ID it was offered in): `/relay/raw` is answered as relayed bytes, the rest
+    /// with a response carrying the body.
+    #[derive(Default)]
+    struct Noting {
+        offered: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl crate::server::Relay for Arc<Noting> {
+        fn relay(&self, request: &RawRequest<'_>) -> Option<crate::server::RelayFuture> {
+            let trace = crate::observe::TraceContext::current().map(|c| c.trace_id());
+            self.offered.lock().unwrap().push(format!(
+                "{} {} {}",
+                request.method(),
+                request.target(),
+                trace.unwrap_or_default()
+            ));
+            if !request.path().starts_with("/relay") {
+                return None;
+            }
+            let answer = if request.path() == "/relay/raw" {
+                let fields = format!(
+                    "x-relayed: {}\r\n",
+                    request.value("x-mark").map_or(0, <[u8]>::len)
+                );
+                Relayed::Raw(RawAnswer {
+                    status: StatusCode::NON_AUTHORITATIVE_INFORMATION,
+                    fields: fields.into_bytes(),
+                    dated: false,
+                    body: crate::client::pool::ResponseBody::empty(),
+                    route: Some("relayed".into()),
+                })
+            } else {
+                Relayed::Typed(Response::new(Body::from(request.body().to_vec())))
+            };
+            Some(Box::pin(std::future::ready(answer)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relay_answers_what_it_takes_and_the_service_the_rest() {
+        let noting = Arc::new(Noting::default());
+        let relaying = Relaying {
+            relay: Arc::new(noting.clone()),
+            series: Arc::new(crate::observe::ServerSeries::new("relayed".into())),
+            body_limit: 16,
+            relayed: metrics::Counter::noop(),
+        };
+        let server = serve_with(Duration::from_secs(60), Some(Arc::new(relaying))).await;
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let requests = format!(
+            "GET /relay/raw?q=1 HTTP/1.1\r\nhost: a\r\nx-mark: abc\r\ntraceparent: {trace}\r\n\r\n\
+             POST /relay/typed HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello\
+             GET /hello HTTP/1.1\r\nhost: a\r\n\r\n\
+             GET /health HTTP/1.1\r\nhost: a\r\n\r\n\
+             GET /relay/typed HTTP/1.1\r\nhost: a\r\nmesh-timeout: 1S\r\n\r\n\
+             POST /relay/typed HTTP/1.1\r\nhost: a\r\ncontent-length: 17\r\n\r\nseventeen bytes!!\
+             HEAD /relay/raw HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+        );
+        let text = exchange(server.addr, requests.as_bytes()).await;
+        let answers = answers(&text);
+        assert_eq!(answers.len(), 7, "{text}");
+        assert_eq!(
+            answers[0].0,
+            [
+                "HTTP/1.1 203 Non Authoritative Information",
+                "x-relayed: 3",
+                "content-length: 0"
+            ]
+        );
+        assert_eq!(
+            (answers[1].0[0], answers[1].1),
+            ("HTTP/1.1 200 OK", "hello")
+        );
+        assert_eq!(
+            (answers[2].0[0], answers[2].1),
+            ("HTTP/1.1 200 OK", "hello")
+        );
+        // Not offered: the runtime's endpoints, a deadline, a body over the limit. The test's
+        // router has none of those routes.
+        for answer in &answers[3..6] {
+            assert_eq!(answer.0[0], "HTTP/1.1 404 Not Found", "{text}");
+        }
+        assert_eq!(
+            answers[6].0,
+            [
+                "HTTP/1.1 203 Non Authoritative Information",
+                "x-relayed: 0",
+                "connection: close"
+            ],
+            "no body, no framing for HEAD; the close is the server's"
+        );
+        let offered = noting.offered.lock().unwrap().clone();
+        assert_eq!(offered.len(), 4, "{offered:?}");
+        assert_eq!(
+            offered[0],
+            "GET /relay/raw?q=1 4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(offered[1].starts_with("POST /relay/typed "));
+        assert!(offered[2].starts_with("GET /hello "));
+        assert!(offered[3].starts_with("HEAD /relay/raw "));
+        // A request without a trace context is offered in a new trace.
+        assert_eq!(offered[2].len(), "GET /hello ".len() + 32, "{offered:?}");
     }
 
     #[tokio::test]

@@ -1,20 +1,5 @@
 //! Relaying: serving a plain HTTP/1.1 request from its bytes, before it becomes an
-//! `http::Request` and goes through the server's layers.
-//!
-//! A proxy that only passes requests on (the gateway's plain routes) spends most of its time
-//! building header maps it then writes out again. A [`Relay`] is offered each request the
-//! server reads itself (plain HTTP/1.1 with no body or a small one) as a [`RawRequest`]: the
-//! head's bytes and where each field lies. It either takes the request, returning the future of
-//! its answer, or leaves it, and the request is served as any other. The server keeps its own
-//! part of every relayed request: the trace context ([`TraceContext::current`] is the request's
-//! while the relay runs), the request span, the request metrics (under the route the answer
-//! names), the idle timer, keep-alive and draining. Requests to the runtime's endpoints
-//! (`/health…`, `/metrics`), requests whose body is over the server's body limit and requests
-//! carrying a deadline header are never offered; HTTP/2, TLS and everything hyper serves never
-//! are either. A relay takes what it can answer exactly as the service would, and leaves
-//! the rest. `mesh_server_relayed_requests_total{service}` counts the requests relayed.
-//!
-//! [`TraceContext::current`]: crate::observe::TraceContext::current
+//! `http::Request` and goes through the server's layers (see [`Relay`]).
 
 use std::{fmt, net::SocketAddr, pin::Pin, sync::Arc};
 
@@ -141,11 +126,26 @@ pub struct RawAnswer {
 /// The future of a relayed request's answer.
 pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 
-/// Serves the requests it can from their bytes (see the [module](self) documentation).
+/// Serves the requests it can from their bytes, before they become `http::Request`s.
 ///
-/// Given to [`Mesh::start_relayed`](crate::Mesh::start_relayed) beside the service, which
-/// serves whatever the relay leaves. The relay must answer a request it takes as the service
-/// would have: the server's layers do not see it.
+/// A proxy that only passes requests on (the gateway's plain routes) spends most of its time
+/// building header maps it then writes out again. A relay, given to
+/// [`Mesh::start_relayed`](crate::Mesh::start_relayed) beside the service, is offered each
+/// request the server reads itself (plain HTTP/1.1 with no body or a small one) as a
+/// [`RawRequest`]: the head's bytes and where each field lies. It either takes the request,
+/// returning the future of its answer, or leaves it, and the service serves the request as any
+/// other. The relay must answer a request it takes as the service would have: the server's
+/// layers do not see it.
+///
+/// The server keeps its own part of every relayed request: the trace context
+/// ([`TraceContext::current`] is the request's while the relay runs), the request span, the
+/// request metrics (under the route the answer names), the idle timer, keep-alive and draining.
+/// `mesh_server_relayed_requests_total{service}` counts the requests relayed. Never offered:
+/// requests to the runtime's endpoints (`/health…`, `/metrics`), bodies over the server's body
+/// limit, requests carrying a deadline header, and everything hyper serves (HTTP/2, TLS,
+/// upgrades, streamed bodies).
+///
+/// [`TraceContext::current`]: crate::observe::TraceContext::current
 pub trait Relay: Send + Sync + 'static {
     /// Takes `request` (returning its answer's future) or leaves it (`None`) to the service.
     /// Called in the request's trace context. What the future needs of the request is copied
@@ -179,7 +179,7 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The server's side of relaying: what it checks before offering a request, and what it keeps
-/// of the requests relayed (see the [module](self) documentation).
+/// of the requests relayed (see [`Relay`]).
 pub(crate) struct Relaying {
     pub(crate) relay: Arc<dyn Relay>,
     /// The request metrics, shared with the server's layers.
