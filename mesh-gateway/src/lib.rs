@@ -25,8 +25,10 @@
 //!     .build()
 //!     .await?;
 //! let gateway = Gateway::new(config, &mesh)?;
-//! // Served with the server layers, `/health` and `/metrics`: `mesh.serve_service(gateway)`;
-//! // or nested in an application's router: `gateway.into_router()`.
+//! // Served as the binary serves it, relaying the requests of plain routes from their bytes:
+//! // `mesh.serve_relayed(gateway.clone(), gateway)`; with the server layers only:
+//! // `mesh.serve_service(gateway)`; or nested in an application's router:
+//! // `gateway.into_router()`.
 //! # let _ = gateway;
 //! # Ok(()) }
 //! ```
