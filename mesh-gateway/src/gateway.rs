@@ -359,6 +359,18 @@ impl Inner {
         route_id.clone()
     }
 
+    /// The index of the first route whose predicates all match `request`, the path variables
+    /// it bound in `captures`.
+    fn route_of(&self, request: &impl RequestHead, captures: &mut Captures) -> Option<usize> {
+        self.routes.iter().position(|route| {
+            captures.clear();
+            route
+                .predicates
+                .iter()
+                .all(|p| p.test_head(request, captures))
+        })
+    }
+
     /// Matches the request to a route, admits it and sends it through the route's policies;
     /// returns the route's index (`None` without one) and the answer. A `forwarded` request is
     /// a fallback's: its own route's fallback is not followed again.
@@ -368,14 +380,7 @@ impl Inner {
         forwarded: bool,
     ) -> (Option<usize>, Response) {
         let mut captures = Captures::new();
-        let index = self.routes.iter().position(|route| {
-            captures.clear();
-            route
-                .predicates
-                .iter()
-                .all(|p| p.test(&request, &mut captures))
-        });
-        let Some(index) = index else {
+        let Some(index) = self.route_of(&request, &mut captures) else {
             let path = request.uri().path();
             let error = MeshError::new(ErrorKind::NotFound, format!("no route for {path}"));
             return (None, error.into_response());

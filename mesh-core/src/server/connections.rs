@@ -206,15 +206,19 @@ async fn connection(
         let (close, written) = match (scanned, relayed) {
             (Some(scanned), Some(relayed)) => {
                 read.advance(scanned.length());
-                let close = !scanned.keep_alive || *draining.borrow();
                 let head = scanned.method == Method::HEAD;
-                let written = match relayed.await {
-                    Relayed::Raw(answer) => {
-                        write_raw_answer(&mut io, &mut write, answer, head, close).await
-                    }
+                let answer = relayed.await;
+                let close = !scanned.keep_alive || *draining.borrow();
+                let (close, written) = match answer {
+                    Relayed::Raw(answer) => (
+                        close,
+                        write_raw_answer(&mut io, &mut write, answer, head, close).await,
+                    ),
                     Relayed::Typed(response) => {
                         let close = close || asks_to_close(response.headers());
-                        write_response(&mut io, &mut write, response, head, close).await
+                        let written =
+                            write_response(&mut io, &mut write, response, head, close).await;
+                        (close, written)
                     }
                 };
                 idle.as_mut().served();

@@ -42,14 +42,7 @@ impl Inner {
         {
             return None;
         }
-        let mut captures = Captures::new();
-        let index = self.routes.iter().position(|route| {
-            captures.clear();
-            route
-                .predicates
-                .iter()
-                .all(|p| p.test_head(request, &mut captures))
-        })?;
+        let index = self.route_of(request, &mut Captures::new())?;
         let route = &self.routes[index];
         let Upstream::Fixed(authority) = &route.upstream else {
             return None;
