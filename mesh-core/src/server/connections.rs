@@ -200,7 +200,9 @@ async fn connection(
             }
         };
         let relayed = match (&scanned, &relay) {
-            (Some(scanned), Some(relay)) => relay.offer(&scanned.raw(&read, &spans, peer)),
+            (Some(scanned), Some(relay)) => scanned
+                .raw(&read, &spans, peer)
+                .and_then(|request| relay.offer(&request)),
             _ => None,
         };
         let (close, written) = match (scanned, relayed) {
@@ -393,18 +395,22 @@ impl Scanned {
     }
 
     /// The request as a relay reads it, from `read`, whose front it is, with its fields'
-    /// `spans`.
-    fn raw<'a>(&'a self, read: &'a [u8], spans: &'a [Span], peer: SocketAddr) -> RawRequest<'a> {
+    /// `spans`; `None` when its target is not text (it is not offered).
+    fn raw<'a>(
+        &'a self,
+        read: &'a [u8],
+        spans: &'a [Span],
+        peer: SocketAddr,
+    ) -> Option<RawRequest<'a>> {
         let (at, len) = self.target;
-        RawRequest {
+        Some(RawRequest {
             head: &read[..self.head],
             method: &self.method,
-            // httparse checked the target's bytes are visible ASCII.
-            target: std::str::from_utf8(&read[at..at + len]).unwrap_or("/"),
+            target: std::str::from_utf8(&read[at..at + len]).ok()?,
             fields: spans,
             body: &read[self.head..self.length()],
             peer,
-        }
+        })
     }
 }
 

@@ -196,7 +196,7 @@ impl Relaying {
     pub(crate) fn offer(
         &self,
         request: &RawRequest<'_>,
-    ) -> Option<impl Future<Output = Relayed> + Send + 'static> {
+    ) -> Option<impl Future<Output = Relayed> + Send + use<>> {
         if request.body.len() > self.body_limit || ENDPOINTS.contains(&request.path()) {
             return None;
         }

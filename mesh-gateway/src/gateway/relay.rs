@@ -36,8 +36,8 @@ impl Relay for Gateway {
 impl Inner {
     /// Relays `request` when its route allows (see the [module](self) documentation).
     fn relay(self: Arc<Self>, request: &RawRequest<'_>) -> Option<RelayFuture> {
-        // Only origin-form targets; CORS is answered on the typed path.
-        if !request.target().starts_with('/')
+        // CORS is answered on the typed path.
+        if !is_plain_target(request.target())
             || (self.cors.is_some() && request.value("origin").is_some())
         {
             return None;
@@ -128,6 +128,38 @@ impl Inner {
     }
 }
 
+/// Whether `target` is in origin form (`/path?query`) and made only of the characters a URI
+/// has unencoded, so that it goes upstream as the typed path would send it: anything else (a
+/// fragment, a character the `http` crate refuses or reads otherwise) takes the typed path.
+fn is_plain_target(target: &str) -> bool {
+    target.starts_with('/')
+        && target.bytes().all(|byte| {
+            byte.is_ascii_alphanumeric()
+                || matches!(
+                    byte,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'/'
+                        | b'?'
+                        | b'%'
+                )
+        })
+}
+
 /// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
 /// `WWW-Authenticate` on a `401`.
 fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
@@ -204,4 +236,28 @@ fn add_raw_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_origin_form_targets_are_relayed() {
+        for plain in ["/", "/api/items?page=2&sort=-price", "/a%20b/c;v=1/@me/~x"] {
+            assert!(is_plain_target(plain), "{plain}");
+        }
+        for other in [
+            "*",
+            "http://host/a",
+            "/a#top",
+            "/a b",
+            "/a<b>",
+            "/a\"b",
+            "/{x}",
+            "/a|b",
+        ] {
+            assert!(!is_plain_target(other), "{other}");
+        }
+    }
 }
