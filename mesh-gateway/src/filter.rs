@@ -80,39 +80,46 @@ impl Filter {
 
     /// Applies the filter to the request on its way upstream.
     pub fn request<B>(&self, request: &mut Request<B>, captures: &Captures) {
+        if let Some(path) = self.rewritten_path(request.uri().path(), captures) {
+            set_path(request, &path);
+            return;
+        }
         match self {
-            Self::StripPrefix(n) => {
-                let path = request.uri().path();
-                let kept: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(*n).collect();
-                let stripped = format!("/{}", kept.join("/"));
-                set_path(request, &stripped);
-            }
-            Self::SetPath(template) => {
-                let mut path = template.clone();
-                for (name, value) in captures {
-                    path = path.replace(&format!("{{{name}}}"), value);
-                }
-                set_path(request, &path);
-            }
-            Self::RewritePath(regex, replacement) => {
-                let rewritten = regex
-                    .replace(request.uri().path(), replacement.as_str())
-                    .into_owned();
-                let rewritten = if rewritten.starts_with('/') {
-                    rewritten
-                } else {
-                    format!("/{rewritten}")
-                };
-                set_path(request, &rewritten);
-            }
             Self::AddRequestHeader(name, value) => {
                 request.headers_mut().append(name.clone(), value.clone());
             }
             Self::RemoveRequestHeader(name) => {
                 request.headers_mut().remove(name);
             }
-            Self::AddResponseHeader(..) | Self::RemoveResponseHeader(_) => {}
+            _ => {}
         }
+    }
+
+    /// The path a path filter (`StripPrefix`, `SetPath`, `RewritePath`) makes of `path`, with
+    /// the path variables in `captures`; `None` for a header filter.
+    pub(crate) fn rewritten_path(&self, path: &str, captures: &Captures) -> Option<String> {
+        Some(match self {
+            Self::StripPrefix(n) => {
+                let kept: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(*n).collect();
+                format!("/{}", kept.join("/"))
+            }
+            Self::SetPath(template) => {
+                let mut path = template.clone();
+                for (name, value) in captures {
+                    path = path.replace(&format!("{{{name}}}"), value);
+                }
+                path
+            }
+            Self::RewritePath(regex, replacement) => {
+                let rewritten = regex.replace(path, replacement.as_str()).into_owned();
+                if rewritten.starts_with('/') {
+                    rewritten
+                } else {
+                    format!("/{rewritten}")
+                }
+            }
+            _ => return None,
+        })
     }
 
     /// Applies the filter to the response on its way back.

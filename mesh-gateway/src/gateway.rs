@@ -142,10 +142,11 @@ struct Route {
     retry: Option<RetryLayer>,
     login: bool,
     logout: bool,
-    /// Whether requests can be relayed from their bytes: a fixed upstream, and nothing that
-    /// needs the request as a request (filters, policies but a local rate limit, login or
-    /// logout, rate-limit headers).
-    relayable: bool,
+    /// How the relay path rewrites the route's heads, when its requests can be relayed from
+    /// their bytes: a fixed upstream, and nothing that needs the request as a request
+    /// (policies but a local rate limit, login or logout, rate-limit headers, filters on the
+    /// headers the gateway manages).
+    relay: Option<Arc<relay::HeadRewrite>>,
     /// `mesh_gateway_requests_total` of this route, by status.
     requests: StatusCounters,
 }
@@ -803,7 +804,6 @@ fn compile(
         .as_ref()
         .is_some_and(RateLimitConfig::includes_headers);
     let relayable = matches!(upstream, Upstream::Fixed(_))
-        && filters.is_empty()
         && route.circuit_breaker.is_none()
         && route.timeout.is_none()
         && route.retry.is_none()
@@ -812,9 +812,13 @@ fn compile(
         && !route.logout
         && !limit_headers
         && (route.rate_limit.is_none() || store.is_none());
+    let relay = relayable
+        .then(|| relay::HeadRewrite::of(&filters))
+        .flatten()
+        .map(Arc::new);
     Ok(Route {
         limit_headers,
-        relayable,
+        relay,
         id: route.id.as_str().into(),
         predicates,
         filters,

@@ -292,6 +292,18 @@ async fn routes_match_and_filters_rewrite(serving: Serving) {
         "Method=GET does not match a POST"
     );
     assert_eq!(body["error"]["kind"], "not_found");
+
+    // The path and header filters are applied on the relay path too: it took every request
+    // that had a route.
+    let relayed = format!(
+        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
+        gateway.mesh().name()
+    );
+    let expected = match serving {
+        Serving::Typed => 0,
+        Serving::Relayed => 3,
+    };
+    assert_eq!(metric(addr, &relayed).await, expected);
 }
 
 async fn tokens_and_roles_guard_the_routes(serving: Serving) {

@@ -170,7 +170,7 @@ impl Http1Pool {
         method: &Method,
         body: &[u8],
         encode: impl FnOnce(&mut Vec<u8>, &[u8]),
-        drop: fn(StatusCode, &[u8]) -> bool,
+        drop: impl Fn(StatusCode, &[u8]) -> bool + Send + Sync + 'static,
     ) -> Result<impl Future<Output = Result<RawAnswer, MeshError>> + Send + 'static, MeshError>
     {
         let replayable = body.is_empty() && is_idempotent(method);
@@ -199,10 +199,10 @@ impl Http1Pool {
                     None => (Box::pin(connect(&authority)).await?, false),
                 };
                 let answered = match conn.write_all(&request).await {
-                    Ok(()) => conn.read_raw_head(&method, &mut fields, drop).await,
+                    Ok(()) => conn.read_raw_head(&method, &mut fields, &drop).await,
                     // An upstream may answer before it has read the whole request, and close.
                     Err(Failure::Unanswered(error)) => {
-                        match conn.read_raw_head(&method, &mut fields, drop).await {
+                        match conn.read_raw_head(&method, &mut fields, &drop).await {
                             Ok(head) => Ok(RawHead {
                                 keep_alive: false,
                                 ..head

@@ -1,18 +1,18 @@
 //! The relay path: a request whose route needs nothing but its head rewritten is passed on
 //! from its bytes, with no `http::Request`, no header map and no layer.
 //!
-//! A request is relayed when its route is relayable (see `Route::relayable`) and, on a
-//! route that needs a token, its bearer token is in the token cache here (and has the route's
-//! role). It gets what the typed path gives it: the same route, the identity headers, the
-//! request ID, `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the rate limit,
-//! the route's metrics and the access log. Every other request (no route, a token to verify or
+//! A request is relayed when its route is relayable (`Route::relay`) and, on a route that
+//! needs a token, its bearer token is in the token cache here (and has the route's role). It
+//! gets what the typed path gives it: the same route, its path and header filters, the identity
+//! headers, the request ID, `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the
+//! rate limit, the route's metrics and the access log. Every other request (no route, a token to verify or
 //! to refuse, CORS, a cookie's token) goes the typed path, which answers it as before; so do
 //! the requests the server never offers (HTTP/2, TLS, upgrades, large bodies).
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use axum::response::IntoResponse;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_core::{
     auth::bearer_value,
     error::MeshError,
@@ -21,11 +21,11 @@ use mesh_core::{
 };
 
 use super::{
-    Gateway, Inner, Logged, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER, Upstream,
-    X_FORWARDED_FOR, X_FORWARDED_HOST, is_identity_name, is_usable_request_id, new_request_id,
-    refused, upstream_context, write_ip,
+    Gateway, Inner, Logged, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER,
+    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, is_identity_name, is_usable_request_id,
+    new_request_id, refused, upstream_context, write_ip,
 };
-use crate::{predicate::Captures, token_cache::Verified};
+use crate::{filter::Filter, predicate::Captures, token_cache::Verified};
 
 impl Relay for Gateway {
     fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture> {
@@ -42,14 +42,13 @@ impl Inner {
         {
             return None;
         }
-        let index = self.route_of(request, &mut Captures::new())?;
+        let mut captures = Captures::new();
+        let index = self.route_of(request, &mut captures)?;
         let route = &self.routes[index];
-        let Upstream::Fixed(authority) = &route.upstream else {
+        let (Origin::Fixed(authority), Some(rewrite)) = (&route.upstream, &route.relay) else {
             return None;
         };
-        if !route.relayable {
-            return None;
-        }
+        let target = rewrite.target(request, &route.filters, &captures)?;
         let verified = match &route.auth {
             RouteAuth::Public => None,
             auth => {
@@ -83,12 +82,28 @@ impl Inner {
                 return Some(Box::pin(std::future::ready(Relayed::Typed(answer))));
             }
         }
+        let upstream = Upstream {
+            target: &target,
+            rewrite,
+            request_id: &request_id,
+            verified: verified.as_deref(),
+        };
+        // The route's removals, shared with the answer's reading only when there are some.
+        let removed = (!rewrite.response_removed.is_empty()).then(|| rewrite.clone());
         let exchange = self.pool.relay(
             authority,
             request.method(),
             request.body(),
-            |out, host| upstream_head(out, request, host, &request_id, verified.as_deref()),
-            is_replaced_in_answer,
+            |out, host| upstream.write_head(out, request, host),
+            move |status, name| {
+                is_replaced_in_answer(status, name)
+                    || removed.as_ref().is_some_and(|rewrite| {
+                        rewrite
+                            .response_removed
+                            .iter()
+                            .any(|removed| is(name, removed))
+                    })
+            },
         );
         let exchange = match exchange {
             Ok(exchange) => exchange,
@@ -100,6 +115,11 @@ impl Inner {
         Some(Box::pin(async move {
             match exchange.await {
                 Ok(mut answer) => {
+                    if let Some(rewrite) = &self.routes[index].relay {
+                        for (name, value) in &rewrite.response_added {
+                            add_field(&mut answer.fields, name.as_str(), value);
+                        }
+                    }
                     add_field(&mut answer.fields, REQUEST_ID_HEADER.as_str(), &request_id);
                     if answer.status == StatusCode::UNAUTHORIZED {
                         let bearer = HeaderValue::from_static("Bearer");
@@ -163,68 +183,168 @@ fn is_plain_target(target: &str) -> bool {
 /// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
 /// `WWW-Authenticate` on a `401`.
 fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(REQUEST_ID_HEADER.as_str().as_bytes())
+    is(name, &REQUEST_ID_HEADER)
         || (status == StatusCode::UNAUTHORIZED && name.eq_ignore_ascii_case(b"www-authenticate"))
 }
 
-/// Writes the request line and fields of `request` as the typed path sends it upstream: the
-/// client's fields but the hop-by-hop ones and the identity headers; `Host` the upstream's,
-/// the client's in `X-Forwarded-Host`; the client's address added to `X-Forwarded-For`; the
-/// request ID, the trace context and the verified identity.
-fn upstream_head(
-    out: &mut Vec<u8>,
-    request: &RawRequest<'_>,
-    host: &[u8],
-    request_id: &HeaderValue,
-    verified: Option<&Verified>,
-) {
-    out.extend_from_slice(request.method().as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(request.target().as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(host);
-    out.extend_from_slice(b"\r\n");
-    let client_host = request.value("host");
-    let mut forwarded_for = None;
-    for (name, value) in request.fields() {
-        let replaced = is_hop_by_hop(name)
-            || is_identity_name(name)
-            || name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"traceparent")
-            || name.eq_ignore_ascii_case(REQUEST_ID_HEADER.as_str().as_bytes())
-            || (client_host.is_some()
-                && name.eq_ignore_ascii_case(X_FORWARDED_HOST.as_str().as_bytes()));
-        if name.eq_ignore_ascii_case(X_FORWARDED_FOR.as_str().as_bytes()) {
-            // The first one, as the typed path reads it, with the client added.
-            forwarded_for.get_or_insert(value);
-            continue;
+/// What a relayed request's head upstream is made of, besides the request's own fields.
+struct Upstream<'a> {
+    /// The request target, as the route's path filters made it.
+    target: &'a str,
+    rewrite: &'a HeadRewrite,
+    request_id: &'a HeaderValue,
+    verified: Option<&'a Verified>,
+}
+
+impl Upstream<'_> {
+    /// Writes the request line and fields of `request` as the typed path sends it upstream:
+    /// the client's fields but the hop-by-hop ones, the identity headers and those the route
+    /// removes, then those it adds; `Host` the upstream's, the client's in
+    /// `X-Forwarded-Host`; the client's address added to `X-Forwarded-For`; the request ID,
+    /// the trace context and the verified identity.
+    fn write_head(&self, out: &mut Vec<u8>, request: &RawRequest<'_>, host: &[u8]) {
+        out.extend_from_slice(request.method().as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+        let client_host = request.value("host");
+        let mut forwarded_for = None;
+        for (name, value) in request.fields() {
+            if is(name, &X_FORWARDED_FOR) {
+                // The first one, as the typed path reads it, with the client added.
+                forwarded_for.get_or_insert(value);
+                continue;
+            }
+            let replaced = is_hop_by_hop(name)
+                || is_identity_name(name)
+                || name.eq_ignore_ascii_case(b"host")
+                || name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"traceparent")
+                || is(name, &REQUEST_ID_HEADER)
+                || (client_host.is_some() && is(name, &X_FORWARDED_HOST))
+                || self
+                    .rewrite
+                    .request_removed
+                    .iter()
+                    .any(|removed| is(name, removed));
+            if !replaced {
+                add_raw_field(out, name, value);
+            }
         }
-        if !replaced {
-            add_raw_field(out, name, value);
+        for (name, value) in &self.rewrite.request_added {
+            add_field(out, name.as_str(), value);
+        }
+        if let Some(client_host) = client_host {
+            add_raw_field(out, X_FORWARDED_HOST.as_str().as_bytes(), client_host);
+        }
+        out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        if let Some(earlier) = forwarded_for {
+            out.extend_from_slice(earlier);
+            out.extend_from_slice(b", ");
+        }
+        write_ip(out, request.peer().ip());
+        out.extend_from_slice(b"\r\n");
+        add_field(out, REQUEST_ID_HEADER.as_str(), self.request_id);
+        add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
+        if let Some(verified) = self.verified {
+            if let Some(user) = &verified.user {
+                add_field(out, USER_HEADER.as_str(), user);
+            }
+            if let Some(roles) = &verified.roles {
+                add_field(out, ROLES_HEADER.as_str(), roles);
+            }
         }
     }
-    if let Some(client_host) = client_host {
-        add_raw_field(out, X_FORWARDED_HOST.as_str().as_bytes(), client_host);
-    }
-    out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    if let Some(earlier) = forwarded_for {
-        out.extend_from_slice(earlier);
-        out.extend_from_slice(b", ");
-    }
-    write_ip(out, request.peer().ip());
-    out.extend_from_slice(b"\r\n");
-    add_field(out, REQUEST_ID_HEADER.as_str(), request_id);
-    add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
-    if let Some(verified) = verified {
-        if let Some(user) = &verified.user {
-            add_field(out, USER_HEADER.as_str(), user);
+}
+
+/// A route's filters as the relay path applies them to heads as bytes: the path filters as
+/// they are, and the header filters' net effect (a header added and then removed by a later
+/// filter is not added).
+#[derive(Debug, Default)]
+pub(super) struct HeadRewrite {
+    request_removed: Vec<HeaderName>,
+    request_added: Vec<(HeaderName, HeaderValue)>,
+    response_removed: Vec<HeaderName>,
+    response_added: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeadRewrite {
+    /// The relay path's form of `filters`; `None` when a filter touches a header the gateway
+    /// or the connection handles itself (forwarding, identity, request ID, trace context,
+    /// framing, `Date`, `WWW-Authenticate`), which the typed path then applies in its order.
+    pub(super) fn of(filters: &[Filter]) -> Option<Self> {
+        let mut rewrite = Self::default();
+        for filter in filters {
+            match filter {
+                Filter::AddRequestHeader(name, value) if !is_managed(name) => {
+                    rewrite.request_added.push((name.clone(), value.clone()));
+                }
+                Filter::RemoveRequestHeader(name) if !is_managed(name) => {
+                    rewrite.request_added.retain(|(added, _)| added != name);
+                    rewrite.request_removed.push(name.clone());
+                }
+                Filter::AddResponseHeader(name, value) if !is_managed(name) => {
+                    rewrite.response_added.push((name.clone(), value.clone()));
+                }
+                Filter::RemoveResponseHeader(name) if !is_managed(name) => {
+                    rewrite.response_added.retain(|(added, _)| added != name);
+                    rewrite.response_removed.push(name.clone());
+                }
+                Filter::StripPrefix(_) | Filter::SetPath(_) | Filter::RewritePath(..) => {}
+                _ => return None,
+            }
         }
-        if let Some(roles) = &verified.roles {
-            add_field(out, ROLES_HEADER.as_str(), roles);
-        }
+        Some(rewrite)
     }
+
+    /// The target the route's path filters make of the request's, when it is plain (else the
+    /// typed path takes the request).
+    fn target<'a>(
+        &self,
+        request: &RawRequest<'a>,
+        filters: &[Filter],
+        captures: &Captures,
+    ) -> Option<Cow<'a, str>> {
+        let mut path = Cow::Borrowed(request.path());
+        for filter in filters {
+            if let Some(rewritten) = filter.rewritten_path(&path, captures) {
+                path = Cow::Owned(rewritten);
+            }
+        }
+        let target = match (path, request.query()) {
+            (Cow::Borrowed(_), _) => Cow::Borrowed(request.target()),
+            (Cow::Owned(path), None) => Cow::Owned(path),
+            (Cow::Owned(path), Some(query)) => Cow::Owned(format!("{path}?{query}")),
+        };
+        is_plain_target(&target).then_some(target)
+    }
+}
+
+/// Whether a header is one the gateway or the connection sets or reads on the relay path.
+fn is_managed(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    is_hop_by_hop(name)
+        || is_identity_name(name)
+        || [
+            "host",
+            "content-length",
+            "date",
+            "traceparent",
+            "www-authenticate",
+            REQUEST_ID_HEADER.as_str(),
+            X_FORWARDED_FOR.as_str(),
+            X_FORWARDED_HOST.as_str(),
+        ]
+        .iter()
+        .any(|managed| name.eq_ignore_ascii_case(managed.as_bytes()))
+}
+
+/// Whether a field's name, as sent, is `header`.
+fn is(name: &[u8], header: &HeaderName) -> bool {
+    name.len() == header.as_str().len() && name.eq_ignore_ascii_case(header.as_str().as_bytes())
 }
 
 fn add_field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
@@ -241,6 +361,37 @@ fn add_raw_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rewrite(filters: &[&str]) -> Option<HeadRewrite> {
+        let filters: Vec<Filter> = filters.iter().map(|f| Filter::parse(f).unwrap()).collect();
+        HeadRewrite::of(&filters)
+    }
+
+    #[test]
+    fn header_filters_come_to_their_net_effect() {
+        let added_then_removed = rewrite(&["AddRequestHeader=X-A, 1", "RemoveRequestHeader=X-A"]);
+        let added_then_removed = added_then_removed.unwrap();
+        assert!(added_then_removed.request_added.is_empty());
+        assert_eq!(added_then_removed.request_removed, ["x-a"]);
+        let removed_then_added = rewrite(&["RemoveResponseHeader=X-B", "AddResponseHeader=X-B, 2"]);
+        let removed_then_added = removed_then_added.unwrap();
+        assert_eq!(removed_then_added.response_removed, ["x-b"]);
+        assert_eq!(removed_then_added.response_added[0].1, "2");
+        let paths = rewrite(&["StripPrefix=1", "SetPath=/v2/{id}", "RewritePath=/a, /b"]);
+        assert!(paths.is_some());
+        for managed in [
+            "RemoveRequestHeader=X-Forwarded-For",
+            "AddRequestHeader=X-Mesh-User, admin",
+            "AddResponseHeader=X-Request-Id, mine",
+            "RemoveResponseHeader=Date",
+            "RemoveRequestHeader=Connection",
+        ] {
+            assert!(
+                rewrite(&[managed]).is_none(),
+                "{managed} is the typed path's"
+            );
+        }
+    }
 
     #[test]
     fn only_plain_origin_form_targets_are_relayed() {
