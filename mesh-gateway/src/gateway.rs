@@ -105,6 +105,13 @@ struct Inner {
     unrouted: (Arc<str>, StatusCounters),
 }
 
+/// How a field goes on an answer: in place of any the answer has, or beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    Replace,
+    Append,
+}
+
 /// Largest login answer read to find the token in it.
 const MAX_LOGIN_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -706,16 +713,40 @@ impl Inner {
 
     /// Adds `Access-Control-Allow-Origin` (and credentials) for an allowed origin.
     fn allow_origin(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
+        self.cors_fields(origin, |name, value, put| match put {
+            Put::Replace => {
+                headers.insert(name, value);
+            }
+            Put::Append => {
+                headers.append(name, value);
+            }
+        });
+    }
+
+    /// Gives `put` the fields an answer gets for `origin` when it is allowed:
+    /// `Access-Control-Allow-Origin` and, with credentials, `-Allow-Credentials` (each in place
+    /// of the upstream's), and `Vary: Origin` (beside the upstream's).
+    fn cors_fields(&self, origin: &HeaderValue, mut put: impl FnMut(HeaderName, HeaderValue, Put)) {
         let Some(cors) = &self.cors else { return };
         if !self.origin_allowed(origin) {
             return;
         }
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        put(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin.clone(),
+            Put::Replace,
+        );
+        put(
+            header::VARY,
+            HeaderValue::from_static("Origin"),
+            Put::Append,
+        );
         if cors.allow_credentials {
-            headers.insert(
+            let credentials = HeaderValue::from_static("true");
+            put(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
+                credentials,
+                Put::Replace,
             );
         }
     }

@@ -295,15 +295,7 @@ async fn routes_match_and_filters_rewrite(serving: Serving) {
 
     // The path and header filters are applied on the relay path too: it took every request
     // that had a route.
-    let relayed = format!(
-        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
-        gateway.mesh().name()
-    );
-    let expected = match serving {
-        Serving::Typed => 0,
-        Serving::Relayed => 3,
-    };
-    assert_eq!(metric(addr, &relayed).await, expected);
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 3));
 }
 
 async fn tokens_and_roles_guard_the_routes(serving: Serving) {
@@ -567,20 +559,51 @@ async fn login_sets_the_cookie_and_logout_clears_it(serving: Serving) {
         cookie,
         format!("mesh_token={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure")
     );
-    let (status, _, _) = call(
-        addr,
-        "GET",
-        "/api/orders/1",
-        &[("cookie", &format!("mesh_token={token}"))],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "the cookie authenticates");
+    // The first request verifies the cookie's token; the second finds it in the cache (and,
+    // on the relay path, is relayed).
+    for _ in 0..2 {
+        let (status, _, body) = call(
+            addr,
+            "GET",
+            "/api/orders/1",
+            &[
+                ("cookie", &format!("theme=dark; mesh_token={token}")),
+                ("authorization", "Basic c2VjcmV0"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "the cookie authenticates");
+        assert_eq!(
+            body["headers"]["authorization"],
+            format!("Bearer {token}"),
+            "the cookie's token goes upstream as a bearer token"
+        );
+        assert_eq!(body["headers"]["x-mesh-user"], "alice");
+    }
 
     let (_, headers, _) = call(addr, "POST", "/auth/logout", &[]).await;
     assert_eq!(
         headers["set-cookie"],
         "mesh_token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
     );
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 1));
+}
+
+/// The requests `gateway` relayed.
+async fn relayed(gateway: &Running) -> u64 {
+    let series = format!(
+        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
+        gateway.mesh().name()
+    );
+    metric(gateway.local_addr(), &series).await
+}
+
+/// What a scenario expects relayed: `requests` on the relay path, none on the typed one.
+fn on_relay_path(serving: Serving, requests: u64) -> u64 {
+    match serving {
+        Serving::Typed => 0,
+        Serving::Relayed => requests,
+    }
 }
 
 async fn cors_is_answered_at_the_edge(serving: Serving) {
@@ -633,6 +656,8 @@ async fn cors_is_answered_at_the_edge(serving: Serving) {
         headers["access-control-allow-origin"],
         "https://shop.example.com"
     );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(headers["vary"], "Origin");
     let (_, headers, _) = call(
         addr,
         "GET",
@@ -641,6 +666,21 @@ async fn cors_is_answered_at_the_edge(serving: Serving) {
     )
     .await;
     assert!(headers.get("access-control-allow-origin").is_none());
+    // An error answer is the browser's to read too.
+    let (status, headers, _) = call(
+        addr,
+        "GET",
+        "/down",
+        &[("origin", "https://shop.example.com")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    // The preflights took the typed path; the three requests with an origin, the relay path.
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 3));
 }
 
 /// An upstream that fails each path's first two calls with 503.
@@ -1044,15 +1084,7 @@ async fn plain_routes_forward_and_answer_alike(serving: Serving) {
     assert_eq!(refusal["www-authenticate"], "Bearer");
     assert_ne!(refusal["x-request-id"], "upstream");
 
-    let relayed = format!(
-        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
-        gateway.mesh().name()
-    );
-    let expected = match serving {
-        Serving::Typed => 0,
-        Serving::Relayed => 6,
-    };
-    assert_eq!(metric(addr, &relayed).await, expected);
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 6));
     let ok = format!("mesh_gateway_requests_total{{route=\"plain-{run}\",status=\"200\"}}");
     assert_eq!(
         metric(addr, &ok).await,
@@ -1117,16 +1149,8 @@ async fn relayed_routes_keep_their_auth_and_rate_limit(serving: Serving) {
             StatusCode::TOO_MANY_REQUESTS
         ]
     );
-    let relayed = format!(
-        "mesh_server_relayed_requests_total{{service=\"{}\"}}",
-        gateway.mesh().name()
-    );
     // The second customer call (the first verified the token) and the three burst calls.
-    let expected = match serving {
-        Serving::Typed => 0,
-        Serving::Relayed => 4,
-    };
-    assert_eq!(metric(addr, &relayed).await, expected);
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 4));
 }
 
 /// Each scenario as a test on each serving path.

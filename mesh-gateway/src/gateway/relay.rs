@@ -2,17 +2,18 @@
 //! from its bytes, with no `http::Request`, no header map and no layer.
 //!
 //! A request is relayed when its route is relayable (`Route::relay`) and, on a route that
-//! needs a token, its bearer token is in the token cache here (and has the route's role). It
-//! gets what the typed path gives it: the same route, its path and header filters, the identity
-//! headers, the request ID, `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the
-//! rate limit, the route's metrics and the access log. Every other request (no route, a token to verify or
-//! to refuse, CORS, a cookie's token) goes the typed path, which answers it as before; so do
-//! the requests the server never offers (HTTP/2, TLS, upgrades, large bodies).
+//! needs a token, its token (bearer, or the gateway's cookie) is in the token cache here and
+//! has the route's role. It gets what the typed path gives it: the same route, its path and
+//! header filters, the identity headers, a cookie's token as a bearer token, the request ID,
+//! `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the rate limit, CORS, the
+//! route's metrics and the access log. Every other request (no route, a token to verify or to
+//! refuse, a CORS preflight) goes the typed path, which answers it as before; so do the
+//! requests the server never offers (HTTP/2, TLS, upgrades, large bodies).
 
 use std::{borrow::Cow, sync::Arc};
 
 use axum::response::IntoResponse;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
     auth::bearer_value,
     error::MeshError,
@@ -21,9 +22,9 @@ use mesh_core::{
 };
 
 use super::{
-    Gateway, Inner, Logged, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER,
-    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, is_identity_name, is_usable_request_id,
-    new_request_id, refused, upstream_context, write_ip,
+    Gateway, Inner, Logged, Put, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER,
+    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, cookie, is_identity_name,
+    is_usable_request_id, new_request_id, refused, upstream_context, write_ip,
 };
 use crate::{filter::Filter, predicate::Captures, token_cache::Verified};
 
@@ -36,12 +37,21 @@ impl Relay for Gateway {
 impl Inner {
     /// Relays `request` when its route allows (see the [module](self) documentation).
     fn relay(self: Arc<Self>, request: &RawRequest<'_>) -> Option<RelayFuture> {
-        // CORS is answered on the typed path.
-        if !is_plain_target(request.target())
-            || (self.cors.is_some() && request.value("origin").is_some())
-        {
+        if !is_plain_target(request.target()) {
             return None;
         }
+        let origin = match (&self.cors, request.value("origin")) {
+            (Some(_), Some(origin)) => {
+                // A preflight is answered at the edge, on the typed path.
+                if request.method() == Method::OPTIONS
+                    && request.value("access-control-request-method").is_some()
+                {
+                    return None;
+                }
+                Some(HeaderValue::from_bytes(origin).ok()?)
+            }
+            _ => None,
+        };
         let mut captures = Captures::new();
         let index = self.route_of(request, &mut captures)?;
         let route = &self.routes[index];
@@ -49,11 +59,20 @@ impl Inner {
             return None;
         };
         let target = rewrite.target(request, &route.filters, &captures)?;
+        let mut relayed_token = None;
         let verified = match &route.auth {
             RouteAuth::Public => None,
             auth => {
-                let token = bearer_value(request.value("authorization")?)?;
-                let verified = self.tokens.cached(token)?;
+                // A bearer token is read in place; a cookie's is relayed upstream.
+                let token = match request.value("authorization").and_then(bearer_value) {
+                    Some(token) => Cow::Borrowed(token),
+                    None => {
+                        let token = cookie(request.values("cookie"), &self.cookie)?;
+                        relayed_token = Some(token.clone());
+                        Cow::Owned(token)
+                    }
+                };
+                let verified = self.tokens.cached(&token)?;
                 if let RouteAuth::Roles(roles) = auth
                     && !roles.iter().any(|role| verified.identity.has_role(role))
                 {
@@ -78,7 +97,7 @@ impl Inner {
             };
             if let Err(error) = limiter.admit_now(parts)? {
                 let refusal = refused(route, error).unwrap_or_else(IntoResponse::into_response);
-                let answer = self.answer(Some(index), refusal, None, request_id, logged);
+                let answer = self.answer(Some(index), refusal, origin, request_id, logged);
                 return Some(Box::pin(std::future::ready(Relayed::Typed(answer))));
             }
         }
@@ -87,9 +106,19 @@ impl Inner {
             rewrite,
             request_id: &request_id,
             verified: verified.as_deref(),
+            relayed_token: relayed_token.as_deref(),
         };
         // The route's removals, shared with the answer's reading only when there are some.
         let removed = (!rewrite.response_removed.is_empty()).then(|| rewrite.clone());
+        let mut cors = Vec::new();
+        if let Some(origin) = &origin {
+            self.cors_fields(origin, |name, value, put| cors.push((name, value, put)));
+        }
+        let cors_replaced: Vec<HeaderName> = cors
+            .iter()
+            .filter(|(_, _, put)| *put == Put::Replace)
+            .map(|(name, _, _)| name.clone())
+            .collect();
         let exchange = self.pool.relay(
             authority,
             request.method(),
@@ -97,6 +126,7 @@ impl Inner {
             |out, host| upstream.write_head(out, request, host),
             move |status, name| {
                 is_replaced_in_answer(status, name)
+                    || cors_replaced.iter().any(|replaced| is(name, replaced))
                     || removed.as_ref().is_some_and(|rewrite| {
                         rewrite
                             .response_removed
@@ -108,7 +138,7 @@ impl Inner {
         let exchange = match exchange {
             Ok(exchange) => exchange,
             Err(error) => {
-                let answer = self.failed(index, error, request_id, logged);
+                let answer = self.failed(index, error, origin, request_id, logged);
                 return Some(Box::pin(std::future::ready(answer)));
             }
         };
@@ -121,6 +151,9 @@ impl Inner {
                         }
                     }
                     add_field(&mut answer.fields, REQUEST_ID_HEADER.as_str(), &request_id);
+                    for (name, value, _) in &cors {
+                        add_field(&mut answer.fields, name.as_str(), value);
+                    }
                     if answer.status == StatusCode::UNAUTHORIZED {
                         let bearer = HeaderValue::from_static("Bearer");
                         add_field(&mut answer.fields, "www-authenticate", &bearer);
@@ -129,7 +162,7 @@ impl Inner {
                     answer.route = Some(route);
                     Relayed::Raw(answer)
                 }
-                Err(error) => self.failed(index, error, request_id, logged),
+                Err(error) => self.failed(index, error, origin, request_id, logged),
             }
         }))
     }
@@ -140,11 +173,12 @@ impl Inner {
         &self,
         index: usize,
         error: MeshError,
+        origin: Option<HeaderValue>,
         request_id: HeaderValue,
         logged: Option<Logged>,
     ) -> Relayed {
         let response = error.into_response();
-        Relayed::Typed(self.answer(Some(index), response, None, request_id, logged))
+        Relayed::Typed(self.answer(Some(index), response, origin, request_id, logged))
     }
 }
 
@@ -194,6 +228,8 @@ struct Upstream<'a> {
     rewrite: &'a HeadRewrite,
     request_id: &'a HeaderValue,
     verified: Option<&'a Verified>,
+    /// A cookie's token, relayed as a bearer token in place of the client's `Authorization`.
+    relayed_token: Option<&'a str>,
 }
 
 impl Upstream<'_> {
@@ -224,6 +260,7 @@ impl Upstream<'_> {
                 || name.eq_ignore_ascii_case(b"traceparent")
                 || is(name, &REQUEST_ID_HEADER)
                 || (client_host.is_some() && is(name, &X_FORWARDED_HOST))
+                || (self.relayed_token.is_some() && name.eq_ignore_ascii_case(b"authorization"))
                 || self
                     .rewrite
                     .request_removed
@@ -249,6 +286,12 @@ impl Upstream<'_> {
         out.extend_from_slice(b"\r\n");
         add_field(out, REQUEST_ID_HEADER.as_str(), self.request_id);
         add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
+        if let Some(token) = self.relayed_token {
+            // Relayed, so services behind the gateway can call each other on the user's behalf.
+            out.extend_from_slice(b"authorization: Bearer ");
+            out.extend_from_slice(token.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         if let Some(verified) = self.verified {
             if let Some(user) = &verified.user {
                 add_field(out, USER_HEADER.as_str(), user);
