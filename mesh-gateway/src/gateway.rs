@@ -151,8 +151,8 @@ struct Route {
     logout: bool,
     /// How the relay path rewrites the route's heads, when its requests can be relayed from
     /// their bytes: a fixed upstream, and nothing that needs the request as a request
-    /// (policies but a local rate limit, login or logout, rate-limit headers, filters on the
-    /// headers the gateway manages).
+    /// (policies but a local rate limit and a timeout, login or logout, rate-limit headers,
+    /// filters on the headers the gateway manages).
     relay: Option<Arc<relay::HeadRewrite>>,
     /// `mesh_gateway_requests_total` of this route, by status.
     requests: StatusCounters,
@@ -836,7 +836,6 @@ fn compile(
         .is_some_and(RateLimitConfig::includes_headers);
     let relayable = matches!(upstream, Upstream::Fixed(_))
         && route.circuit_breaker.is_none()
-        && route.timeout.is_none()
         && route.retry.is_none()
         && route.fallback.is_none()
         && !route.login

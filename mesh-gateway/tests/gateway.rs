@@ -46,7 +46,7 @@ async fn echoed(request: Request) -> impl IntoResponse {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or_default())))
             .collect();
-        if request.uri().path().starts_with("/slow") {
+        if request.uri().path().starts_with("/slow") && request.uri().query() != Some("fast") {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         if request.uri().path() == "/login" {
@@ -407,6 +407,12 @@ async fn upstream_failures_have_their_statuses(serving: Serving) {
         (status, body["error"]["kind"].as_str()),
         (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
     );
+    let (status, _, body) = call(addr, "GET", "/slow?fast", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["headers"]["mesh-timeout"], "100000u",
+        "the route's timeout goes upstream as the call's budget"
+    );
     let (status, _, body) = call(addr, "GET", "/down", &[]).await;
     assert_eq!(
         (status, body["error"]["kind"].as_str()),
@@ -417,6 +423,8 @@ async fn upstream_failures_have_their_statuses(serving: Serving) {
         (status, body["error"]["kind"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("no_instances"))
     );
+    // Every one but the `lb://` route's.
+    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 3));
 }
 
 async fn lb_routes_reach_registered_instances(serving: Serving) {

@@ -5,8 +5,8 @@
 //! needs a token, its token (bearer, or the gateway's cookie) is in the token cache here and
 //! has the route's role. It gets what the typed path gives it: the same route, its path and
 //! header filters, the identity headers, a cookie's token as a bearer token, the request ID,
-//! `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the rate limit, CORS, the
-//! route's metrics and the access log. Every other request (no route, a token to verify or to
+//! `X-Forwarded-For` and `X-Forwarded-Host`, the trace context, the rate limit, the timeout,
+//! CORS, the route's metrics and the access log. Every other request (no route, a token to verify or to
 //! refuse, a CORS preflight) goes the typed path, which answers it as before; so do the
 //! requests the server never offers (HTTP/2, TLS, upgrades, large bodies).
 
@@ -17,7 +17,10 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
     auth::bearer_value,
     error::MeshError,
-    resilience::rate_limit::KeyParts,
+    resilience::{
+        rate_limit::KeyParts,
+        timeout::{TIMEOUT_HEADER, TimeoutLayer},
+    },
     server::{RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
 };
 
@@ -107,6 +110,7 @@ impl Inner {
             request_id: &request_id,
             verified: verified.as_deref(),
             relayed_token: relayed_token.as_deref(),
+            budget: route.timeout.as_ref().and_then(TimeoutLayer::budget_header),
         };
         // The route's removals, shared with the answer's reading only when there are some.
         let removed = (!rewrite.response_removed.is_empty()).then(|| rewrite.clone());
@@ -143,7 +147,11 @@ impl Inner {
             }
         };
         Some(Box::pin(async move {
-            match exchange.await {
+            let answered = match &self.routes[index].timeout {
+                Some(timeout) => (timeout.bound(exchange).await).map_err(MeshError::from_boxed),
+                None => exchange.await,
+            };
+            match answered {
                 Ok(mut answer) => {
                     if let Some(rewrite) = &self.routes[index].relay {
                         for (name, value) in &rewrite.response_added {
@@ -230,6 +238,8 @@ struct Upstream<'a> {
     verified: Option<&'a Verified>,
     /// A cookie's token, relayed as a bearer token in place of the client's `Authorization`.
     relayed_token: Option<&'a str>,
+    /// The route's timeout, when it propagates it.
+    budget: Option<&'a HeaderValue>,
 }
 
 impl Upstream<'_> {
@@ -286,6 +296,9 @@ impl Upstream<'_> {
         out.extend_from_slice(b"\r\n");
         add_field(out, REQUEST_ID_HEADER.as_str(), self.request_id);
         add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
+        if let Some(budget) = self.budget {
+            add_field(out, TIMEOUT_HEADER.as_str(), budget);
+        }
         if let Some(token) = self.relayed_token {
             // Relayed, so services behind the gateway can call each other on the user's behalf.
             out.extend_from_slice(b"authorization: Bearer ");
@@ -377,6 +390,7 @@ fn is_managed(name: &HeaderName) -> bool {
             "date",
             "traceparent",
             "www-authenticate",
+            TIMEOUT_HEADER.as_str(),
             REQUEST_ID_HEADER.as_str(),
             X_FORWARDED_FOR.as_str(),
             X_FORWARDED_HOST.as_str(),

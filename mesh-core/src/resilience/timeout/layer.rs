@@ -4,7 +4,11 @@ use http::HeaderValue;
 use metrics::Counter;
 use tower::Layer;
 
-use super::{HonorDeadline, Timeout, TimeoutConfig, header::encode_timeout_shared};
+use tokio::task::futures::TaskLocalFuture;
+
+use super::{
+    Deadline, HonorDeadline, ResponseFuture, Timeout, TimeoutConfig, header::encode_timeout_shared,
+};
 use crate::error::ConfigError;
 
 /// Applies [`Timeout`] to a service.
@@ -35,6 +39,31 @@ impl TimeoutLayer {
             expired: metrics::counter!("mesh_timeouts_total", "name" => name),
             config,
         })
+    }
+}
+
+impl TimeoutLayer {
+    /// The budget header (`mesh-timeout`) a call bounded by [`bound`](Self::bound) sends
+    /// downstream, when the configuration propagates it.
+    pub fn budget_header(&self) -> Option<&HeaderValue> {
+        self.config.propagate.then_some(&self.full_budget)
+    }
+
+    /// Bounds `call`, for a caller that is not a tower service (a relay's exchange, say), as
+    /// the services this layer builds bound a request that carries no deadline: `call` runs
+    /// under its own [`Deadline`](super::Deadline) and fails with [`Elapsed`](super::Elapsed)
+    /// past the timeout, counted in `mesh_timeouts_total`.
+    pub fn bound<F, T, E>(&self, call: F) -> ResponseFuture<TaskLocalFuture<Deadline, F>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let deadline = crate::clock::call_started(|now| Deadline::at(now + self.config.timeout));
+        ResponseFuture::new(
+            deadline.scope(call),
+            Some(deadline.instant()),
+            self.config.timeout,
+            self.expired.clone(),
+        )
     }
 }
 
