@@ -7,8 +7,8 @@ use mesh_core::{
     context::PeerAddr,
     error::{BoxError, ErrorKind, MeshError},
     resilience::rate_limit::{
-        Decision, KeySource, LocalStore, MissingKey, Quota, RateLimitConfig, RateLimitLayer,
-        RateLimitStore, RateLimited,
+        Decision, KeyParts, KeySource, LocalStore, MissingKey, Quota, RateLimitConfig,
+        RateLimitLayer, RateLimitStore, RateLimited, StoreFuture,
     },
 };
 use tower::{Layer, ServiceExt, service_fn};
@@ -368,4 +368,59 @@ fn spring_settings_are_validated() {
     let error =
         RateLimitLayer::try_new("x", RateLimitConfig::default().replenish_rate(0)).unwrap_err();
     assert_eq!(error.field(), "replenish_rate");
+}
+
+/// A store that always has to wait for its answer, as a remote one does.
+#[derive(Debug, Default)]
+struct Remote(LocalStore);
+
+impl RateLimitStore for Remote {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        quota: Quota,
+        requested: u32,
+        now: u64,
+    ) -> StoreFuture<'a> {
+        StoreFuture::pending(self.0.check(key, quota, requested, now))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_read_as_parts_is_decided_at_once_when_the_store_can() {
+    let config = RateLimitConfig::default()
+        .replenish_rate(1)
+        .burst_capacity(1)
+        .key(KeySource::Header("x-api-key".into()));
+    let layer = RateLimitLayer::new("parts", config.clone());
+    let header = |name: &str| (name == "x-api-key").then_some(&b"team-a"[..]);
+    let parts = KeyParts {
+        header: &header,
+        peer: None,
+        subject: None,
+    };
+    assert!(matches!(layer.admit_now(parts), Some(Ok(None))));
+    let refused = layer.admit_now(parts).unwrap().unwrap_err();
+    assert!(is::<RateLimited>(&refused));
+    // The same bucket as a request with that header.
+    let request = Request::builder()
+        .header("x-api-key", "team-a")
+        .body(())
+        .unwrap();
+    assert!(layer.layer(ok_service()).oneshot(request).await.is_err());
+
+    let nothing = |_: &str| None;
+    let missing = KeyParts {
+        header: &nothing,
+        peer: None,
+        subject: None,
+    };
+    let error = layer.admit_now(missing).unwrap().unwrap_err();
+    assert!(is::<MissingKey>(&error));
+
+    let remote = RateLimitLayer::with_store("remote", config, Arc::new(Remote::default())).unwrap();
+    assert!(
+        remote.admit_now(parts).is_none(),
+        "the caller goes through admit"
+    );
 }

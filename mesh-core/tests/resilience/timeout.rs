@@ -39,6 +39,26 @@ async fn a_call_slower_than_the_timeout_fails_with_elapsed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_bound_future_has_the_layers_deadline_and_error() {
+    let layer = layer(100);
+    let budget = decode_timeout(layer.budget_header().unwrap().as_bytes()).unwrap();
+    assert_eq!(budget, Duration::from_millis(100));
+    let quick = layer.bound(async {
+        sleep(Duration::from_millis(99)).await;
+        Ok::<_, MeshError>(Deadline::current().map(Deadline::remaining))
+    });
+    assert_eq!(quick.await.unwrap(), Some(Duration::from_millis(1)));
+    let slow = layer.bound(async {
+        sleep(Duration::from_millis(101)).await;
+        Ok::<_, MeshError>(())
+    });
+    let error = slow.await.unwrap_err();
+    assert!(is::<Elapsed>(&error));
+    let quiet = TimeoutLayer::new("quiet", TimeoutConfig::default().propagate(false));
+    assert!(quiet.budget_header().is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_call_within_the_timeout_returns_its_response() {
     let (mut service, mut handle) = mock::spawn_layer::<Request<()>, &str, _>(layer(100));
     assert_ready_ok!(service.poll_ready());
