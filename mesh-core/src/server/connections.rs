@@ -403,10 +403,12 @@ impl Scanned {
         peer: SocketAddr,
     ) -> Option<RawRequest<'a>> {
         let (at, len) = self.target;
+        let target = std::str::from_utf8(&read[at..at + len]).ok()?;
         Some(RawRequest {
             head: &read[..self.head],
             method: &self.method,
-            target: std::str::from_utf8(&read[at..at + len]).ok()?,
+            path_end: target.find('?').unwrap_or(target.len()),
+            target,
             fields: spans,
             body: &read[self.head..self.length()],
             peer,

@@ -19,6 +19,8 @@ pub struct RawRequest<'a> {
     pub(crate) head: &'a [u8],
     pub(crate) method: &'a Method,
     pub(crate) target: &'a str,
+    /// Where the path ends in `target`: at its `?`, or at its end.
+    pub(crate) path_end: usize,
     pub(crate) fields: &'a [Span],
     pub(crate) body: &'a [u8],
     pub(crate) peer: SocketAddr,
@@ -37,14 +39,12 @@ impl<'a> RawRequest<'a> {
 
     /// The path, without the query.
     pub fn path(&self) -> &'a str {
-        self.target
-            .split_once('?')
-            .map_or(self.target, |(path, _)| path)
+        &self.target[..self.path_end]
     }
 
     /// The query, without its `?`, if any.
     pub fn query(&self) -> Option<&'a str> {
-        self.target.split_once('?').map(|(_, query)| query)
+        self.target.get(self.path_end + 1..)
     }
 
     /// Every header field, name and value, in the order sent.
@@ -239,5 +239,48 @@ impl Relaying {
             record(&series, method, route, status, started);
             answer
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(head: &'a [u8], target: &'a str) -> RawRequest<'a> {
+        RawRequest {
+            head,
+            method: &Method::GET,
+            target,
+            path_end: target.find('?').unwrap_or(target.len()),
+            fields: &[],
+            body: &[],
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_target_is_read_as_path_and_query() {
+        let with_query = request(b"", "/items?page=2&q=a?b");
+        assert_eq!(with_query.path(), "/items");
+        assert_eq!(with_query.query(), Some("page=2&q=a?b"));
+        let without = request(b"", "/items");
+        assert_eq!((without.path(), without.query()), ("/items", None));
+        let empty_query = request(b"", "/items?");
+        assert_eq!(
+            (empty_query.path(), empty_query.query()),
+            ("/items", Some(""))
+        );
+    }
+
+    #[test]
+    fn fields_are_found_by_name_in_any_case_and_in_order() {
+        let head = b"Host: a\r\nX-Tag: one\r\nx-tag: two\r\n";
+        let spans = [(0, 4, 6, 1), (9, 5, 16, 3), (21, 5, 28, 3)];
+        let mut request = request(head, "/");
+        request.fields = &spans;
+        assert_eq!(request.value("host"), Some(&b"a"[..]));
+        let tags: Vec<&[u8]> = request.values("X-TAG").collect();
+        assert_eq!(tags, [&b"one"[..], &b"two"[..]]);
+        assert_eq!(request.value("missing"), None);
     }
 }

@@ -43,8 +43,8 @@ impl Inner {
         if !is_plain_target(request.target()) {
             return None;
         }
-        let origin = match (&self.cors, request.value("origin")) {
-            (Some(_), Some(origin)) => {
+        let origin = match self.cors.as_ref().and(request.value("origin")) {
+            Some(origin) => {
                 // A preflight is answered at the edge, on the typed path.
                 if request.method() == Method::OPTIONS
                     && request.value("access-control-request-method").is_some()
@@ -53,7 +53,7 @@ impl Inner {
                 }
                 Some(HeaderValue::from_bytes(origin).ok()?)
             }
-            _ => None,
+            None => None,
         };
         let mut captures = Captures::new();
         let index = self.route_of(request, &mut captures)?;
