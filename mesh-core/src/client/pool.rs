@@ -214,9 +214,10 @@ impl Http1Pool {
                 };
                 let head = match answered {
                     Ok(head) if head.framing == Framing::Switched => {
-                        let error =
-                            "the upstream switched protocols for a request that did not ask to";
-                        return Err(failed(&authority, error.into()));
+                        return Err(MeshError::new(
+                            ErrorKind::Upstream,
+                            "the upstream switched protocols for a request that did not ask to",
+                        ));
                     }
                     Ok(head) => head,
                     Err(Failure::Unanswered(_)) if reused && replayable => {

@@ -329,8 +329,9 @@ pub(super) struct HeadRewrite {
 
 impl HeadRewrite {
     /// The relay path's form of `filters`; `None` when a filter touches a header the gateway
-    /// or the connection handles itself (forwarding, identity, request ID, trace context,
-    /// framing, `Date`, `WWW-Authenticate`), which the typed path then applies in its order.
+    /// or the connection handles itself (forwarding, identity, the token relayed, request ID,
+    /// trace context, budget, framing, `Date`, `WWW-Authenticate`), which the typed path then
+    /// applies in its order.
     pub(super) fn of(filters: &[Filter]) -> Option<Self> {
         let mut rewrite = Self::default();
         for filter in filters {
@@ -386,6 +387,7 @@ fn is_managed(name: &HeaderName) -> bool {
         || is_identity_name(name)
         || [
             "host",
+            "authorization",
             "content-length",
             "date",
             "traceparent",
@@ -442,6 +444,7 @@ mod tests {
             "AddResponseHeader=X-Request-Id, mine",
             "RemoveResponseHeader=Date",
             "RemoveRequestHeader=Connection",
+            "RemoveRequestHeader=Authorization",
         ] {
             assert!(
                 rewrite(&[managed]).is_none(),
