@@ -145,6 +145,25 @@ pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 /// limit, requests carrying a deadline header, and everything hyper serves (HTTP/2, TLS,
 /// upgrades, streamed bodies).
 ///
+/// ```
+/// use mesh_core::axum::{body::Body, response::Response};
+/// use mesh_core::server::{RawRequest, Relay, RelayFuture, Relayed};
+///
+/// /// Answers `GET /ping` itself and leaves every other request to the service.
+/// struct Ping;
+///
+/// impl Relay for Ping {
+///     fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture> {
+///         if request.method() != http::Method::GET || request.path() != "/ping" {
+///             return None;
+///         }
+///         let pong = Response::new(Body::from("pong"));
+///         Some(Box::pin(std::future::ready(Relayed::Typed(pong))))
+///     }
+/// }
+/// // Served with `mesh.start_relayed(router, Ping)`.
+/// ```
+///
 /// [`TraceContext::current`]: crate::observe::TraceContext::current
 pub trait Relay: Send + Sync + 'static {
     /// Takes `request` (returning its answer's future) or leaves it (`None`) to the service.
