@@ -280,8 +280,15 @@ async fn hyper_serves<I>(
         request
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // HTTP/2 WebSockets need the extended CONNECT protocol.
-    builder.http2().enable_connect_protocol();
+    // HTTP/2 WebSockets need the extended CONNECT protocol. A peer is pinged once per idle
+    // period and dropped when it does not answer within another: one that stopped reading
+    // would otherwise hold its connection and its open streams for ever.
+    builder
+        .http2()
+        .enable_connect_protocol()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(idle_timeout)
+        .keep_alive_timeout(idle_timeout);
     // The same bound on a slow or silent client, as hyper has it: each head within the time.
     builder
         .http1()
@@ -1191,6 +1198,29 @@ mod tests {
         let waited = quiet_since.elapsed();
         assert!(waited <= 2 * idle, "shut down after {waited:?}");
         assert!(sender.send_request(get()).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_peer_that_stops_answering_is_dropped_even_with_a_stream_open() {
+        let idle = Duration::from_secs(10);
+        let server = server_idle_after(idle).await;
+        let mut peer = TcpStream::connect(server.addr).await.unwrap();
+        peer.set_nodelay(true).unwrap();
+        // The preface, empty settings, and `GET /held` on stream 1 (HPACK: `:method GET`,
+        // `:scheme http`, `:path /held`, `:authority a`); then nothing, not even a ping's ACK.
+        let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let headers = [
+            0x82, 0x86, 0x44, 5, b'/', b'h', b'e', b'l', b'd', 0x41, 1, b'a',
+        ];
+        frames.extend_from_slice(&[0, 0, headers.len() as u8, 1, 0x05, 0, 0, 0, 1]);
+        frames.extend_from_slice(&headers);
+        peer.write_all(&frames).await.unwrap();
+        server.entered.notified().await;
+        // The held stream keeps the connection from being idle; the unanswered pings end it.
+        let mut read = Vec::new();
+        let closed = tokio::time::timeout(6 * idle, peer.read_to_end(&mut read)).await;
+        assert!(closed.is_ok(), "the silent peer's connection is closed");
     }
 
     #[tokio::test(start_paused = true)]

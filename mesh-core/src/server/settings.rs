@@ -37,8 +37,9 @@ pub struct ServerSettings {
     /// requests, or sending too slowly) before it is closed: within twice this time on the
     /// connections mesh reads itself, after a head has taken this long on those hyper serves
     /// (TLS among them). An HTTP/2 connection on which no request begins for this long is
-    /// shut down gracefully (`GOAWAY`; open streams finish), within twice this time. A
-    /// request being handled is not held to it.
+    /// shut down gracefully (`GOAWAY`; open streams finish), within twice this time; an
+    /// HTTP/2 peer is also pinged once per this period and dropped, open streams and all, when
+    /// it does not answer within another. A request being handled is not held to it.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// The longest deadline a caller may ask for; longer ones are cut to it.
