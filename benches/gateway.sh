@@ -13,6 +13,9 @@
 #   mesh-gateway+jwt  the same route with `auth: required` (an HS256 token, verified and
 #                     cached) and a per-user rate limit that the load never exhausts.
 #
+# Both gateways serve as the binary does, on the relay path (docs/gateway.md): each request
+# after a token's first is relayed from its bytes.
+#
 # With two cores, wrk gets core 0 and the upstream and the proxy share core 1, so every proxy
 # pays for its own CPU. Access logs are off on both sides. Each round runs the three contenders
 # back to back, starting with a different one each round; printed are the medians of
