@@ -77,10 +77,12 @@ fn is_identity(name: &HeaderName) -> bool {
 
 /// [`is_identity`] of a name as sent (any case).
 fn is_identity_name(name: &[u8]) -> bool {
-    let is = |header: &HeaderName| {
-        name.len() == header.as_str().len() && name.eq_ignore_ascii_case(header.as_str().as_bytes())
-    };
-    is(&USER_HEADER) || is(&ROLES_HEADER)
+    is_named(name, &USER_HEADER) || is_named(name, &ROLES_HEADER)
+}
+
+/// Whether a field's name, as sent (any case), is `header`.
+fn is_named(name: &[u8], header: &HeaderName) -> bool {
+    name.eq_ignore_ascii_case(header.as_str().as_bytes())
 }
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for

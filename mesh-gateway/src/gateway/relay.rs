@@ -26,7 +26,7 @@ use mesh_core::{
 
 use super::{
     Gateway, Inner, Logged, Put, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER,
-    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, cookie, is_identity_name,
+    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, cookie, is_identity_name, is_named,
     is_usable_request_id, new_request_id, refused, upstream_context, write_ip,
 };
 use crate::{filter::Filter, predicate::Captures, token_cache::Verified};
@@ -130,12 +130,14 @@ impl Inner {
             |out, host| upstream.write_head(out, request, host),
             move |status, name| {
                 is_replaced_in_answer(status, name)
-                    || cors_replaced.iter().any(|replaced| is(name, replaced))
+                    || cors_replaced
+                        .iter()
+                        .any(|replaced| is_named(name, replaced))
                     || removed.as_ref().is_some_and(|rewrite| {
                         rewrite
                             .response_removed
                             .iter()
-                            .any(|removed| is(name, removed))
+                            .any(|removed| is_named(name, removed))
                     })
             },
         );
@@ -225,7 +227,7 @@ fn is_plain_target(target: &str) -> bool {
 /// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
 /// `WWW-Authenticate` on a `401`.
 fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
-    is(name, &REQUEST_ID_HEADER)
+    is_named(name, &REQUEST_ID_HEADER)
         || (status == StatusCode::UNAUTHORIZED && name.eq_ignore_ascii_case(b"www-authenticate"))
 }
 
@@ -258,7 +260,7 @@ impl Upstream<'_> {
         let client_host = request.value("host");
         let mut forwarded_for = None;
         for (name, value) in request.fields() {
-            if is(name, &X_FORWARDED_FOR) {
+            if is_named(name, &X_FORWARDED_FOR) {
                 // The first one, as the typed path reads it, with the client added.
                 forwarded_for.get_or_insert(value);
                 continue;
@@ -268,14 +270,14 @@ impl Upstream<'_> {
                 || name.eq_ignore_ascii_case(b"host")
                 || name.eq_ignore_ascii_case(b"content-length")
                 || name.eq_ignore_ascii_case(b"traceparent")
-                || is(name, &REQUEST_ID_HEADER)
-                || (client_host.is_some() && is(name, &X_FORWARDED_HOST))
+                || is_named(name, &REQUEST_ID_HEADER)
+                || (client_host.is_some() && is_named(name, &X_FORWARDED_HOST))
                 || (self.relayed_token.is_some() && name.eq_ignore_ascii_case(b"authorization"))
                 || self
                     .rewrite
                     .request_removed
                     .iter()
-                    .any(|removed| is(name, removed));
+                    .any(|removed| is_named(name, removed));
             if !replaced {
                 add_raw_field(out, name, value);
             }
@@ -399,11 +401,6 @@ fn is_managed(name: &HeaderName) -> bool {
         ]
         .iter()
         .any(|managed| name.eq_ignore_ascii_case(managed.as_bytes()))
-}
-
-/// Whether a field's name, as sent, is `header`.
-fn is(name: &[u8], header: &HeaderName) -> bool {
-    name.len() == header.as_str().len() && name.eq_ignore_ascii_case(header.as_str().as_bytes())
 }
 
 fn add_field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
