@@ -125,10 +125,10 @@ print((head + b"." + body + b"." + signature).decode())
 EOF
 )
 
-MESH_LOG=warn MESH_GATEWAY_ADDR=127.0.0.1:$PLAIN_PORT "${serve[@]}" "$GATEWAY" --config "$work/plain.yaml" >"$work/plain.log" 2>&1 &
+MESH_LOG=warn MESH_GATEWAY_MANAGEMENT_ADDR=127.0.0.1:0 MESH_GATEWAY_ADDR=127.0.0.1:$PLAIN_PORT "${serve[@]}" "$GATEWAY" --config "$work/plain.yaml" >"$work/plain.log" 2>&1 &
 pids+=($!)
 PLAIN_PID=$!
-MESH_LOG=warn MESH_GATEWAY_ADDR=127.0.0.1:$JWT_PORT "${serve[@]}" "$GATEWAY" --config "$work/jwt.yaml" >"$work/jwt.log" 2>&1 &
+MESH_LOG=warn MESH_GATEWAY_MANAGEMENT_ADDR=127.0.0.1:0 MESH_GATEWAY_ADDR=127.0.0.1:$JWT_PORT "${serve[@]}" "$GATEWAY" --config "$work/jwt.yaml" >"$work/jwt.log" 2>&1 &
 pids+=($!)
 JWT_PID=$!
 

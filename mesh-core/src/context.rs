@@ -42,6 +42,18 @@ impl PeerAddr {
     }
 }
 
+/// Marks a request that came over TLS: the server inserts it on every request of a TLS
+/// connection, so a proxy can tell its upstream the scheme the client used.
+///
+/// ```
+/// use mesh_core::context::Tls;
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(Tls);
+/// assert!(request.extensions().get::<Tls>().is_some());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tls;
+
 /// The authenticated subject (a verified token's `sub` claim) of a request. Shared, so a
 /// proxy that verified a token once hands it to each request without copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -157,6 +157,23 @@ impl MeshError {
         }
     }
 
+    /// A `413` for a request body over `limit` bytes: the same answer wherever the limit is
+    /// found to be passed (before the handler, or as a streamed body grows past it).
+    ///
+    /// ```
+    /// use mesh_core::error::MeshError;
+    /// let error = MeshError::payload_too_large(1024);
+    /// assert_eq!(error.status().as_u16(), 413);
+    /// assert_eq!(error.to_json(None)["error"]["kind"], "payload_too_large");
+    /// ```
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::custom(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+    }
+
     /// An application's own error: answered with `status` and `code` as the body's `kind`, so
     /// a caller can tell it apart ([`upstream_code`](Self::upstream_code)). The error's
     /// [`kind`](Self::kind) follows the status (404 → `NotFound`, 409 and other 4xx →

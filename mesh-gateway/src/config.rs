@@ -11,6 +11,8 @@ use mesh_core::{
 };
 use serde::Deserialize;
 
+use crate::path::PathRules;
+
 /// The whole gateway file.
 ///
 /// ```yaml
@@ -44,6 +46,12 @@ pub struct GatewayConfig {
     pub cors: Option<CorsConfig>,
     /// Redis shared by every gateway replica: the routes' rate limits and the token cache.
     pub redis: Option<RedisSettings>,
+    /// The proxies (addresses or networks, `10.0.0.0/8`) in front of the gateway whose
+    /// `X-Forwarded-*`, `X-Real-IP` and `Forwarded` fields are believed; from any other peer
+    /// they are dropped and the gateway sets its own. None by default: the gateway is the edge.
+    pub trusted_proxies: Vec<String>,
+    /// Stricter rules for request paths than the normalisation every path gets.
+    pub paths: PathRules,
 }
 
 /// Where the shared Redis is.

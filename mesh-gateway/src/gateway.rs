@@ -2,11 +2,7 @@
 
 mod relay;
 
-use std::{
-    cell::RefCell,
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::{
@@ -32,7 +28,7 @@ use mesh_core::{
     auth::{AuthError, JwtVerifier, bearer_token},
     client::pool::{Http1Pool, OnUpgrade as UpstreamUpgrade},
     config::MeshConfig,
-    context::PeerAddr,
+    context::{PeerAddr, Tls},
     error::BoxError,
     error::{ErrorKind, MeshError},
     observe::{RouteLabel, StatusCounters, TRACEPARENT, TraceContext},
@@ -42,7 +38,6 @@ use mesh_core::{
         retry::RetryLayer,
         timeout::{TimeoutConfig, TimeoutLayer},
     },
-    server,
 };
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -51,39 +46,14 @@ use crate::{
     config::{CorsConfig, Fallback, GatewayConfig, RouteAuth, RouteConfig},
     error::invalid,
     filter::Filter,
-    predicate::{Captures, Predicate, RequestHead, visible_ascii},
+    headers::{
+        REQUEST_ID_HEADER, ROLES_HEADER, TrustedProxies, USER_HEADER, cookie, is_hop_by_hop,
+        is_identity_name, prepare_upstream_headers, strip,
+    },
+    path::PathRules,
+    predicate::{Captures, Predicate, RequestHead, network},
     token_cache::{TokenCache, Verified},
 };
-
-/// The identity headers the gateway sets upstream, and removes when a client sends them.
-pub const USER_HEADER: HeaderName = HeaderName::from_static("x-mesh-user");
-/// The caller's roles, comma-separated.
-pub const ROLES_HEADER: HeaderName = HeaderName::from_static("x-mesh-roles");
-/// The request id every request carries, set when the client did not.
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Whether `name` concerns one connection only, never forwarded (RFC 9110 §7.6.1).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    server::is_hop_by_hop(name.as_str().as_bytes())
-}
-
-/// Whether `name` carries the identity the gateway verified: a client's own are dropped.
-fn is_identity(name: &HeaderName) -> bool {
-    is_identity_name(name.as_str().as_bytes())
-}
-
-/// [`is_identity`] of a name as sent (any case).
-fn is_identity_name(name: &[u8]) -> bool {
-    is_named(name, &USER_HEADER) || is_named(name, &ROLES_HEADER)
-}
-
-/// Whether a field's name, as sent (any case), is `header`.
-fn is_named(name: &[u8], header: &HeaderName) -> bool {
-    name.eq_ignore_ascii_case(header.as_str().as_bytes())
-}
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
 /// all of them at once.
@@ -101,6 +71,10 @@ struct Inner {
     cookie: String,
     secure_cookie: bool,
     cors: Option<CorsConfig>,
+    /// How strict request paths are held to be.
+    paths: PathRules,
+    /// The proxies whose forwarding fields are believed.
+    proxies: TrustedProxies,
     /// Connections to fixed upstreams, kept across reloads.
     pool: Arc<Http1Pool>,
     /// `mesh_gateway_requests_total` of requests no route matched (`route="none"`).
@@ -261,8 +235,16 @@ impl Inner {
                 "cors: credentials cannot be allowed for every origin (`*`); list the origins",
             ));
         }
+        let proxies = config
+            .trusted_proxies
+            .iter()
+            .map(|proxy| network(proxy))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("trusted_proxies: {}", e.message())))?;
         Ok(Self {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
+            paths: config.paths,
+            proxies: TrustedProxies::new(proxies),
             verifier,
             tokens,
             secure_cookie: config.auth.secure_cookie,
@@ -295,6 +277,12 @@ impl Inner {
         mut request: Request,
     ) -> impl Future<Output = Response> + Send + 'static {
         let origin = request.headers().get(header::ORIGIN).cloned();
+        if let Err(error) = self.screen(&mut request) {
+            let request_id = request_id(request.headers_mut());
+            let logged = Logged::start(request.method(), request.uri().path());
+            let refusal = self.answer(None, error.into_response(), origin, request_id, logged);
+            return Either::Left(std::future::ready(refusal));
+        }
         if let Some(preflight) = self.preflight(&request) {
             return Either::Left(std::future::ready(preflight));
         }
@@ -306,6 +294,46 @@ impl Inner {
                 self.answer(route, response, origin, request_id, logged)
             }),
         )
+    }
+
+    /// Holds a request to the edge's rules before anything reads it: an HTTP/1.1 request has
+    /// one `Host` (RFC 9112 §3.2) and any request at most one `Authorization`; its path is
+    /// normalised (see [`PathRules`]), and goes on normalised. A `400` for what breaks them.
+    fn screen(&self, request: &mut Request) -> Result<(), MeshError> {
+        let headers = request.headers();
+        if request.version() == http::Version::HTTP_11
+            && headers.get_all(header::HOST).iter().count() != 1
+        {
+            return Err(MeshError::new(
+                ErrorKind::BadRequest,
+                "an HTTP/1.1 request needs exactly one Host field",
+            ));
+        }
+        if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+            return Err(MeshError::new(
+                ErrorKind::BadRequest,
+                "a request may carry one Authorization field",
+            ));
+        }
+        let uri = request.uri();
+        let normalised = self
+            .paths
+            .normalise(uri.path())
+            .map_err(|refused| MeshError::new(ErrorKind::BadRequest, refused.to_string()))?;
+        if let std::borrow::Cow::Owned(path) = normalised {
+            let target = match uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            let mut parts = std::mem::take(request.uri_mut()).into_parts();
+            parts.path_and_query = Some(
+                PathAndQuery::try_from(target)
+                    .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?,
+            );
+            *request.uri_mut() = Uri::from_parts(parts)
+                .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The gateway's part of every answer: the request ID, CORS, `WWW-Authenticate` on a
@@ -408,7 +436,9 @@ impl Inner {
 
     /// Edge auth: the route's token and role requirements; sets the identity headers.
     async fn admit(&self, route: &Route, request: &mut Request) -> Result<(), MeshError> {
-        strip(request.headers_mut(), is_identity);
+        strip(request.headers_mut(), |name| {
+            is_identity_name(name.as_str().as_bytes())
+        });
         if route.auth == RouteAuth::Public {
             return Ok(());
         }
@@ -580,7 +610,10 @@ impl Inner {
         }
         let peer = PeerAddr::of(request.extensions());
         let upgrade = is_upgrade(request.headers());
-        prepare_upstream_headers(request.headers_mut(), peer, upgrade);
+        let secure = request.extensions().get::<Tls>().is_some()
+            || request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let trusted = self.proxies.trust(peer);
+        prepare_upstream_headers(request.headers_mut(), peer, upgrade, trusted, secure);
         let client_upgrade = if upgrade {
             request.extensions_mut().remove::<OnUpgrade>()
         } else {
@@ -978,17 +1011,6 @@ fn upstream_context() -> TraceContext {
     TraceContext::current().map_or_else(TraceContext::root, |current| current.child())
 }
 
-/// The value of cookie `name` in the `Cookie` fields `values`, if any.
-pub(crate) fn cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
-    values
-        .filter_map(visible_ascii)
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| !value.is_empty())
-}
-
 /// Whether the request asks to switch protocols (a WebSocket handshake, say).
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -1037,89 +1059,6 @@ fn tunnel(
         }
     });
     Ok(upstream.map(|_| Body::empty()))
-}
-
-/// Drops hop-by-hop headers (but `Connection` and `Upgrade` of a protocol switch) and the
-/// client's `Host` (the upstream's is set on sending), and records the client in
-/// `X-Forwarded-For`.
-fn prepare_upstream_headers(headers: &mut HeaderMap, peer: Option<SocketAddr>, upgrade: bool) {
-    strip(headers, |name| {
-        is_hop_by_hop(name) && !(upgrade && (name == header::CONNECTION || name == header::UPGRADE))
-    });
-    if let Some(host) = headers.remove(header::HOST) {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-    if let Some(peer) = peer {
-        match headers.entry(X_FORWARDED_FOR) {
-            Entry::Occupied(mut earlier) => {
-                let ip = ip_text(peer.ip());
-                let joined = [earlier.get().as_bytes(), b", ", &ip].concat();
-                if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                    earlier.insert(value);
-                }
-            }
-            Entry::Vacant(missing) => {
-                if let Some(value) = peer_value(peer.ip()) {
-                    missing.insert(value);
-                }
-            }
-        }
-    }
-}
-
-/// A peer's address as a header value. The last one is kept per thread: consecutive requests
-/// mostly come from the same peer (a connection's requests, a load balancer's).
-fn peer_value(ip: IpAddr) -> Option<HeaderValue> {
-    thread_local! {
-        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
-    }
-    LAST.with_borrow_mut(|last| {
-        if let Some((cached, value)) = last
-            && *cached == ip
-        {
-            return Some(value.clone());
-        }
-        let value = HeaderValue::from_bytes(&ip_text(ip)).ok()?;
-        *last = Some((ip, value.clone()));
-        Some(value)
-    })
-}
-
-/// Removes every header whose name `drop` picks: one pass over the names when there is none
-/// (requests rarely carry any), one more per name found, and no allocation.
-fn strip(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
-    while let Some(name) = headers.keys().find(|name| drop(name)).cloned() {
-        headers.remove(&name);
-    }
-}
-
-/// An IP address as text.
-fn ip_text(ip: IpAddr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(15);
-    write_ip(&mut out, ip);
-    out
-}
-
-/// Appends an IP address as text, IPv4 without the formatting machinery (it runs on every
-/// request).
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if octet >= 100 {
-                    out.push(b'0' + octet / 100);
-                }
-                if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
-                }
-                out.push(b'0' + octet % 10);
-            }
-        }
-        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
-    }
 }
 
 /// The gateway as a service: every request is routed by [`Gateway::handle`].

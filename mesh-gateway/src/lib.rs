@@ -37,6 +37,8 @@ mod config;
 mod error;
 mod filter;
 mod gateway;
+mod headers;
+mod path;
 mod predicate;
 mod token_cache;
 
@@ -45,6 +47,8 @@ pub use self::{
         CorsConfig, EdgeAuthConfig, Fallback, GatewayConfig, RedisSettings, RouteAuth, RouteConfig,
     },
     filter::Filter,
-    gateway::{Gateway, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER},
+    gateway::Gateway,
+    headers::{REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER, decode_roles, encode_roles},
+    path::{PathRefused, PathRules},
     predicate::{Captures, PathPattern, Predicate},
 };

@@ -1,6 +1,7 @@
 //! `mesh-gateway --config gateway.yaml`: the edge gateway. Listens on `MESH_GATEWAY_ADDR`
 //! (default `127.0.0.1:8080`; `server.address` in the file wins over the default, the variable
-//! over both). The same file holds the routes and the gateway's own mesh settings (`registry`,
+//! over both). `/health…` and `/metrics` are served apart, on `MESH_GATEWAY_MANAGEMENT_ADDR`
+//! (default `127.0.0.1:8081`, `management.address` in the file), never on the public port. The same file holds the routes and the gateway's own mesh settings (`registry`,
 //! `clients`, …); `MESH_*` variables override it. The file is watched: a change swaps the
 //! routes without dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets
 //! the log filter; logs (the access log among them, target `mesh_gateway::access`) are JSON
@@ -45,10 +46,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One serving thread per core, each with its own runtime and listener, as nginx's
     // workers; this runtime only watches the configuration and the registry.
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut defaults =
-        serde_json::json!({"server": {"address": "127.0.0.1:8080", "threads": threads}});
+    let mut defaults = serde_json::json!({
+        "server": {"address": "127.0.0.1:8080", "threads": threads},
+        "management": {"address": "127.0.0.1:8081"},
+    });
     if let Ok(addr) = std::env::var("MESH_GATEWAY_ADDR") {
         defaults["server"]["address"] = addr.into();
+    }
+    if let Ok(addr) = std::env::var("MESH_GATEWAY_MANAGEMENT_ADDR") {
+        defaults["management"]["address"] = addr.into();
     }
     let config = MeshConfig::builder("mesh-gateway")
         .file(&file)
@@ -57,6 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     if let Ok(addr) = std::env::var("MESH_GATEWAY_ADDR") {
         config.set("server.address", addr.into());
+    }
+    if let Ok(addr) = std::env::var("MESH_GATEWAY_MANAGEMENT_ADDR") {
+        config.set("management.address", addr.into());
     }
     let routes: GatewayConfig = config.snapshot().section("")?;
     let mesh = Mesh::builder("mesh-gateway")

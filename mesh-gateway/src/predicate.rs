@@ -8,7 +8,7 @@ use mesh_core::{context::PeerAddr, error::MeshError, server::RawRequest};
 use regex::Regex;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{error::invalid, gateway::cookie};
+use crate::{error::invalid, headers::cookie};
 
 /// A compiled `Path=` pattern: `/api/products/**`, `/users/{id}`, `/files/*/raw`.
 #[derive(Debug, Clone)]
@@ -308,7 +308,7 @@ fn instant(text: &str) -> Result<SystemTime, MeshError> {
 }
 
 /// A network (`192.168.1.0/24`, `::1/128`) or one address (`10.0.0.7`).
-fn network(text: &str) -> Result<IpNet, MeshError> {
+pub(crate) fn network(text: &str) -> Result<IpNet, MeshError> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| {

@@ -11,6 +11,8 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use http::HeaderValue;
 use mesh_core::{auth::Identity, context::Subject};
+
+use crate::headers::encode_roles;
 use serde::{Deserialize, Serialize};
 
 /// How long Redis has to answer before the cache is skipped (the token is then verified).
@@ -46,7 +48,7 @@ pub(crate) struct Verified {
     pub(crate) subject: Subject,
     /// `x-mesh-user` (none when the subject cannot be a header value).
     pub(crate) user: Option<HeaderValue>,
-    /// `x-mesh-roles`, comma-separated.
+    /// `x-mesh-roles`, as [`encode_roles`] writes it.
     pub(crate) roles: Option<HeaderValue>,
 }
 
@@ -54,7 +56,7 @@ impl Verified {
     pub(crate) fn new(identity: Identity) -> Arc<Self> {
         Arc::new(Self {
             user: HeaderValue::try_from(identity.subject.as_str()).ok(),
-            roles: HeaderValue::try_from(identity.roles.join(",")).ok(),
+            roles: HeaderValue::try_from(encode_roles(&identity.roles)).ok(),
             subject: Subject(identity.subject.as_str().into()),
             identity,
         })

@@ -268,8 +268,8 @@ async fn routes_match_and_filters_rewrite(serving: Serving) {
     assert_eq!(body["uri"], "/v2/items/42");
     assert_eq!(body["headers"]["x-request-id"], "abc");
     assert_eq!(
-        body["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1",
-        "the client is added to the proxies before it"
+        body["headers"]["x-forwarded-for"], "127.0.0.1",
+        "a client that is no trusted proxy names no proxies before it"
     );
 
     // An ID the gateway cannot use is replaced, upstream and in the answer alike.
@@ -999,6 +999,8 @@ routes:
     rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip }}
 auth:
   jwt: {{ secret: "{SECRET}" }}
+# The test's client stands for a proxy in front of the gateway.
+trusted_proxies: [127.0.0.1]
 "#
     )
 }
@@ -1035,6 +1037,7 @@ async fn plain_routes_forward_and_answer_alike(serving: Serving) {
     assert_eq!(seen["host"], upstream.to_string());
     assert_eq!(seen["x-forwarded-host"], addr.to_string());
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-request-id"], "req-1");
     assert_eq!(seen["x-custom"], "kept");
     let traceparent = seen["traceparent"].as_str().unwrap();

@@ -41,20 +41,23 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     bearer_value(headers.get(http::header::AUTHORIZATION)?.as_bytes())
 }
 
-/// The token of an `Authorization` value `Bearer <token>`, if it is one.
+/// The token of an `Authorization` value `Bearer <token>`, if it is one. The scheme is read in
+/// any case (RFC 9110 §11.1).
 ///
 /// ```
 /// assert_eq!(mesh_core::auth::bearer_value(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+/// assert_eq!(mesh_core::auth::bearer_value(b"BEARER abc.def.ghi"), Some("abc.def.ghi"));
 /// assert_eq!(mesh_core::auth::bearer_value(b"Basic dXNlcg=="), None);
 /// ```
 pub fn bearer_value(value: &[u8]) -> Option<&str> {
+    const SCHEME: &[u8] = b"bearer ";
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
     // A header value holds no control characters; `from_utf8` checks the rest of a long token
     // word by word where `to_str` would go byte by byte. A token that is not base64url fails
     // verification.
-    let value = std::str::from_utf8(value).ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?
-        .trim();
+    let token = std::str::from_utf8(rest).ok()?.trim();
     (!token.is_empty()).then_some(token)
 }

@@ -220,6 +220,14 @@ impl JwtVerifier {
         if let Some(issuer) = &inner.issuer {
             validation.set_issuer(&[issuer]);
         }
+        // A configured claim is required: a token without it is not one this service's
+        // issuer or audience vouched for.
+        let required = [
+            Some("exp"),
+            inner.issuer.as_ref().map(|_| "iss"),
+            inner.audience.as_ref().map(|_| "aud"),
+        ];
+        validation.set_required_spec_claims(&required.into_iter().flatten().collect::<Vec<_>>());
         let data =
             decode::<BTreeMap<String, Value>>(token, &key, &validation).map_err(|e| {
                 match e.kind() {

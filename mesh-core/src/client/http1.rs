@@ -70,7 +70,10 @@ pub(crate) enum Failure {
     /// The connection failed or ended before a byte of an answer came: on a connection that
     /// was idle, the upstream most likely closed it as the request went out.
     Unanswered(io::Error),
-    /// Anything else: a broken or malformed answer, a failed request body.
+    /// The request's own body failed (it is over a limit, or its framing is broken): the
+    /// caller's fault, not the upstream's.
+    Body(BoxError),
+    /// Anything else: a broken or malformed answer.
     Failed(BoxError),
 }
 
@@ -149,7 +152,7 @@ impl Conn {
             .await
             .map_err(|failure| match failure {
                 BodyFailure::Io(error) => written(error),
-                BodyFailure::Invalid(error) => Failure::Failed(error),
+                BodyFailure::Invalid(error) => Failure::Body(error),
             })
     }
 

@@ -151,6 +151,7 @@ impl Http1Pool {
                 }
                 Err(Failure::Unanswered(_)) if reused && replayable => continue,
                 Err(Failure::Unanswered(error)) => Err(failed(authority, error.into())),
+                Err(Failure::Body(error)) => Err(body_failed(error)),
                 Err(Failure::Failed(error)) => Err(failed(authority, error)),
             };
         }
@@ -229,6 +230,7 @@ impl Http1Pool {
                     Err(Failure::Unanswered(error)) => {
                         return Err(failed(&authority, error.into()));
                     }
+                    Err(Failure::Body(error)) => return Err(body_failed(error)),
                     Err(Failure::Failed(error)) => return Err(failed(&authority, error)),
                 };
                 conn.write = request;
@@ -392,6 +394,27 @@ async fn connect(authority: &Authority) -> Result<Conn, MeshError> {
     };
     let _ = stream.set_nodelay(true);
     Ok(Conn::new(stream))
+}
+
+/// The error of a request whose own body failed on its way: `413` when it passed the body
+/// limit, `400` when it could not be read (broken chunk framing, a length it did not keep).
+fn body_failed(error: BoxError) -> MeshError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return MeshError::custom(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is too large: {err}"),
+            );
+        }
+        cause = err.source();
+    }
+    MeshError::new(
+        ErrorKind::BadRequest,
+        format!("the request body could not be read: {error}"),
+    )
+    .with_source(error)
 }
 
 fn failed(authority: &Authority, error: BoxError) -> MeshError {

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::Either;
-use http::{StatusCode, header};
+use http::header;
 use tower::Service;
 
 use crate::{client::http1::content_length, error::MeshError};
@@ -61,18 +61,14 @@ where
 }
 
 fn too_large(limit: usize) -> Response {
-    MeshError::custom(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the request body is over the limit of {limit} bytes"),
-    )
-    .into_response()
+    MeshError::payload_too_large(limit).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use axum::body::to_bytes;
     use futures_util::stream;
+    use http::StatusCode;
     use tower::ServiceExt;
 
     use super::*;

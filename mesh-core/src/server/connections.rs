@@ -10,9 +10,11 @@
 //!
 //! Anything else goes to hyper on the same connection, starting with the request at hand (its
 //! bytes are handed over unread): HTTP/2 (prior knowledge), HTTP/1.0, an upgrade or
-//! `CONNECT`, `Expect`, a chunked body or one larger than [`MAX_BUFFERED_BODY`], a head larger
-//! than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields, and a head that does not
-//! parse. hyper answers those as it always has (`400`, `431`, upgrades, streaming bodies).
+//! `CONNECT`, `Expect`, a chunked body or one larger than [`MAX_BUFFERED_BODY`], a head with
+//! more than [`MAX_HEADERS`] fields or larger than the server's head limit
+//! (`server.max_head_bytes`, which hyper is held to as well), and a head that does not parse.
+//! hyper answers those as it always has (`400`, `431` for a head over the limit, upgrades,
+//! streaming bodies).
 //! TLS connections are hyper's from the end of their handshake (HTTP/2 or HTTP/1.1 by ALPN).
 
 use std::{
@@ -59,9 +61,13 @@ use crate::client::{
     http1::{BodyFailure, Span, content_length, field_spans, field_tokens, flush, write_body},
     pool::Upgraded,
 };
+use crate::context::Tls;
 
-/// The largest request head read here; a larger one goes to hyper, which answers `431`.
-pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The largest request head served by default, on both paths (`server.max_head_bytes`); a
+/// larger one is answered `431`.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
+/// The smallest head limit hyper takes.
+const MIN_HEAD_BYTES: usize = 8 * 1024;
 /// The most header fields read here; more go to hyper.
 pub(crate) const MAX_HEADERS: usize = 64;
 /// The largest request body read here before the request is handed to the service; a larger
@@ -117,7 +123,8 @@ pub(super) async fn serve(
                     if let Some(stream) = tls::handshake(acceptor, stream, peer).await {
                         let io = TokioIo::new(stream);
                         let idle = Idle::new(idle_timeout);
-                        hyper_serves(io, peer, served.app, idle, draining).await;
+                        let limit = served.max_head_bytes;
+                        hyper_serves(io, peer, true, served.app, limit, idle, draining).await;
                     }
                 });
             }
@@ -152,6 +159,8 @@ async fn accept_failed(error: io::Error) {
 pub(super) struct Served {
     pub(super) app: App,
     pub(super) relay: Option<Arc<Relaying>>,
+    /// The largest request head served, here and by hyper.
+    pub(super) max_head_bytes: usize,
 }
 
 /// One connection: requests read here while they are plain, then hyper for the rest.
@@ -162,7 +171,12 @@ async fn connection(
     idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) {
-    let Served { mut app, relay } = served;
+    let Served {
+        mut app,
+        relay,
+        max_head_bytes,
+    } = served;
+    let max_head_bytes = max_head_bytes.max(MIN_HEAD_BYTES);
     let mut read = BytesMut::with_capacity(READ_CHUNK);
     let mut write = Vec::new();
     let mut spans = Vec::new();
@@ -170,11 +184,11 @@ async fn connection(
     loop {
         let scanned = loop {
             if !read.is_empty() {
-                match scan_request(&read, &mut spans) {
+                match scan_request(&read, &mut spans, max_head_bytes) {
                     Parsed::Request(scanned) => break Some(scanned),
                     // A body is waited for only when small (the head is bounded too).
                     Parsed::AwaitingBody => {}
-                    Parsed::Incomplete if read.len() < MAX_HEAD_BYTES => {}
+                    Parsed::Incomplete if read.len() < max_head_bytes => {}
                     Parsed::Incomplete | Parsed::Elsewhere => break None,
                 }
             }
@@ -236,7 +250,8 @@ async fn connection(
                     // timer with its count.
                     let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
                     let idle = idle.as_mut().take_over();
-                    return hyper_serves(io, peer, app, idle, draining).await;
+                    return hyper_serves(io, peer, false, app, max_head_bytes, idle, draining)
+                        .await;
                 };
                 let head = request.method() == Method::HEAD;
                 request.extensions_mut().insert(ConnectInfo(peer));
@@ -265,7 +280,9 @@ async fn connection(
 async fn hyper_serves<I>(
     io: I,
     peer: SocketAddr,
+    tls: bool,
     app: App,
+    max_head_bytes: usize,
     idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) where
@@ -277,21 +294,28 @@ async fn hyper_serves<I>(
         served.fetch_add(1, Ordering::Relaxed);
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
+        if tls {
+            request.extensions_mut().insert(Tls);
+        }
         request
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // HTTP/2 WebSockets need the extended CONNECT protocol. A peer is pinged once per idle
     // period and dropped when it does not answer within another: one that stopped reading
     // would otherwise hold its connection and its open streams for ever.
+    let max_head_bytes = max_head_bytes.max(MIN_HEAD_BYTES);
     builder
         .http2()
+        .max_header_list_size(u32::try_from(max_head_bytes).unwrap_or(u32::MAX))
         .enable_connect_protocol()
         .timer(TokioTimer::new())
         .keep_alive_interval(idle_timeout)
         .keep_alive_timeout(idle_timeout);
     // The same bound on a slow or silent client, as hyper has it: each head within the time.
+    // A head over the limit is answered `431`: hyper's read buffer holds no more.
     builder
         .http1()
+        .max_buf_size(max_head_bytes)
         .timer(TokioTimer::new())
         .header_read_timeout(idle_timeout);
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
@@ -435,7 +459,7 @@ enum Parsed {
 
 /// Reads the request at the front of `read`, noting in `spans` where its fields lie; the
 /// buffer is left as it is.
-fn scan_request(read: &[u8], spans: &mut Vec<Span>) -> Parsed {
+fn scan_request(read: &[u8], spans: &mut Vec<Span>, max_head_bytes: usize) -> Parsed {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let config = httparse::ParserConfig::default();
@@ -444,7 +468,7 @@ fn scan_request(read: &[u8], spans: &mut Vec<Span>) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Incomplete,
         Err(_) => return Parsed::Elsewhere,
     };
-    if parsed.version != Some(1) || length > MAX_HEAD_BYTES {
+    if parsed.version != Some(1) || length > max_head_bytes {
         return Parsed::Elsewhere;
     }
     let Ok(method) = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()) else {
@@ -828,6 +852,7 @@ mod tests {
             Served {
                 app: BoxCloneSyncService::new(router),
                 relay,
+                max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             },
             idle_timeout,
             None,
@@ -929,10 +954,48 @@ mod tests {
         assert!(head.ends_with("\r\n\r\n"), "{head}");
     }
 
+    /// A head of `length` bytes, whose fields hyper or mesh's own path reads (`many`: more
+    /// fields than the own path reads).
+    fn head_of(length: usize, many: bool) -> String {
+        let start = "GET /hello HTTP/1.1\r\nhost: a\r\nconnection: close\r\n";
+        let fields: String = if many {
+            (0..MAX_HEADERS + 1)
+                .map(|i| format!("x-f{i:03}: 0\r\n"))
+                .collect()
+        } else {
+            String::new()
+        };
+        let filler = length - start.len() - fields.len() - "x-long: \r\n\r\n".len();
+        let head = format!("{start}{fields}x-long: {}\r\n\r\n", "a".repeat(filler));
+        assert_eq!(head.len(), length);
+        head
+    }
+
+    #[tokio::test]
+    async fn heads_over_the_limit_get_431_on_either_path() {
+        let server = server().await;
+        for many in [false, true] {
+            let within = head_of(DEFAULT_MAX_HEAD_BYTES - 1024, many);
+            let within = exchange(server.addr, within.as_bytes()).await;
+            assert!(
+                within.starts_with("HTTP/1.1 200 OK\r\n"),
+                "{many}: {within}"
+            );
+            let over = head_of(DEFAULT_MAX_HEAD_BYTES + 1024, many);
+            let over = exchange(server.addr, over.as_bytes()).await;
+            assert!(
+                over.starts_with("HTTP/1.1 431 "),
+                "{many}: {}",
+                &over[..over.len().min(200)]
+            );
+        }
+    }
+
     #[tokio::test]
     async fn what_is_not_read_here_is_served_by_hyper() {
         let server = server().await;
-        // A chunked body, HTTP/1.0, a head over the bound read here, a body over the bound.
+        // A chunked body, HTTP/1.0, a head with more fields than are read here, a body over
+        // the bound.
         let chunked = exchange(
             server.addr,
             b"POST /echo HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -944,14 +1007,14 @@ mod tests {
             old.starts_with("HTTP/1.0 200 OK\r\n") && old.ends_with("hello"),
             "{old}"
         );
-        let long = format!(
-            "GET /hello HTTP/1.1\r\nhost: a\r\nx-long: {}\r\nconnection: close\r\n\r\n",
-            "a".repeat(MAX_HEAD_BYTES)
-        );
-        let long = exchange(server.addr, long.as_bytes()).await;
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("x-field-{i}: {i}\r\n"))
+            .collect();
+        let many = format!("GET /hello HTTP/1.1\r\nhost: a\r\n{many}connection: close\r\n\r\n");
+        let many = exchange(server.addr, many.as_bytes()).await;
         assert!(
-            long.starts_with("HTTP/1.1 200 OK\r\n") && long.ends_with("hello"),
-            "{long}"
+            many.starts_with("HTTP/1.1 200 OK\r\n") && many.ends_with("hello"),
+            "{many}"
         );
         let large = "b".repeat(MAX_BUFFERED_BODY + 1);
         let request = format!(

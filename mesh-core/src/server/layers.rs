@@ -56,11 +56,11 @@ pub(crate) fn label_routes(router: Router) -> Router {
     router.route_layer(tower::layer::layer_fn(|inner| LabelRoute { inner }))
 }
 
-/// Wraps `app` in the server layers, with the runtime's `endpoints` beside it; `auth` verifies
-/// tokens when set.
+/// Wraps `app` in the server layers, with the runtime's `endpoints` beside it (unless they are
+/// served apart); `auth` verifies tokens when set.
 pub(crate) fn wrap<S>(
     app: S,
-    endpoints: Router,
+    endpoints: Option<Router>,
     series: Arc<ServerSeries>,
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
@@ -70,7 +70,7 @@ where
     S::Future: Send + 'static,
 {
     let routed = WithEndpoints {
-        endpoints: label_routes(endpoints),
+        endpoints: endpoints.map(label_routes),
         app,
     };
     let auth = auth.map(|verifier| Arc::new((verifier, settings.auth.clone())));
@@ -183,7 +183,8 @@ pub(crate) const ENDPOINTS: [&str; 4] = ["/health", "/health/live", "/health/rea
 /// request to the application, so an application need not be a router.
 #[derive(Clone)]
 struct WithEndpoints<S> {
-    endpoints: Router,
+    /// `None` when they are served on the management address.
+    endpoints: Option<Router>,
     app: S,
 }
 
@@ -203,12 +204,13 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let request = request.map(Body::new);
-        if ENDPOINTS.contains(&request.uri().path()) {
-            // A router is always ready. Boxed: the endpoints are called rarely, and the
-            // router's future would otherwise enlarge every request's.
-            Either::Left(Box::pin(self.endpoints.call(request)))
-        } else {
-            Either::Right(self.app.call(request))
+        match &mut self.endpoints {
+            Some(endpoints) if ENDPOINTS.contains(&request.uri().path()) => {
+                // A router is always ready. Boxed: the endpoints are called rarely, and the
+                // router's future would otherwise enlarge every request's.
+                Either::Left(Box::pin(endpoints.call(request)))
+            }
+            _ => Either::Right(self.app.call(request)),
         }
     }
 }

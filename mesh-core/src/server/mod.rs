@@ -56,8 +56,9 @@ use tower::Service;
 
 use self::registration::Registration;
 pub use self::{
+    connections::DEFAULT_MAX_HEAD_BYTES,
     relay::{RawAnswer, RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
-    settings::{RegistrySettings, ServerSettings},
+    settings::{ManagementSettings, RegistrySettings, ServerSettings},
     tls::TlsSettings,
 };
 use crate::{
@@ -168,6 +169,8 @@ pub struct Running {
     registration: Option<Registration>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// The management address and its server, when the endpoints are served apart.
+    management: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
     drain_timeout: Duration,
 }
 
@@ -218,6 +221,7 @@ pub async fn serve_connections(
     let served = connections::Served {
         app: tower::util::BoxCloneSyncService::new(service),
         relay: None,
+        max_head_bytes: connections::DEFAULT_MAX_HEAD_BYTES,
     };
     connections::serve(listener, served, idle_timeout, None, shutdown).await
 }
@@ -451,6 +455,7 @@ impl Mesh {
         let snapshot = self.inner.config.snapshot();
         let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
+        let management: ManagementSettings = snapshot.section("management")?;
         for described in &self.inner.described {
             server
                 .auth
@@ -469,14 +474,17 @@ impl Mesh {
                 ),
             })
         });
-        let app = layers::wrap(
+        // The endpoints beside the application, or on their own address.
+        let (endpoints, management) = match management.address {
+            None => (Some(self.endpoints()), None),
+            Some(address) => (None, Some(self.serve_management(address, &server).await?)),
+        };
+        let app = layers::wrap(app, endpoints, series, &server, self.inner.auth.clone());
+        let served = connections::Served {
             app,
-            self.endpoints(),
-            series,
-            &server,
-            self.inner.auth.clone(),
-        );
-        let served = connections::Served { app, relay };
+            relay,
+            max_head_bytes: server.max_head_bytes,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async move {
             let _ = stopped.await;
@@ -523,8 +531,38 @@ impl Mesh {
             registration,
             stop: Some(stop),
             server: server_task,
+            management,
             drain_timeout: server.drain_timeout,
         })
+    }
+
+    /// Serves the endpoints alone on `address` until the returned task is aborted.
+    async fn serve_management(
+        &self,
+        address: SocketAddr,
+        server: &ServerSettings,
+    ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), MeshError> {
+        let listener = TcpListener::bind(address).await.map_err(|e| {
+            MeshError::new(
+                ErrorKind::Config,
+                format!("binding management.address {address}: {e}"),
+            )
+            .with_source(e)
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
+        let served = connections::Served {
+            app: tower::util::BoxCloneSyncService::new(self.endpoints()),
+            relay: None,
+            max_head_bytes: server.max_head_bytes,
+        };
+        let idle = server.idle_timeout;
+        let task = tokio::spawn(async move {
+            connections::serve(listener, served, idle, None, std::future::pending()).await
+        });
+        tracing::info!(service = %self.inner.name, address = %local_addr, "management endpoints");
+        Ok((local_addr, task))
     }
 
     /// The instance this service registers as.
@@ -641,6 +679,12 @@ impl Running {
         self.local_addr
     }
 
+    /// Where `/health…` and `/metrics` are served when `management.address` moves them off
+    /// the service's own address.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|(address, _)| *address)
+    }
+
     /// The instance this service registers as, when it registers.
     pub fn instance(&self) -> Option<&Instance> {
         self.registration.as_ref().map(Registration::instance)
@@ -675,6 +719,9 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some((_, management)) = self.management.take() {
+            management.abort();
+        }
         match tokio::time::timeout(self.drain_timeout, &mut self.server).await {
             Ok(Ok(Ok(()))) => {
                 tracing::info!(service = %self.mesh.name(), "drained and stopped");
@@ -698,6 +745,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.stop.is_some() {
             self.server.abort();
+        }
+        if let Some((_, management)) = &self.management {
+            management.abort();
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::auth::AuthSettings;
 ///   address: 0.0.0.0:8080
 ///   advertise_host: orders.internal   # what the registry tells callers
 ///   body_limit: 2097152
+///   max_head_bytes: 32768
 ///   drain_timeout: 30s
 ///   idle_timeout: 60s
 ///   max_deadline: 60s
@@ -30,6 +31,9 @@ pub struct ServerSettings {
     pub advertise_host: Option<String>,
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub body_limit: usize,
+    /// Largest request head (request line and fields) accepted, in bytes, over HTTP/1.1 and
+    /// as HTTP/2's header list; a larger one gets 431. At least 8 KiB is used.
+    pub max_head_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -57,12 +61,13 @@ pub struct ServerSettings {
 }
 
 impl Default for ServerSettings {
-    /// `127.0.0.1:0`, 2 MiB bodies, 30 s to drain, 60 s idle, deadlines up to 60 s.
+    /// `127.0.0.1:0`, 2 MiB bodies, 32 KiB heads, 30 s to drain, 60 s idle, deadlines up to 60 s.
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_host: None,
             body_limit: 2 * 1024 * 1024,
+            max_head_bytes: super::connections::DEFAULT_MAX_HEAD_BYTES,
             drain_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_deadline: Duration::from_secs(60),
@@ -71,6 +76,22 @@ impl Default for ServerSettings {
             threads: 0,
         }
     }
+}
+
+/// The `management` section of the configuration: where the runtime's own endpoints
+/// (`/health`, `/health/live`, `/health/ready`, `/metrics`) are served, as Spring Boot's
+/// `management.server.port` moves its actuator.
+///
+/// ```yaml
+/// management:
+///   address: 127.0.0.1:8081   # the endpoints here only; unset: on the service's own port
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// Where the endpoints are served instead of the service's own address; on that address,
+    /// their paths then go to the service like any other.
+    pub address: Option<SocketAddr>,
 }
 
 /// The `registry` section of the configuration.

@@ -25,11 +25,18 @@ use mesh_core::{
 };
 
 use super::{
-    Gateway, Inner, Logged, Put, REQUEST_ID_HEADER, ROLES_HEADER, RouteAuth, USER_HEADER,
-    Upstream as Origin, X_FORWARDED_FOR, X_FORWARDED_HOST, cookie, is_identity_name, is_named,
-    is_usable_request_id, new_request_id, refused, upstream_context, write_ip,
+    Gateway, Inner, Logged, Put, RouteAuth, Upstream as Origin, is_usable_request_id,
+    new_request_id, refused, upstream_context,
 };
-use crate::{filter::Filter, predicate::Captures, token_cache::Verified};
+use crate::{
+    filter::Filter,
+    headers::{
+        REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER, X_FORWARDED_FOR, X_FORWARDED_HOST,
+        X_FORWARDED_PROTO, cookie, is_dropped, is_identity_name, is_named, write_ip,
+    },
+    predicate::Captures,
+    token_cache::Verified,
+};
 
 impl Relay for Gateway {
     fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture> {
@@ -40,7 +47,7 @@ impl Relay for Gateway {
 impl Inner {
     /// Relays `request` when its route allows (see the [module](self) documentation).
     fn relay(self: Arc<Self>, request: &RawRequest<'_>) -> Option<RelayFuture> {
-        if !is_plain_target(request.target()) {
+        if !is_plain_target(request.target()) || !self.holds(request) {
             return None;
         }
         let origin = match self.cors.as_ref().and(request.value("origin")) {
@@ -106,6 +113,7 @@ impl Inner {
         }
         let upstream = Upstream {
             target: &target,
+            trusted: self.proxies.trust(Some(request.peer())),
             rewrite,
             request_id: &request_id,
             verified: verified.as_deref(),
@@ -177,6 +185,23 @@ impl Inner {
         }))
     }
 
+    /// Whether `request` holds to the edge's rules as it stands: one `Host`, at most one
+    /// `Authorization`, a path already normal. The typed path answers the others (`400`, or
+    /// with the path normalised).
+    fn holds(&self, request: &RawRequest<'_>) -> bool {
+        let (mut hosts, mut authorizations) = (0, 0);
+        for (name, _) in request.fields() {
+            if name.eq_ignore_ascii_case(b"host") {
+                hosts += 1;
+            } else if name.eq_ignore_ascii_case(b"authorization") {
+                authorizations += 1;
+            }
+        }
+        hosts == 1
+            && authorizations <= 1
+            && matches!(self.paths.normalise(request.path()), Ok(Cow::Borrowed(_)))
+    }
+
     /// The answer to a relayed request that got none from upstream: the error's, as the typed
     /// path gives it.
     fn failed(
@@ -235,6 +260,8 @@ fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
 struct Upstream<'a> {
     /// The request target, as the route's path filters made it.
     target: &'a str,
+    /// Whether the peer is a proxy whose forwarding fields are believed.
+    trusted: bool,
     rewrite: &'a HeadRewrite,
     request_id: &'a HeaderValue,
     verified: Option<&'a Verified>,
@@ -246,9 +273,10 @@ struct Upstream<'a> {
 
 impl Upstream<'_> {
     /// Writes the request line and fields of `request` as the typed path sends it upstream:
-    /// the client's fields but the hop-by-hop ones, the identity headers and those the route
-    /// removes, then those it adds; `Host` the upstream's, the client's in
-    /// `X-Forwarded-Host`; the client's address added to `X-Forwarded-For`; the request ID,
+    /// the client's fields but the hop-by-hop ones, those the edge drops (identity, spoofed
+    /// names, forwarding fields of an untrusted peer) and those the route removes, then those
+    /// it adds; `Host` the upstream's, the client's in `X-Forwarded-Host`, `X-Forwarded-Proto`
+    /// and the peer's address in `X-Forwarded-For` (after a trusted proxy's); the request ID,
     /// the trace context and the verified identity.
     fn write_head(&self, out: &mut Vec<u8>, request: &RawRequest<'_>, host: &[u8]) {
         out.extend_from_slice(request.method().as_str().as_bytes());
@@ -257,21 +285,29 @@ impl Upstream<'_> {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\n");
-        let client_host = request.value("host");
+        let mut client_host = None;
         let mut forwarded_for = None;
+        let (mut forwarded_host, mut forwarded_proto) = (false, false);
         for (name, value) in request.fields() {
+            if name.eq_ignore_ascii_case(b"host") {
+                client_host = Some(value);
+                continue;
+            }
+            if is_dropped(name, self.trusted) {
+                continue;
+            }
             if is_named(name, &X_FORWARDED_FOR) {
-                // The first one, as the typed path reads it, with the client added.
+                // A trusted proxy's first one, as the typed path reads it, with the peer added.
                 forwarded_for.get_or_insert(value);
                 continue;
             }
+            forwarded_host |= is_named(name, &X_FORWARDED_HOST);
+            forwarded_proto |= is_named(name, &X_FORWARDED_PROTO);
             let replaced = is_hop_by_hop(name)
                 || is_identity_name(name)
-                || name.eq_ignore_ascii_case(b"host")
                 || name.eq_ignore_ascii_case(b"content-length")
                 || name.eq_ignore_ascii_case(b"traceparent")
                 || is_named(name, &REQUEST_ID_HEADER)
-                || (client_host.is_some() && is_named(name, &X_FORWARDED_HOST))
                 || (self.relayed_token.is_some() && name.eq_ignore_ascii_case(b"authorization"))
                 || self
                     .rewrite
@@ -285,8 +321,14 @@ impl Upstream<'_> {
         for (name, value) in &self.rewrite.request_added {
             add_field(out, name.as_str(), value);
         }
-        if let Some(client_host) = client_host {
+        if let Some(client_host) = client_host
+            && !forwarded_host
+        {
             add_raw_field(out, X_FORWARDED_HOST.as_str().as_bytes(), client_host);
+        }
+        if !forwarded_proto {
+            // Never TLS: the server relays plain connections only.
+            add_raw_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), b"http");
         }
         out.extend_from_slice(X_FORWARDED_FOR.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -398,6 +440,7 @@ fn is_managed(name: &HeaderName) -> bool {
             REQUEST_ID_HEADER.as_str(),
             X_FORWARDED_FOR.as_str(),
             X_FORWARDED_HOST.as_str(),
+            X_FORWARDED_PROTO.as_str(),
         ]
         .iter()
         .any(|managed| name.eq_ignore_ascii_case(managed.as_bytes()))
