@@ -18,11 +18,9 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header, header::Entry};
 use ipnet::IpNet;
-use mesh_core::server;
-
-use crate::predicate::visible_ascii;
+use mesh_core::{observe::TraceContext, server};
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
 pub const USER_HEADER: HeaderName = HeaderName::from_static("x-mesh-user");
@@ -228,6 +226,40 @@ pub fn decode_roles(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The request's ID: the client's `x-request-id` when usable, else a new one, which the
+/// request then carries in place of the client's.
+pub(crate) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    // One lookup for reading and setting it.
+    match headers.entry(REQUEST_ID_HEADER) {
+        Entry::Occupied(given) if is_usable_request_id(given.get().as_bytes()) => {
+            given.get().clone()
+        }
+        Entry::Occupied(mut unusable) => {
+            let id = new_request_id();
+            unusable.insert(id.clone());
+            id
+        }
+        Entry::Vacant(missing) => missing.insert(new_request_id()).clone(),
+    }
+}
+
+/// Whether a client's request ID is kept: not empty, and not long.
+pub(crate) fn is_usable_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128
+}
+
+/// A new request ID: the trace's ID.
+pub(crate) fn new_request_id() -> HeaderValue {
+    let id =
+        TraceContext::current().map_or_else(|| TraceContext::root().trace_id(), |c| c.trace_id());
+    HeaderValue::try_from(id).expect("hex digits are a valid header")
+}
+
+/// The trace context of the call to a fixed upstream: a span of the request's trace.
+pub(crate) fn upstream_context() -> TraceContext {
+    TraceContext::current().map_or_else(TraceContext::root, |current| current.child())
+}
+
 /// The value of cookie `name` in the `Cookie` fields `values`, if any.
 pub(crate) fn cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
     values
@@ -237,6 +269,16 @@ pub(crate) fn cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> 
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// A field value as text when it is visible ASCII (and tabs), as `HeaderValue::to_str` reads
+/// one.
+pub(crate) fn visible_ascii(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// A peer's address as a header value. The last one is kept per thread: consecutive requests

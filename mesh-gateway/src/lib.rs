@@ -33,22 +33,28 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod config;
+mod cors;
 mod error;
-mod filter;
+mod forward;
 mod gateway;
 mod headers;
 mod path;
-mod predicate;
-mod token_cache;
+mod policy;
+mod relay;
+mod route;
+mod upgrade;
 
 pub use self::{
     config::{
         CorsConfig, EdgeAuthConfig, Fallback, GatewayConfig, RedisSettings, RouteAuth, RouteConfig,
     },
-    filter::Filter,
     gateway::Gateway,
     headers::{REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER, decode_roles, encode_roles},
     path::{PathRefused, PathRules},
-    predicate::{Captures, PathPattern, Predicate},
+    route::{
+        filter::Filter,
+        predicate::{Captures, PathPattern, Predicate},
+    },
 };

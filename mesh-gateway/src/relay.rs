@@ -15,7 +15,6 @@ use std::{borrow::Cow, sync::Arc};
 use axum::response::IntoResponse;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
-    auth::bearer_value,
     error::MeshError,
     resilience::{
         rate_limit::KeyParts,
@@ -24,23 +23,27 @@ use mesh_core::{
     server::{RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
 };
 
-use super::{
-    Gateway, Inner, Logged, Put, RouteAuth, Upstream as Origin, is_usable_request_id,
-    new_request_id, refused, upstream_context,
-};
 use crate::{
-    filter::Filter,
+    auth::token_cache::Verified,
+    config::RouteAuth,
+    cors::Put,
+    gateway::{Gateway, Inner, Logged},
     headers::{
         REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER, X_FORWARDED_FOR, X_FORWARDED_HOST,
-        X_FORWARDED_PROTO, cookie, is_dropped, is_identity_name, is_named, write_ip,
+        X_FORWARDED_PROTO, is_dropped, is_identity_name, is_named, is_usable_request_id,
+        new_request_id, upstream_context, write_ip,
     },
-    predicate::Captures,
-    token_cache::Verified,
+    policy::refused,
+    route::{
+        Upstream as Origin,
+        predicate::Captures,
+        rewrite::{HeadRewrite, is_plain_target},
+    },
 };
 
 impl Relay for Gateway {
     fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture> {
-        self.current.load_full().relay(request)
+        self.current().relay(request)
     }
 }
 
@@ -69,26 +72,12 @@ impl Inner {
             return None;
         };
         let target = rewrite.target(request, &route.filters, &captures)?;
-        let mut relayed_token = None;
-        let verified = match &route.auth {
-            RouteAuth::Public => None,
+        // A bearer token is read in place; a cookie's is relayed upstream.
+        let (verified, relayed_token) = match &route.auth {
+            RouteAuth::Public => (None, None),
             auth => {
-                // A bearer token is read in place; a cookie's is relayed upstream.
-                let token = match request.value("authorization").and_then(bearer_value) {
-                    Some(token) => Cow::Borrowed(token),
-                    None => {
-                        let token = cookie(request.values("cookie"), &self.cookie)?;
-                        relayed_token = Some(token.clone());
-                        Cow::Owned(token)
-                    }
-                };
-                let verified = self.tokens.cached(&token)?;
-                if let RouteAuth::Roles(roles) = auth
-                    && !roles.iter().any(|role| verified.identity.has_role(role))
-                {
-                    return None;
-                }
-                Some(verified)
+                let (verified, relayed_token) = self.auth.cached(auth, request)?;
+                (Some(verified), relayed_token)
             }
         };
         let request_id = match request.value(REQUEST_ID_HEADER.as_str()) {
@@ -123,8 +112,8 @@ impl Inner {
         // The route's removals, shared with the answer's reading only when there are some.
         let removed = (!rewrite.response_removed.is_empty()).then(|| rewrite.clone());
         let mut cors = Vec::new();
-        if let Some(origin) = &origin {
-            self.cors_fields(origin, |name, value, put| cors.push((name, value, put)));
+        if let (Some(origin), Some(policy)) = (&origin, &self.cors) {
+            policy.fields(origin, |name, value, put| cors.push((name, value, put)));
         }
         let cors_replaced: Vec<HeaderName> = cors
             .iter()
@@ -215,38 +204,6 @@ impl Inner {
         let response = error.into_response();
         Relayed::Typed(self.answer(Some(index), response, origin, request_id, logged))
     }
-}
-
-/// Whether `target` is in origin form (`/path?query`) and made only of the characters a URI
-/// has unencoded, so that it goes upstream as the typed path would send it: anything else (a
-/// fragment, a character the `http` crate refuses or reads otherwise) takes the typed path.
-fn is_plain_target(target: &str) -> bool {
-    target.starts_with('/')
-        && target.bytes().all(|byte| {
-            byte.is_ascii_alphanumeric()
-                || matches!(
-                    byte,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'@'
-                        | b'/'
-                        | b'?'
-                        | b'%'
-                )
-        })
 }
 
 /// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
@@ -360,92 +317,6 @@ impl Upstream<'_> {
     }
 }
 
-/// A route's filters as the relay path applies them to heads as bytes: the path filters as
-/// they are, and the header filters' net effect (a header added and then removed by a later
-/// filter is not added).
-#[derive(Debug, Default)]
-pub(super) struct HeadRewrite {
-    request_removed: Vec<HeaderName>,
-    request_added: Vec<(HeaderName, HeaderValue)>,
-    response_removed: Vec<HeaderName>,
-    response_added: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl HeadRewrite {
-    /// The relay path's form of `filters`; `None` when a filter touches a header the gateway
-    /// or the connection handles itself (forwarding, identity, the token relayed, request ID,
-    /// trace context, budget, framing, `Date`, `WWW-Authenticate`), which the typed path then
-    /// applies in its order.
-    pub(super) fn of(filters: &[Filter]) -> Option<Self> {
-        let mut rewrite = Self::default();
-        for filter in filters {
-            match filter {
-                Filter::AddRequestHeader(name, value) if !is_managed(name) => {
-                    rewrite.request_added.push((name.clone(), value.clone()));
-                }
-                Filter::RemoveRequestHeader(name) if !is_managed(name) => {
-                    rewrite.request_added.retain(|(added, _)| added != name);
-                    rewrite.request_removed.push(name.clone());
-                }
-                Filter::AddResponseHeader(name, value) if !is_managed(name) => {
-                    rewrite.response_added.push((name.clone(), value.clone()));
-                }
-                Filter::RemoveResponseHeader(name) if !is_managed(name) => {
-                    rewrite.response_added.retain(|(added, _)| added != name);
-                    rewrite.response_removed.push(name.clone());
-                }
-                Filter::StripPrefix(_) | Filter::SetPath(_) | Filter::RewritePath(..) => {}
-                _ => return None,
-            }
-        }
-        Some(rewrite)
-    }
-
-    /// The target the route's path filters make of the request's, when it is plain (else the
-    /// typed path takes the request).
-    fn target<'a>(
-        &self,
-        request: &RawRequest<'a>,
-        filters: &[Filter],
-        captures: &Captures,
-    ) -> Option<Cow<'a, str>> {
-        let mut path = Cow::Borrowed(request.path());
-        for filter in filters {
-            if let Some(rewritten) = filter.rewritten_path(&path, captures) {
-                path = Cow::Owned(rewritten);
-            }
-        }
-        let target = match (path, request.query()) {
-            (Cow::Borrowed(_), _) => Cow::Borrowed(request.target()),
-            (Cow::Owned(path), None) => Cow::Owned(path),
-            (Cow::Owned(path), Some(query)) => Cow::Owned(format!("{path}?{query}")),
-        };
-        is_plain_target(&target).then_some(target)
-    }
-}
-
-/// Whether a header is one the gateway or the connection sets or reads on the relay path.
-fn is_managed(name: &HeaderName) -> bool {
-    let name = name.as_str().as_bytes();
-    is_hop_by_hop(name)
-        || is_identity_name(name)
-        || [
-            "host",
-            "authorization",
-            "content-length",
-            "date",
-            "traceparent",
-            "www-authenticate",
-            TIMEOUT_HEADER.as_str(),
-            REQUEST_ID_HEADER.as_str(),
-            X_FORWARDED_FOR.as_str(),
-            X_FORWARDED_HOST.as_str(),
-            X_FORWARDED_PROTO.as_str(),
-        ]
-        .iter()
-        .any(|managed| name.eq_ignore_ascii_case(managed.as_bytes()))
-}
-
 fn add_field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
     add_raw_field(out, name.as_bytes(), value.as_bytes());
 }
@@ -455,60 +326,4 @@ fn add_raw_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rewrite(filters: &[&str]) -> Option<HeadRewrite> {
-        let filters: Vec<Filter> = filters.iter().map(|f| Filter::parse(f).unwrap()).collect();
-        HeadRewrite::of(&filters)
-    }
-
-    #[test]
-    fn header_filters_come_to_their_net_effect() {
-        let added_then_removed = rewrite(&["AddRequestHeader=X-A, 1", "RemoveRequestHeader=X-A"]);
-        let added_then_removed = added_then_removed.unwrap();
-        assert!(added_then_removed.request_added.is_empty());
-        assert_eq!(added_then_removed.request_removed, ["x-a"]);
-        let removed_then_added = rewrite(&["RemoveResponseHeader=X-B", "AddResponseHeader=X-B, 2"]);
-        let removed_then_added = removed_then_added.unwrap();
-        assert_eq!(removed_then_added.response_removed, ["x-b"]);
-        assert_eq!(removed_then_added.response_added[0].1, "2");
-        let paths = rewrite(&["StripPrefix=1", "SetPath=/v2/{id}", "RewritePath=/a, /b"]);
-        assert!(paths.is_some());
-        for managed in [
-            "RemoveRequestHeader=X-Forwarded-For",
-            "AddRequestHeader=X-Mesh-User, admin",
-            "AddResponseHeader=X-Request-Id, mine",
-            "RemoveResponseHeader=Date",
-            "RemoveRequestHeader=Connection",
-            "RemoveRequestHeader=Authorization",
-        ] {
-            assert!(
-                rewrite(&[managed]).is_none(),
-                "{managed} is the typed path's"
-            );
-        }
-    }
-
-    #[test]
-    fn only_plain_origin_form_targets_are_relayed() {
-        for plain in ["/", "/api/items?page=2&sort=-price", "/a%20b/c;v=1/@me/~x"] {
-            assert!(is_plain_target(plain), "{plain}");
-        }
-        for other in [
-            "*",
-            "http://host/a",
-            "/a#top",
-            "/a b",
-            "/a<b>",
-            "/a\"b",
-            "/{x}",
-            "/a|b",
-        ] {
-            assert!(!is_plain_target(other), "{other}");
-        }
-    }
 }

@@ -8,7 +8,10 @@ use mesh_core::{context::PeerAddr, error::MeshError, server::RawRequest};
 use regex::Regex;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{error::invalid, headers::cookie};
+use crate::{
+    error::invalid,
+    headers::{cookie, visible_ascii},
+};
 
 /// A compiled `Path=` pattern: `/api/products/**`, `/users/{id}`, `/files/*/raw`.
 #[derive(Debug, Clone)]
@@ -281,16 +284,6 @@ impl RequestHead for RawRequest<'_> {
     fn peer(&self) -> Option<SocketAddr> {
         Some(RawRequest::peer(self))
     }
-}
-
-/// A field value as text when it is visible ASCII (and tabs), as `HeaderValue::to_str` reads
-/// one.
-pub(crate) fn visible_ascii(value: &[u8]) -> Option<&str> {
-    value
-        .iter()
-        .all(|&byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
-        .then(|| std::str::from_utf8(value).ok())
-        .flatten()
 }
 
 /// A date-time as Spring writes it: RFC 3339 with an offset, optionally followed by the zone's

@@ -3,7 +3,8 @@
 use http::{HeaderName, HeaderValue, Request, Response, Uri, uri::PathAndQuery};
 use regex::Regex;
 
-use crate::{error::invalid, predicate::Captures};
+use super::predicate::Captures;
+use crate::error::invalid;
 use mesh_core::error::MeshError;
 
 /// One filter of a route.
