@@ -58,8 +58,10 @@ async fn a_service_serves_https_with_h2_and_http1_by_alpn() {
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
+        // HTTP/1.1 needs its `Host` even with an absolute target (RFC 9112 §3.2).
         let request = Request::get("https://localhost/hello")
             .version(version)
+            .header("host", "localhost")
             .body(Empty::<Bytes>::new())
             .unwrap();
         let response = if version == Version::HTTP_2 {

@@ -215,19 +215,11 @@ impl Inner {
         )
     }
 
-    /// Holds a request to the edge's rules before anything reads it: an HTTP/1.1 request has
-    /// one `Host` (RFC 9112 §3.2) and any request at most one `Authorization`; its path is
-    /// normalised (see [`PathRules`]), and goes on normalised. A `400` for what breaks them.
+    /// Holds a request to the edge's rules before anything reads it: at most one
+    /// `Authorization`, and a path normalised (see [`PathRules`]), which goes on normalised. A
+    /// `400` for what breaks them. (One `Host` per HTTP/1.1 request the server checks itself.)
     fn screen(&self, request: &mut Request) -> Result<(), MeshError> {
         let headers = request.headers();
-        if request.version() == http::Version::HTTP_11
-            && headers.get_all(header::HOST).iter().count() != 1
-        {
-            return Err(MeshError::new(
-                ErrorKind::BadRequest,
-                "an HTTP/1.1 request needs exactly one Host field",
-            ));
-        }
         if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,

@@ -30,7 +30,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use axum::{body::Body, extract::ConnectInfo};
+use axum::{body::Body, extract::ConnectInfo, response::IntoResponse};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
@@ -318,6 +318,7 @@ async fn hyper_serves<I>(
         .max_buf_size(max_head_bytes)
         .timer(TokioTimer::new())
         .header_read_timeout(idle_timeout);
+    let app = HostRequired(app);
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     let mut connection = std::pin::pin!(connection);
     let mut idle = std::pin::pin!(idle);
@@ -342,6 +343,47 @@ async fn hyper_serves<I>(
                 }
             }
         }
+    }
+}
+
+/// Refuses an HTTP/1.1 request without exactly one `Host` field with `400` (RFC 9112 §3.2),
+/// closing its connection, before the service sees it: two servers that picked different
+/// `Host`s would route one request two ways.
+#[derive(Clone)]
+struct HostRequired<S>(S);
+
+impl<S, B> Service<Request<B>> for HostRequired<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Response<Body>, Infallible>>,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let hosts = request.headers().get_all(header::HOST).iter().count();
+        if request.version() == Version::HTTP_11 && hosts != 1 {
+            let mut refusal = crate::error::MeshError::new(
+                crate::error::ErrorKind::BadRequest,
+                "an HTTP/1.1 request needs exactly one Host field",
+            )
+            .into_response();
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return futures_util::future::Either::Left(std::future::ready(Ok(refusal)));
+        }
+        futures_util::future::Either::Right(self.0.call(request))
     }
 }
 
@@ -485,6 +527,10 @@ fn scan_request(read: &[u8], spans: &mut Vec<Span>, max_head_bytes: usize) -> Pa
             return Parsed::Elsewhere;
         }
     }
+    if request.hosts != 1 {
+        // Refused on hyper's side (`HostRequired`).
+        return Parsed::Elsewhere;
+    }
     // Larger bodies (and lengths beyond `usize`) go to hyper, which streams them.
     let Some(body) = usize::try_from(request.length.unwrap_or(0))
         .ok()
@@ -554,6 +600,8 @@ struct RequestFields {
     length: Option<u64>,
     /// Whether `Connection` lists `close`.
     close: bool,
+    /// How many `Host` fields it has (one is right; hyper's side refuses the rest).
+    hosts: usize,
 }
 
 impl RequestFields {
@@ -567,6 +615,9 @@ impl RequestFields {
                 }
                 _ => false,
             }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            self.hosts += 1;
+            true
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in field_tokens(value) {
                 if token.eq_ignore_ascii_case(b"close") {

@@ -14,7 +14,9 @@ use crate::{
     observe::{RouteLabel, ServerSeries, TraceContext},
 };
 
-/// A request as read off its connection: the head's bytes, where its parts lie, the body.
+/// A request as read off its connection: the head's bytes, where its parts lie, the body. A
+/// request offered to a relay is plain HTTP/1.1 with exactly one `Host`, a `Content-Length`
+/// body (or none) within `server.body_limit`, and a head within `server.max_head_bytes`.
 pub struct RawRequest<'a> {
     pub(crate) head: &'a [u8],
     pub(crate) method: &'a Method,
