@@ -22,16 +22,22 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod eureka;
 pub mod grpc;
 pub mod registry;
+mod render;
 pub mod store;
+pub mod validate;
 
 pub use mesh_core::registry::model;
 
 pub use self::{
+    auth::{AuthConfig, Caller, User},
     model::WatchAnswer,
-    registry::{LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig},
+    registry::{
+        Access, LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig,
+    },
 };
 
 use std::{sync::Arc, time::Duration};

@@ -80,4 +80,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// The current revision, updated as changes happen.
     fn revisions(&self) -> watch::Receiver<u64>;
+
+    /// The current revision, read now: what a reader checks its cached answer against before
+    /// taking a snapshot. By default the last one [`revisions`](Self::revisions) announced.
+    fn revision(&self) -> StoreFuture<'_, u64> {
+        let revision = *self.revisions().borrow();
+        Box::pin(std::future::ready(Ok(revision)))
+    }
 }
