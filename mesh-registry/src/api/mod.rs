@@ -39,7 +39,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// stream, which answers in gRPC's terms.
 pub fn router(registry: Arc<Registry>) -> Router {
     let grpc = tonic::service::Routes::new(WatchService::new(registry.clone()).into_server())
-        .into_axum_router();
+        .into_axum_router()
+        .layer(middleware::from_fn(only_grpc));
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(health))
@@ -79,6 +80,15 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The gRPC service's paths answer gRPC clients only; anyone else gets the JSON 404.
+async fn only_grpc(request: Request, next: Next) -> Response {
+    if is_grpc(request.headers()) {
+        next.run(request).await
+    } else {
+        unknown_path(request).await
+    }
 }
 
 /// Unknown paths: gRPC's "unimplemented" for gRPC clients, a JSON 404 for everyone else.
