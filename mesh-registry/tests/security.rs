@@ -352,6 +352,23 @@ async fn the_owner_and_operators_may_change_an_instance() {
     let server = start(secured()).await;
     let before = server.register_orders().await;
     let orders = basic("orders", "orders-pw");
+    // Readers see the instance, not who owns it.
+    for path in ["/v1/watch?since=0", "/v1/services"] {
+        let answer = server.send(Method::GET, path, None, None, "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert!(answer.body.contains("orders-1"), "{path}: {}", answer.body);
+        assert!(!answer.body.contains("owner"), "{path}: {}", answer.body);
+    }
+    let snapshot: mesh_registry::WatchAnswer = serde_json::from_str(
+        &server
+            .send(Method::GET, "/v1/watch?since=0", None, None, "")
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(
+        matches!(snapshot, mesh_registry::WatchAnswer::Snapshot(s) if s.registrations.len() == 1)
+    );
 
     let answer = server
         .send(
@@ -375,6 +392,11 @@ async fn the_owner_and_operators_may_change_an_instance() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let now = server.get("orders", "orders-1").await.unwrap();
     assert_eq!(now.instance.metadata["version"], "2");
+    let answer = server
+        .send(Method::GET, "/v1/watch?since=1&timeout=1ms", None, None, "")
+        .await;
+    assert!(answer.body.contains("\"MODIFIED\""), "{}", answer.body);
+    assert!(!answer.body.contains("owner"), "{}", answer.body);
 
     // An operator overrides the status and keeps the owner.
     for operator in [

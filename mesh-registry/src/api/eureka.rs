@@ -183,13 +183,13 @@ async fn applications(
     let body = registry
         .renderings()
         .get_or_render(revision, Key::EurekaApps(format), 0, || async {
-            let snapshot = registry.snapshot().await?;
+            let snapshot = registry.store().shared_snapshot().await?;
             let entries: Vec<_> = snapshot
                 .registrations
                 .iter()
-                .map(|r| (r, Action::Added))
+                .map(|r| (&**r, Action::Added))
                 .collect();
-            let hashcode = apps_hashcode(&snapshot.registrations);
+            let hashcode = apps_hashcode(snapshot.registrations.iter().map(|r| &**r));
             let text = render_applications(&entries, snapshot.revision, &hashcode, format);
             Ok::<_, ApiError>((snapshot.revision, into_bytes(text.into_bytes())))
         })
@@ -210,7 +210,7 @@ async fn delta(
     let body = registry
         .renderings()
         .get_or_render(revision, Key::EurekaDelta(format), now / 1000, || async {
-            let snapshot = registry.snapshot().await?;
+            let snapshot = registry.store().shared_snapshot().await?;
             let since = now.saturating_sub(DELTA_WINDOW.as_millis() as u64);
             let events = registry.store().recent(since).await?;
             // The latest change per instance, in the order of those changes.
@@ -225,7 +225,7 @@ async fn delta(
                 .into_iter()
                 .map(|i| (&events[i].registration, events[i].action))
                 .collect();
-            let hashcode = apps_hashcode(&snapshot.registrations);
+            let hashcode = apps_hashcode(snapshot.registrations.iter().map(|r| &**r));
             let text = render_applications(&entries, snapshot.revision, &hashcode, format);
             Ok::<_, ApiError>((snapshot.revision, into_bytes(text.into_bytes())))
         })
@@ -246,11 +246,12 @@ async fn application(
     let body = registry
         .renderings()
         .get_or_render(revision, key, 0, || async {
-            let snapshot = registry.snapshot().await?;
-            let registrations: Vec<_> = snapshot
+            let snapshot = registry.store().shared_snapshot().await?;
+            let registrations: Vec<&Registration> = snapshot
                 .registrations
                 .iter()
                 .filter(|r| r.service() == &service)
+                .map(|r| &**r)
                 .collect();
             if registrations.is_empty() {
                 return Err(ApiError::not_found(format!(

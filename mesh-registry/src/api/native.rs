@@ -180,7 +180,7 @@ async fn list(State(registry): State<Arc<Registry>>) -> Result<Response, ApiErro
     let body = registry
         .renderings()
         .get_or_render(revision, Key::NativeServices, 0, || async {
-            let snapshot = registry.snapshot().await?;
+            let snapshot = registry.store().shared_snapshot().await?;
             let mut out =
                 format!("{{\"revision\":{},\"services\":{{", snapshot.revision).into_bytes();
             let mut current: Option<&ServiceId> = None;
@@ -219,7 +219,7 @@ async fn list_service(
     let body = registry
         .renderings()
         .get_or_render(revision, key, 0, || async {
-            let snapshot = registry.snapshot().await?;
+            let snapshot = registry.store().shared_snapshot().await?;
             let mut out =
                 format!("{{\"revision\":{},\"instances\":[", snapshot.revision).into_bytes();
             let instances = snapshot
@@ -245,12 +245,27 @@ async fn shared_snapshot(registry: &Registry, revision: u64) -> Result<Response,
     let body = registry
         .renderings()
         .get_or_render(revision, Key::WatchSnapshot, 0, || async {
-            let mut snapshot = registry.snapshot().await?;
-            strip_owners(&mut snapshot.registrations);
-            let revision = snapshot.revision;
-            let mut out = Vec::new();
-            write_json(&mut out, &WatchAnswer::Snapshot(snapshot));
-            Ok::<_, ApiError>((revision, into_bytes(out)))
+            // `WatchAnswer::Snapshot`'s shape, written registration by registration.
+            let snapshot = registry.store().shared_snapshot().await?;
+            let mut out = format!(
+                "{{\"kind\":\"snapshot\",\"revision\":{},\"registrations\":[",
+                snapshot.revision
+            )
+            .into_bytes();
+            for (i, registration) in snapshot.registrations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if registration.owner.is_some() {
+                    let mut shown = Registration::clone(registration);
+                    shown.owner = None;
+                    write_json(&mut out, &shown);
+                } else {
+                    write_json(&mut out, &**registration);
+                }
+            }
+            out.extend_from_slice(b"]}");
+            Ok::<_, ApiError>((snapshot.revision, into_bytes(out)))
         })
         .await?;
     Ok(json_answer(body))
