@@ -343,7 +343,7 @@ impl Registry {
     /// Registers (or re-registers) an instance for `caller`. A re-registration keeps the first
     /// registration time and any operator override, as Eureka does. A new instance beyond
     /// `max_instances` is refused with [`RegisterError::Full`], one breaking the input rules
-    /// ([`validate`](crate::validate)) with [`RegisterError::Invalid`]. With a caller, the
+    /// ([`validate`](mod@crate::validate)) with [`RegisterError::Invalid`]. With a caller, the
     /// instance is owned by it; re-registering an instance another identity owns is refused
     /// with [`RegisterError::Forbidden`] unless the caller is an operator (who leaves the
     /// owner as it was). `None` registers without an owner, unchecked.
