@@ -1000,3 +1000,68 @@ async fn rejections_are_json_with_their_status() {
             .is_empty()
     );
 }
+
+/// Starts the binary with `env`, returns the log lines up to "listening" and the child.
+fn start_binary(env: &[(&str, String)]) -> (Vec<String>, std::process::Child) {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-registry"));
+    command
+        .env_remove("MESH_REGISTRY_USERS")
+        .env_remove("MESH_REGISTRY_REDIS_URL")
+        .env("NO_COLOR", "1")
+        .env("MESH_LOG", "info")
+        .stdout(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("mesh-registry listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (lines, child)
+}
+
+#[test]
+fn without_credentials_the_binary_listens_on_loopback_only_and_says_why() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (lines, mut child) = start_binary(&[("MESH_REGISTRY_ADDR", format!("0.0.0.0:{port}"))]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("WARN"), "{log}");
+    assert!(
+        log.contains("no registry credentials are configured"),
+        "{log}"
+    );
+    assert!(log.contains("MESH_REGISTRY_USERS"), "{log}");
+    assert!(
+        lines.last().unwrap().contains(&format!("127.0.0.1:{port}")),
+        "{log}"
+    );
+
+    let (lines, mut child) = start_binary(&[
+        ("MESH_REGISTRY_ADDR", format!("0.0.0.0:{port}")),
+        ("MESH_REGISTRY_USERS", "orders:hunter2".to_string()),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(!log.contains("no registry credentials"), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the password is never logged: {log}"
+    );
+    assert!(
+        lines.last().unwrap().contains(&format!("0.0.0.0:{port}")),
+        "{log}"
+    );
+}
