@@ -74,6 +74,7 @@ pub struct Caller {
 /// Checks the credentials a request presents against an [`AuthConfig`].
 #[derive(Clone)]
 pub struct Authenticator {
+    enabled: bool,
     users: Vec<User>,
     jwt: Option<JwtVerifier>,
     jwt_write_role: Option<String>,
@@ -196,6 +197,7 @@ impl Authenticator {
     /// An authenticator for `config`; an error when its JWT settings are invalid.
     pub fn new(config: &AuthConfig) -> Result<Self, MeshError> {
         Ok(Self {
+            enabled: config.is_configured(),
             users: config.users.clone(),
             jwt: config.jwt.clone().map(JwtVerifier::new).transpose()?,
             jwt_write_role: config.jwt_write_role.clone(),
@@ -208,9 +210,10 @@ impl Authenticator {
     /// loaded falls back to, so a mistake never opens it.
     pub fn deny_all() -> Self {
         Self {
+            enabled: true,
             users: Vec::new(),
             jwt: None,
-            jwt_write_role: Some(String::new()),
+            jwt_write_role: None,
             operator_role: String::new(),
             protect_reads: true,
         }
@@ -218,7 +221,7 @@ impl Authenticator {
 
     /// Whether writes need credentials.
     pub fn is_enabled(&self) -> bool {
-        !self.users.is_empty() || self.jwt.is_some() || self.jwt_write_role.is_some()
+        self.enabled
     }
 
     /// Whether reads need credentials.
@@ -327,6 +330,7 @@ impl Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
+            .field("enabled", &self.enabled)
             .field("users", &self.users.len())
             .field("jwt", &self.jwt.is_some())
             .field("jwt_write_role", &self.jwt_write_role)
@@ -448,6 +452,15 @@ mod tests {
         let auth = Authenticator::new(&AuthConfig::default()).unwrap();
         assert_eq!(auth.writer(&HeaderMap::new()).await.unwrap(), None);
         assert!(auth.reader(&HeaderMap::new()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn unusable_credentials_refuse_everything() {
+        let auth = Authenticator::deny_all();
+        let error = auth.writer(&basic("orders", "pw")).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        let error = auth.reader(&HeaderMap::new()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
     }
 
     #[test]

@@ -375,15 +375,17 @@ impl Registry {
         }
         registration.owner = caller.map(|caller| caller.name.clone());
         if let Some(existing) = existing {
-            if let Some(caller) = caller {
-                if !caller.may_change(existing.owner.as_deref()) {
-                    return Err(RegisterError::Forbidden {
-                        id: existing.instance.id,
-                    });
-                }
-                if existing.owner.is_some() {
-                    registration.owner = existing.owner;
-                }
+            if let Some(caller) = caller
+                && !caller.may_change(existing.owner.as_deref())
+            {
+                return Err(RegisterError::Forbidden {
+                    id: existing.instance.id,
+                });
+            }
+            // The owner stays the owner, whoever (an operator, the embedding process)
+            // registers the instance again.
+            if existing.owner.is_some() || caller.is_none() {
+                registration.owner = existing.owner;
             }
             registration.lease.registered_ms = existing.lease.registered_ms;
             registration.overridden_status = existing.overridden_status;

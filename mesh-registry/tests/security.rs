@@ -417,6 +417,32 @@ async fn the_owner_and_operators_may_change_an_instance() {
         assert_eq!(now.status(), InstanceStatus::OutOfService);
         assert_eq!(now.owner, before.owner);
     }
+    // An operator may re-point it; the owner stays, and may still renew.
+    let answer = server
+        .send(
+            Method::POST,
+            "/v1/services/orders/instances",
+            Some(&basic("ops", "ops-pw")),
+            Some("application/json"),
+            r#"{"id": "orders-1", "host": "10.0.0.2", "port": 8080}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let now = server.get("orders", "orders-1").await.unwrap();
+    assert_eq!(
+        (now.instance.host.as_str(), now.owner.as_deref()),
+        ("10.0.0.2", Some("orders"))
+    );
+    let answer = server
+        .send(
+            Method::PUT,
+            "/v1/services/orders/instances/orders-1/heartbeat",
+            Some(&orders),
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let answer = server
         .send(
             Method::DELETE,
