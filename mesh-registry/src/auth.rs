@@ -46,6 +46,10 @@ pub struct AuthConfig {
     /// Whether reads (catalogue, watch, gRPC watch, `/metrics`) need credentials too. `/health`
     /// stays open for probes.
     pub protect_reads: bool,
+    /// Whether a writer that is no operator may register instances of one service only: the
+    /// one named as it is (a Basic user's name, a token's `sub`; case-insensitive). Without
+    /// it any writer may add instances to any service, though it may change only its own.
+    pub service_per_identity: bool,
 }
 
 /// A Basic user.
@@ -69,12 +73,16 @@ pub struct Caller {
     pub name: String,
     /// Whether the caller may change every instance.
     pub operator: bool,
+    /// Set when the caller may register instances of this service only (see
+    /// [`AuthConfig::service_per_identity`]).
+    pub service: Option<String>,
 }
 
 /// Checks the credentials a request presents against an [`AuthConfig`].
 #[derive(Clone)]
 pub struct Authenticator {
     enabled: bool,
+    service_per_identity: bool,
     users: Vec<User>,
     jwt: Option<JwtVerifier>,
     jwt_write_role: Option<String>,
@@ -101,6 +109,7 @@ impl Default for AuthConfig {
             jwt_write_role: None,
             operator_role: "registry-operator".into(),
             protect_reads: false,
+            service_per_identity: false,
         }
     }
 }
@@ -189,6 +198,15 @@ impl Caller {
     pub fn may_change(&self, owner: Option<&str>) -> bool {
         self.operator || owner == Some(self.name.as_str())
     }
+
+    /// Whether this caller may register instances of `service`.
+    pub fn may_register(&self, service: &str) -> bool {
+        self.operator
+            || self
+                .service
+                .as_deref()
+                .is_none_or(|own| own.eq_ignore_ascii_case(service))
+    }
 }
 
 // === impl Authenticator ===
@@ -198,6 +216,7 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, MeshError> {
         Ok(Self {
             enabled: config.is_configured(),
+            service_per_identity: config.service_per_identity,
             users: config.users.clone(),
             jwt: config.jwt.clone().map(JwtVerifier::new).transpose()?,
             jwt_write_role: config.jwt_write_role.clone(),
@@ -211,6 +230,7 @@ impl Authenticator {
     pub fn deny_all() -> Self {
         Self {
             enabled: true,
+            service_per_identity: true,
             users: Vec::new(),
             jwt: None,
             jwt_write_role: None,
@@ -292,6 +312,7 @@ impl Authenticator {
             .map(|user| Caller {
                 name: user.name.clone(),
                 operator: user.operator,
+                service: self.service_per_identity.then(|| user.name.clone()),
             })
             .ok_or_else(|| unauthorized("wrong user name or password"))
     }
@@ -323,6 +344,7 @@ impl Authenticator {
             // named `orders` is not the Basic user `orders`.
             name: format!("jwt:{}", identity.subject),
             operator,
+            service: self.service_per_identity.then(|| identity.subject.clone()),
         })
     }
 }

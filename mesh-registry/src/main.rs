@@ -17,6 +17,9 @@
 //!   that makes an operator (default `registry-operator`).
 //! - `MESH_REGISTRY_PROTECT_READS=true`: reads (catalogue, watches, `/metrics`) need
 //!   credentials too; `/health` stays open. Default: reads are open.
+//! - `MESH_REGISTRY_SERVICE_PER_IDENTITY=true`: a writer that is no operator may register
+//!   instances only of the service named as it is (user `orders` registers `orders`).
+//!   Default: any writer may add instances to any service (and change only its own).
 //! - `MESH_REGISTRY_MAX_METADATA_ENTRIES` (default 64), `MESH_REGISTRY_MAX_METADATA_BYTES`
 //!   (default 8192): per-instance metadata limits.
 //! - `MESH_REGISTRY_REDIS_URL`: keep registrations (with their owners) in Redis, so replicas

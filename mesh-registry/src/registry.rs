@@ -105,7 +105,8 @@ impl RegistryConfig {
     /// `MESH_REGISTRY_JWT_SECRET`, `MESH_REGISTRY_JWT_PUBLIC_KEY` or
     /// `MESH_REGISTRY_JWT_JWKS_URL` (with `MESH_REGISTRY_JWT_ISSUER`,
     /// `MESH_REGISTRY_JWT_AUDIENCE`, `MESH_REGISTRY_JWT_WRITE_ROLE`,
-    /// `MESH_REGISTRY_OPERATOR_ROLE`), `MESH_REGISTRY_PROTECT_READS` (`true`/`false`),
+    /// `MESH_REGISTRY_OPERATOR_ROLE`), `MESH_REGISTRY_PROTECT_READS` and
+    /// `MESH_REGISTRY_SERVICE_PER_IDENTITY` (`true`/`false`),
     /// `MESH_REGISTRY_MAX_METADATA_ENTRIES` and `MESH_REGISTRY_MAX_METADATA_BYTES`.
     ///
     /// ```
@@ -146,6 +147,10 @@ impl RegistryConfig {
         }
         if let Some(protect) = var("MESH_REGISTRY_PROTECT_READS") {
             config.auth.protect_reads = parse_env("MESH_REGISTRY_PROTECT_READS", &protect)?;
+        }
+        if let Some(own) = var("MESH_REGISTRY_SERVICE_PER_IDENTITY") {
+            config.auth.service_per_identity =
+                parse_env("MESH_REGISTRY_SERVICE_PER_IDENTITY", &own)?;
         }
         if let Some(entries) = var("MESH_REGISTRY_MAX_METADATA_ENTRIES") {
             config.max_metadata_entries =
@@ -193,6 +198,12 @@ pub enum RegisterError {
     Forbidden {
         /// The instance.
         id: String,
+    },
+    /// The caller may register instances of its own service only.
+    #[error("this identity may not register instances of {service:?}")]
+    NotYourService {
+        /// The service.
+        service: String,
     },
     /// The store failed.
     #[error(transparent)]
@@ -355,6 +366,13 @@ impl Registry {
         caller: Option<&Caller>,
     ) -> Result<Event, RegisterError> {
         validate::registration(&instance, eureka.as_ref(), self.metadata_limits())?;
+        if let Some(caller) = caller
+            && !caller.may_register(instance.service.as_str())
+        {
+            return Err(RegisterError::NotYourService {
+                service: instance.service.to_string(),
+            });
+        }
         let now = self.now_ms();
         let renewal = lease
             .renewal_interval
@@ -672,7 +690,7 @@ impl RegistryApi for Registry {
                     RegisterError::Invalid(_) => {
                         MeshError::new(ErrorKind::BadRequest, error.to_string())
                     }
-                    RegisterError::Forbidden { .. } => {
+                    RegisterError::Forbidden { .. } | RegisterError::NotYourService { .. } => {
                         MeshError::new(ErrorKind::Forbidden, error.to_string())
                     }
                     RegisterError::Store(error) => store_unavailable(error),

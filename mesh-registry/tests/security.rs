@@ -1091,3 +1091,47 @@ fn without_credentials_the_binary_listens_on_loopback_only_and_says_why() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn with_a_service_per_identity_writers_register_only_their_own_service() {
+    let mut config = secured();
+    config.auth.service_per_identity = true;
+    let server = start(config).await;
+    server.register_orders().await;
+    let body = r#"{"id": "fake-orders", "host": "6.6.6.6", "port": 8080}"#;
+    for auth in [basic("payments", "payments-pw"), token("payments", &[])] {
+        let answer = server
+            .send(
+                Method::POST,
+                "/v1/services/orders/instances",
+                Some(&auth),
+                Some("application/json"),
+                body,
+            )
+            .await;
+        answer.is_error(StatusCode::FORBIDDEN, "forbidden");
+        assert!(server.get("orders", "fake-orders").await.is_none());
+    }
+    let answer = server
+        .send(
+            Method::POST,
+            "/eureka/apps/CART",
+            Some(&basic("payments", "payments-pw")),
+            Some("application/json"),
+            EUREKA_JS_JSON,
+        )
+        .await;
+    answer.is_error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(server.get("cart", "cart-1").await.is_none());
+    // Operators are not bound to a service.
+    let answer = server
+        .send(
+            Method::POST,
+            "/v1/services/orders/instances",
+            Some(&basic("ops", "ops-pw")),
+            Some("application/json"),
+            body,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}

@@ -286,6 +286,9 @@ impl From<RegisterError> for ApiError {
             RegisterError::Store(error) => error.into(),
             RegisterError::Invalid(error) => error.into(),
             RegisterError::Forbidden { id } => Self::forbidden(&id),
+            not_yours @ RegisterError::NotYourService { .. } => {
+                Self(MeshError::new(ErrorKind::Forbidden, not_yours.to_string()))
+            }
             full @ RegisterError::Full(_) => {
                 Self(MeshError::new(ErrorKind::Unavailable, full.to_string()))
             }
