@@ -9,6 +9,12 @@
 //! pushed to watchers as they happen, over HTTP long-poll (`/v1/watch`) or a gRPC stream
 //! ([`grpc`]), both on the same port.
 //!
+//! Writes need credentials once [`RegistryConfig::auth`] names some (HTTP Basic users, JWT
+//! bearer tokens; see [`auth`]), and an instance may then be changed only by the identity that
+//! registered it or by an operator; without credentials the binary listens on loopback only.
+//! Input is checked ([`validate`]): identifiers hold no control characters and metadata is
+//! bounded. Catalogue answers are rendered once per revision and shared by every reader.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use mesh_registry::{Registry, RegistryConfig};
@@ -22,16 +28,22 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod eureka;
 pub mod grpc;
 pub mod registry;
+mod render;
 pub mod store;
+pub mod validate;
 
 pub use mesh_core::registry::model;
 
 pub use self::{
+    auth::{AuthConfig, Caller, User},
     model::WatchAnswer,
-    registry::{LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig},
+    registry::{
+        Access, LeaseRequest, RegisterError, Registry, RegistryConfig, SelfPreservationConfig,
+    },
 };
 
 use std::{sync::Arc, time::Duration};

@@ -1,11 +1,36 @@
-//! `mesh-registry`: the registry server. Listens on `MESH_REGISTRY_ADDR` (default
-//! `127.0.0.1:8761`); keeps its registrations in Redis when `MESH_REGISTRY_REDIS_URL` is set
-//! (replicas sharing it serve one registry), in memory otherwise; `MESH_LOG` sets the log
-//! filter (default `info`). SIGTERM or Ctrl-C stops it gracefully.
+//! `mesh-registry`: the registry server.
+//!
+//! - `MESH_REGISTRY_ADDR`: where to listen (default `127.0.0.1:8761`). **Without credentials
+//!   the registry listens on loopback only**: a non-loopback address is replaced by
+//!   `127.0.0.1` on the same port, with a warning, because anyone reaching it could re-point,
+//!   cancel or forge registrations.
+//! - `MESH_REGISTRY_USERS`: the writers, `name:password[:operator]`, comma-separated (a
+//!   password may hold `:` but not `,`), such as `orders:s3cret,ops:0ps-s3cret:operator`.
+//!   Eureka clients send them from `http://orders:s3cret@registry:8761/eureka/`, mesh
+//!   services from `registry.url: http://orders:s3cret@registry:8761`. An instance may be
+//!   renewed, changed or cancelled only by the user that registered it, or by an operator.
+//! - `MESH_REGISTRY_JWT_SECRET`, `MESH_REGISTRY_JWT_PUBLIC_KEY` (PEM, inline or a path) or
+//!   `MESH_REGISTRY_JWT_JWKS_URL`: also accept mesh JWT bearer tokens, checked against
+//!   `MESH_REGISTRY_JWT_ISSUER` and `MESH_REGISTRY_JWT_AUDIENCE` when set. A token's `sub`
+//!   owns what it registers (as `jwt:<sub>`); `MESH_REGISTRY_JWT_WRITE_ROLE` is the role a
+//!   token needs to write at all (default: none needed), `MESH_REGISTRY_OPERATOR_ROLE` the one
+//!   that makes an operator (default `registry-operator`).
+//! - `MESH_REGISTRY_PROTECT_READS=true`: reads (catalogue, watches, `/metrics`) need
+//!   credentials too; `/health` stays open. Default: reads are open.
+//! - `MESH_REGISTRY_SERVICE_PER_IDENTITY=true`: a writer that is no operator may register
+//!   instances only of the service named as it is (user `orders` registers `orders`).
+//!   Default: any writer may add instances to any service (and change only its own).
+//! - `MESH_REGISTRY_MAX_METADATA_ENTRIES` (default 64), `MESH_REGISTRY_MAX_METADATA_BYTES`
+//!   (default 8192): per-instance metadata limits.
+//! - `MESH_REGISTRY_REDIS_URL`: keep registrations (with their owners) in Redis, so replicas
+//!   sharing it serve one registry; in memory otherwise.
+//! - `MESH_LOG`: the log filter (default `info`).
+//!
+//! SIGTERM or Ctrl-C stops it gracefully.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
-use mesh_registry::{Registry, RegistryConfig};
+use mesh_registry::{Registry, RegistryConfig, auth::bind_address};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,19 +40,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = std::env::var("MESH_REGISTRY_ADDR").unwrap_or_else(|_| "127.0.0.1:8761".into());
-    let config = RegistryConfig::default();
+    let configured =
+        std::env::var("MESH_REGISTRY_ADDR").unwrap_or_else(|_| "127.0.0.1:8761".into());
+    let config = RegistryConfig::from_env_with(|name| std::env::var(name).ok())?;
+    let configured: SocketAddr = tokio::net::lookup_host(&configured)
+        .await?
+        .next()
+        .ok_or_else(|| format!("MESH_REGISTRY_ADDR={configured:?} names no address"))?;
+    let bind = bind_address(configured, config.auth.is_configured());
+    if let Some(warning) = &bind.warning {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        users = config.auth.users.len(),
+        jwt = config.auth.jwt.is_some(),
+        protect_reads = config.auth.protect_reads,
+        "registry credentials"
+    );
     let registry = match std::env::var("MESH_REGISTRY_REDIS_URL") {
         Ok(url) => {
             let store = mesh_registry::store::RedisStore::connect(&url, "mesh:registry:").await?;
             tracing::info!("registrations kept in Redis");
-            Arc::new(Registry::with_store(config, store))
+            Arc::new(Registry::try_with_store(config, store)?)
         }
-        Err(_) => Arc::new(Registry::new(config)),
+        Err(_) => Arc::new(Registry::try_with_store(
+            config,
+            Arc::new(mesh_registry::store::MemoryStore::new()),
+        )?),
     };
     registry.spawn_eviction();
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tracing::info!(%addr, "mesh-registry listening");
+    let listener = tokio::net::TcpListener::bind(bind.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "mesh-registry listening");
     mesh_registry::serve(listener, registry, mesh_core::server::shutdown_signal()).await?;
     Ok(())
 }

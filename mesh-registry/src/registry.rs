@@ -17,8 +17,11 @@ use mesh_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    auth::{AuthConfig, Authenticator, Caller},
     model::{EurekaDetails, Event, Registration, Snapshot, WatchAnswer},
+    render::Renderings,
     store::{MemoryStore, Store, StoreError},
+    validate::{self, MetadataLimits},
 };
 
 /// Settings of the registry.
@@ -47,8 +50,17 @@ pub struct RegistryConfig {
     /// The most instances the registry holds; new registrations beyond it are refused, so a
     /// misbehaving client cannot exhaust the registry's memory.
     pub max_instances: usize,
+    /// The most metadata entries one instance may carry (default 64); registrations beyond
+    /// it are refused with 400.
+    pub max_metadata_entries: usize,
+    /// The most metadata bytes, keys and values together, one instance may carry (default
+    /// 8 KiB); registrations beyond it are refused with 400.
+    pub max_metadata_bytes: usize,
     /// Self-preservation settings.
     pub self_preservation: SelfPreservationConfig,
+    /// Who may write (and, optionally, read). Empty by default: anonymous writes, which is
+    /// why the binary then listens on loopback only.
+    pub auth: AuthConfig,
 }
 
 /// Self-preservation: when renewals fall well below what the registered instances promise, the
@@ -70,7 +82,8 @@ pub struct SelfPreservationConfig {
 
 impl Default for RegistryConfig {
     /// Evict every 5 s; native leases of 15 s renewed every 5 s (Eureka: 90 s and 30 s); leases of
-    /// at most 5 minutes.
+    /// at most 5 minutes; at most 100 000 instances with 64 metadata entries (8 KiB) each; no
+    /// credentials.
     fn default() -> Self {
         Self {
             eviction_interval: Duration::from_secs(5),
@@ -78,9 +91,86 @@ impl Default for RegistryConfig {
             default_lease_duration: Duration::from_secs(15),
             max_lease_duration: Duration::from_secs(300),
             max_instances: 100_000,
+            max_metadata_entries: 64,
+            max_metadata_bytes: 8 * 1024,
             self_preservation: SelfPreservationConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
+}
+
+impl RegistryConfig {
+    /// The defaults changed by the binary's environment variables, read through `var`:
+    /// `MESH_REGISTRY_USERS` (`name:password[:operator]`, comma-separated),
+    /// `MESH_REGISTRY_JWT_SECRET`, `MESH_REGISTRY_JWT_PUBLIC_KEY` or
+    /// `MESH_REGISTRY_JWT_JWKS_URL` (with `MESH_REGISTRY_JWT_ISSUER`,
+    /// `MESH_REGISTRY_JWT_AUDIENCE`, `MESH_REGISTRY_JWT_WRITE_ROLE`,
+    /// `MESH_REGISTRY_OPERATOR_ROLE`), `MESH_REGISTRY_PROTECT_READS` and
+    /// `MESH_REGISTRY_SERVICE_PER_IDENTITY` (`true`/`false`),
+    /// `MESH_REGISTRY_MAX_METADATA_ENTRIES` and `MESH_REGISTRY_MAX_METADATA_BYTES`.
+    ///
+    /// ```
+    /// use mesh_registry::RegistryConfig;
+    /// let config = RegistryConfig::from_env_with(|name| match name {
+    ///     "MESH_REGISTRY_USERS" => Some("orders:s3cret,ops:0ps:operator".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap();
+    /// assert_eq!(config.auth.users.len(), 2);
+    /// assert!(config.auth.is_configured());
+    /// ```
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Result<Self, MeshError> {
+        let mut config = Self::default();
+        let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+        if let Some(users) = var("MESH_REGISTRY_USERS") {
+            config.auth.users = AuthConfig::parse_users(&users)?;
+        }
+        let jwt = match (
+            var("MESH_REGISTRY_JWT_SECRET"),
+            var("MESH_REGISTRY_JWT_PUBLIC_KEY"),
+            var("MESH_REGISTRY_JWT_JWKS_URL"),
+        ) {
+            (None, None, None) => None,
+            (secret, public_key, jwks_url) => Some(mesh_core::auth::JwtConfig {
+                secret,
+                public_key,
+                jwks_url,
+                issuer: var("MESH_REGISTRY_JWT_ISSUER"),
+                audience: var("MESH_REGISTRY_JWT_AUDIENCE"),
+                ..mesh_core::auth::JwtConfig::default()
+            }),
+        };
+        config.auth.jwt = jwt;
+        config.auth.jwt_write_role = var("MESH_REGISTRY_JWT_WRITE_ROLE");
+        if let Some(role) = var("MESH_REGISTRY_OPERATOR_ROLE") {
+            config.auth.operator_role = role;
+        }
+        if let Some(protect) = var("MESH_REGISTRY_PROTECT_READS") {
+            config.auth.protect_reads = parse_env("MESH_REGISTRY_PROTECT_READS", &protect)?;
+        }
+        if let Some(own) = var("MESH_REGISTRY_SERVICE_PER_IDENTITY") {
+            config.auth.service_per_identity =
+                parse_env("MESH_REGISTRY_SERVICE_PER_IDENTITY", &own)?;
+        }
+        if let Some(entries) = var("MESH_REGISTRY_MAX_METADATA_ENTRIES") {
+            config.max_metadata_entries =
+                parse_env("MESH_REGISTRY_MAX_METADATA_ENTRIES", &entries)?;
+        }
+        if let Some(bytes) = var("MESH_REGISTRY_MAX_METADATA_BYTES") {
+            config.max_metadata_bytes = parse_env("MESH_REGISTRY_MAX_METADATA_BYTES", &bytes)?;
+        }
+        Ok(config)
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, MeshError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|error| MeshError::new(ErrorKind::Config, format!("{name}={value:?}: {error}")))
 }
 
 impl Default for SelfPreservationConfig {
@@ -100,9 +190,35 @@ pub enum RegisterError {
     /// The registry holds `max_instances` already.
     #[error("the registry is full ({0} instances)")]
     Full(usize),
+    /// The registration breaks an input rule (a control character, a limit).
+    #[error(transparent)]
+    Invalid(#[from] validate::InvalidInput),
+    /// The instance is registered by another identity, and the caller is no operator.
+    #[error("instance {id:?} is registered by another identity")]
+    Forbidden {
+        /// The instance.
+        id: String,
+    },
+    /// The caller may register instances of its own service only.
+    #[error("this identity may not register instances of {service:?}")]
+    NotYourService {
+        /// The service.
+        service: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Whether a caller may renew, change or cancel an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// It may.
+    Allowed,
+    /// The instance is not registered.
+    Unknown,
+    /// The instance belongs to another identity.
+    Denied,
 }
 
 /// How a client asks for a lease: renewal interval and duration, each optional.
@@ -123,6 +239,8 @@ pub struct Registry {
     started_ms: u64,
     self_preservation: AtomicBool,
     counters: Counters,
+    authenticator: Authenticator,
+    renderings: Renderings,
 }
 
 /// Totals since start, for `/metrics`.
@@ -144,8 +262,29 @@ impl Registry {
         Self::with_store(config, Arc::new(MemoryStore::new()))
     }
 
-    /// A registry on `store`.
+    /// A registry on `store`. When the configured credentials cannot be loaded (a bad JWT
+    /// key, say) the registry refuses every write and protected read rather than opening up;
+    /// [`try_with_store`](Self::try_with_store) reports the mistake instead.
     pub fn with_store(config: RegistryConfig, store: Arc<dyn Store>) -> Self {
+        match Self::try_with_store(config.clone(), store.clone()) {
+            Ok(registry) => registry,
+            Err(error) => {
+                tracing::error!(%error, "registry credentials unusable: every write is refused");
+                Self::build(config, store, Authenticator::deny_all())
+            }
+        }
+    }
+
+    /// A registry on `store`; an error when the configured credentials cannot be loaded.
+    pub fn try_with_store(
+        config: RegistryConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, MeshError> {
+        let authenticator = Authenticator::new(&config.auth)?;
+        Ok(Self::build(config, store, authenticator))
+    }
+
+    fn build(config: RegistryConfig, store: Arc<dyn Store>, authenticator: Authenticator) -> Self {
         let clock = Clock::new();
         Self {
             store,
@@ -154,6 +293,25 @@ impl Registry {
             clock,
             self_preservation: AtomicBool::new(false),
             counters: Counters::default(),
+            authenticator,
+            renderings: Renderings::default(),
+        }
+    }
+
+    /// Who may write.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    /// The answers rendered at the current revision, shared by every reader.
+    pub(crate) fn renderings(&self) -> &Renderings {
+        &self.renderings
+    }
+
+    fn metadata_limits(&self) -> MetadataLimits {
+        MetadataLimits {
+            max_entries: self.config.max_metadata_entries,
+            max_bytes: self.config.max_metadata_bytes,
         }
     }
 
@@ -182,15 +340,39 @@ impl Registry {
         self.self_preservation.load(Ordering::Relaxed)
     }
 
-    /// Registers (or re-registers) an instance. A re-registration keeps the first registration
-    /// time and any operator override, as Eureka does. A new instance beyond `max_instances`
-    /// is refused with [`RegisterError::Full`].
+    /// Registers (or re-registers) an instance with no owner, unchecked: what a process
+    /// embedding the registry does. See [`register_as`](Self::register_as).
     pub async fn register(
         &self,
         instance: Instance,
         lease: LeaseRequest,
         eureka: Option<EurekaDetails>,
     ) -> Result<Event, RegisterError> {
+        self.register_as(instance, lease, eureka, None).await
+    }
+
+    /// Registers (or re-registers) an instance for `caller`. A re-registration keeps the first
+    /// registration time and any operator override, as Eureka does. A new instance beyond
+    /// `max_instances` is refused with [`RegisterError::Full`], one breaking the input rules
+    /// ([`validate`](mod@crate::validate)) with [`RegisterError::Invalid`]. With a caller, the
+    /// instance is owned by it; re-registering an instance another identity owns is refused
+    /// with [`RegisterError::Forbidden`] unless the caller is an operator (who leaves the
+    /// owner as it was). `None` registers without an owner, unchecked.
+    pub async fn register_as(
+        &self,
+        instance: Instance,
+        lease: LeaseRequest,
+        eureka: Option<EurekaDetails>,
+        caller: Option<&Caller>,
+    ) -> Result<Event, RegisterError> {
+        validate::registration(&instance, eureka.as_ref(), self.metadata_limits())?;
+        if let Some(caller) = caller
+            && !caller.may_register(instance.service.as_str())
+        {
+            return Err(RegisterError::NotYourService {
+                service: instance.service.to_string(),
+            });
+        }
         let now = self.now_ms();
         let renewal = lease
             .renewal_interval
@@ -209,7 +391,20 @@ impl Registry {
         if existing.is_none() && self.store.count().await? >= self.config.max_instances {
             return Err(RegisterError::Full(self.config.max_instances));
         }
+        registration.owner = caller.map(|caller| caller.name.clone());
         if let Some(existing) = existing {
+            if let Some(caller) = caller
+                && !caller.may_change(existing.owner.as_deref())
+            {
+                return Err(RegisterError::Forbidden {
+                    id: existing.instance.id,
+                });
+            }
+            // The owner stays the owner, whoever (an operator, the embedding process)
+            // registers the instance again.
+            if existing.owner.is_some() || caller.is_none() {
+                registration.owner = existing.owner;
+            }
             registration.lease.registered_ms = existing.lease.registered_ms;
             registration.overridden_status = existing.overridden_status;
             if existing.lease.service_up_ms != 0 {
@@ -218,13 +413,36 @@ impl Registry {
         }
         self.counters.registrations.fetch_add(1, Ordering::Relaxed);
         let event = self.store.put(registration).await?;
+        // Identifiers are logged with `?`: escaped, so no client can start a log line.
         tracing::info!(
-            service = %event.registration.service(),
-            instance = %event.registration.instance.id,
+            service = ?event.registration.service().as_str(),
+            instance = ?event.registration.instance.id,
+            owner = ?event.registration.owner,
             action = ?event.action,
             "registered"
         );
         Ok(event)
+    }
+
+    /// Whether `caller` may renew, change or cancel an instance: [`Access::Allowed`] for its
+    /// owner and for operators, and for everyone when `caller` is `None` (the registry takes
+    /// anonymous writes).
+    pub async fn access(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        caller: Option<&Caller>,
+    ) -> Result<Access, StoreError> {
+        let Some(caller) = caller else {
+            return Ok(Access::Allowed);
+        };
+        Ok(match self.store.get(service, id).await? {
+            None => Access::Unknown,
+            Some(registration) if caller.may_change(registration.owner.as_deref()) => {
+                Access::Allowed
+            }
+            Some(_) => Access::Denied,
+        })
     }
 
     /// Renews a lease; `false` when the instance is unknown (it should register again).
@@ -260,6 +478,31 @@ impl Registry {
         Ok(true)
     }
 
+    /// Adds or replaces metadata entries of a registered instance (Eureka's metadata update);
+    /// `false` when the instance is unknown. The result is held to the same limits as a
+    /// registration.
+    pub async fn update_metadata(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        entries: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<bool, RegisterError> {
+        let Some(mut registration) = self.store.get(service, id).await? else {
+            return Ok(false);
+        };
+        registration.instance.metadata.extend(entries);
+        validate::registration(
+            &registration.instance,
+            Some(&registration.eureka),
+            self.metadata_limits(),
+        )?;
+        let now = self.now_ms();
+        registration.last_updated_ms = now;
+        registration.last_dirty_ms = now;
+        self.store.put(registration).await?;
+        Ok(true)
+    }
+
     /// Removes an instance that is shutting down; `false` when it was unknown.
     pub async fn cancel(&self, service: &ServiceId, id: &str) -> Result<bool, StoreError> {
         let removed = self
@@ -269,7 +512,7 @@ impl Registry {
             .is_some();
         if removed {
             self.counters.cancellations.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%service, instance = id, "cancelled");
+            tracing::info!(service = ?service.as_str(), instance = ?id, "cancelled");
         }
         Ok(removed)
     }
@@ -287,7 +530,7 @@ impl Registry {
             .await?
             .is_some();
         if changed {
-            tracing::info!(%service, instance = id, ?status, "status override");
+            tracing::info!(service = ?service.as_str(), instance = ?id, ?status, "status override");
         }
         Ok(changed)
     }
@@ -349,7 +592,7 @@ impl Registry {
             if current.is_some_and(|current| current.is_expired(now))
                 && let Some(event) = self.store.remove(service, id, now).await?
             {
-                tracing::warn!(%service, instance = %id, "lease expired, evicted");
+                tracing::warn!(service = ?service.as_str(), instance = ?id, "lease expired, evicted");
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
                 evicted.push(event);
             }
@@ -443,6 +686,12 @@ impl RegistryApi for Registry {
                 .map_err(|error| match error {
                     RegisterError::Full(_) => {
                         MeshError::new(ErrorKind::Unavailable, error.to_string())
+                    }
+                    RegisterError::Invalid(_) => {
+                        MeshError::new(ErrorKind::BadRequest, error.to_string())
+                    }
+                    RegisterError::Forbidden { .. } | RegisterError::NotYourService { .. } => {
+                        MeshError::new(ErrorKind::Forbidden, error.to_string())
                     }
                     RegisterError::Store(error) => store_unavailable(error),
                 })

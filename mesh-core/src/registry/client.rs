@@ -1,7 +1,7 @@
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -25,10 +25,23 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// A client of `mesh-registry`'s native HTTP API.
-#[derive(Debug, Clone)]
+///
+/// Credentials in the URL's userinfo (`http://orders:s3cret@registry:8761`) are sent as
+/// HTTP Basic with every request; the password never appears in logs, errors or `Debug`.
+#[derive(Clone)]
 pub struct RegistryClient {
     base: Arc<str>,
+    authorization: Option<HeaderValue>,
     http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .field("credentials", &self.authorization.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An instance kept registered in the background. Dropping it stops renewing (the lease then
@@ -58,22 +71,49 @@ struct RegisterBody<'a> {
 }
 
 impl RegistryClient {
-    /// A client of the registry at `url` (such as `http://127.0.0.1:8761`).
+    /// A client of the registry at `url` (such as `http://127.0.0.1:8761`, or
+    /// `http://user:password@127.0.0.1:8761` for a registry that checks credentials; user and
+    /// password may be percent-encoded).
+    ///
+    /// ```
+    /// use mesh_core::registry::RegistryClient;
+    /// let client = RegistryClient::new("http://orders:s3cret@127.0.0.1:8761").unwrap();
+    /// assert!(!format!("{client:?}").contains("s3cret"));
+    /// ```
     pub fn new(url: &str) -> Result<Self, MeshError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| MeshError::new(ErrorKind::Config, format!("registry url `{url}`: {e}")))?;
+        let (base, credentials) = split_credentials(url);
+        let shown = redact(url);
+        let uri: Uri = base.parse().map_err(|e| {
+            MeshError::new(ErrorKind::Config, format!("registry url `{shown}`: {e}"))
+        })?;
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(MeshError::new(
                 ErrorKind::Config,
-                format!("registry url `{url}` must be http://host:port"),
+                format!("registry url `{shown}` must be http://host:port"),
             ));
         }
+        let authorization = credentials
+            .map(|(user, password)| {
+                let mut value = HeaderValue::try_from(format!(
+                    "Basic {}",
+                    base64_encode(format!("{user}:{password}").as_bytes())
+                ))
+                .map_err(|_| {
+                    MeshError::new(
+                        ErrorKind::Config,
+                        format!("registry url `{shown}`: credentials are not a header value"),
+                    )
+                })?;
+                value.set_sensitive(true);
+                Ok::<_, MeshError>(value)
+            })
+            .transpose()?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_nodelay(true);
         Ok(Self {
-            base: url.trim_end_matches('/').into(),
+            base: base.trim_end_matches('/').into(),
+            authorization,
             http: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
@@ -173,11 +213,15 @@ impl RegistryClient {
             })?),
             None => Bytes::new(),
         };
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| MeshError::new(ErrorKind::BadRequest, e.to_string()))?;
         let response = self.http.request(request).await.map_err(|e| {
@@ -292,7 +336,7 @@ pub async fn keep_registered(
             match renewer.renew(&renewed.service, &renewed.id).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::info!(instance = %renewed.id, "registry forgot the instance, registering again");
+                    tracing::info!(instance = ?renewed.id, "registry forgot the instance, registering again");
                     if let Err(error) = renewer
                         .register(&renewed, renewal_interval, lease_duration)
                         .await
@@ -421,6 +465,74 @@ impl Follower {
     }
 }
 
+/// Splits `http://user:password@host:port/…` into the URL without its userinfo and the
+/// percent-decoded user and password.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    (
+        format!("{scheme}://{host}{tail}"),
+        Some((percent_decode(user), percent_decode(password))),
+    )
+}
+
+/// `url` with its password, if any, replaced by `***`: what errors show.
+fn redact(url: &str) -> String {
+    match split_credentials(url) {
+        (base, Some((user, _))) => base.replacen("://", &format!("://{user}:***@"), 1),
+        (base, None) => base,
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (RFC 4648), for the Basic credentials.
+fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Percent-encodes an instance id for a path segment (ids hold `:` and may hold `/`).
 fn encode(id: &str) -> String {
     id.bytes()
@@ -431,4 +543,58 @@ fn encode(id: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_userinfo_and_never_show() {
+        assert_eq!(
+            split_credentials("http://orders:s%3Acret@127.0.0.1:8761/x"),
+            (
+                "http://127.0.0.1:8761/x".to_string(),
+                Some(("orders".to_string(), "s:cret".to_string()))
+            )
+        );
+        assert_eq!(
+            split_credentials("http://127.0.0.1:8761"),
+            ("http://127.0.0.1:8761".to_string(), None)
+        );
+        assert_eq!(
+            redact("http://orders:hunter2@registry:8761"),
+            "http://orders:***@registry:8761"
+        );
+        let client = RegistryClient::new("http://orders:hunter2@127.0.0.1:8761").unwrap();
+        assert_eq!(&*client.base, "http://127.0.0.1:8761");
+        assert_eq!(
+            client.authorization.as_ref().unwrap(),
+            "Basic b3JkZXJzOmh1bnRlcjI="
+        );
+        assert!(!format!("{client:?}").contains("hunter2"));
+        let error = RegistryClient::new("ftp://orders:hunter2@127.0.0.1:8761").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            RegistryClient::new("http://127.0.0.1:8761")
+                .unwrap()
+                .authorization
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), expected);
+        }
+    }
 }

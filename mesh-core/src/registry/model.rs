@@ -23,6 +23,10 @@ pub struct Registration {
     pub last_dirty_ms: u64,
     /// When the registry last changed this record (ms since the epoch).
     pub last_updated_ms: u64,
+    /// The identity that registered the instance, when the registry checks credentials: only
+    /// it (or an operator) may renew, change or cancel the registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A registration's lease.
@@ -128,6 +132,7 @@ impl Registration {
             eureka: EurekaDetails::default(),
             last_dirty_ms: now_ms,
             last_updated_ms: now_ms,
+            owner: None,
         }
     }
 

@@ -2,19 +2,28 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
 use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
 use serde::Deserialize;
 
-use super::ApiError;
-use crate::registry::{LeaseRequest, Registry};
+use super::{ApiError, Writer, check_access, target};
+use crate::{
+    model::{Registration, WatchAnswer},
+    registry::{LeaseRequest, Registry},
+    render::{Key, into_bytes},
+    validate,
+};
 
 /// Longest a watch may wait before answering "no change".
 const MAX_WATCH: Duration = Duration::from_secs(60);
+/// A watcher this many revisions behind gets the shared snapshot rather than its own copy of
+/// every change since.
+const SNAPSHOT_AFTER: u64 = 512;
 
 pub(super) fn routes() -> Router<Arc<Registry>> {
     Router::new()
@@ -73,10 +82,12 @@ struct WatchQuery {
 
 async fn register(
     State(registry): State<Arc<Registry>>,
+    Writer(caller): Writer,
     Path(service): Path<String>,
     body: Result<Json<RegisterBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+    validate::identifier("service name", &service)?;
     if body.host.is_empty() || body.port == 0 {
         return Err(ApiError::bad_request(
             "host and a non-zero port are required",
@@ -95,83 +106,169 @@ async fn register(
         renewal_interval: body.renewal_interval,
         duration: body.lease_duration,
     };
-    let event = registry.register(instance, lease, None).await?;
+    let mut event = registry
+        .register_as(instance, lease, None, caller.as_ref())
+        .await?;
+    event.registration.owner = None;
     Ok((StatusCode::OK, Json(event)).into_response())
 }
 
 async fn heartbeat(
     State(registry): State<Arc<Registry>>,
+    Writer(caller): Writer,
     Path((service, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if registry.renew(&ServiceId::new(&service), &id).await? {
+    let service = target(&service, &id)?;
+    check_access(&registry, &service, &id, caller.as_ref()).await?;
+    if registry.renew(&service, &id).await? {
         Ok(StatusCode::OK)
     } else {
-        Err(ApiError::not_found(format!(
-            "instance `{id}` of `{service}` is not registered"
-        )))
+        Err(not_registered(&service, &id))
     }
 }
 
 async fn deregister(
     State(registry): State<Arc<Registry>>,
+    Writer(caller): Writer,
     Path((service, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if registry.cancel(&ServiceId::new(&service), &id).await? {
+    let service = target(&service, &id)?;
+    check_access(&registry, &service, &id, caller.as_ref()).await?;
+    if registry.cancel(&service, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!(
-            "instance `{id}` of `{service}` is not registered"
-        )))
+        Err(not_registered(&service, &id))
     }
 }
 
 async fn override_status(
     State(registry): State<Arc<Registry>>,
+    Writer(caller): Writer,
     Path((service, id)): Path<(String, String)>,
     body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if registry
-        .override_status(&ServiceId::new(&service), &id, body.status)
-        .await?
-    {
+    let service = target(&service, &id)?;
+    let Json(body) = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+    check_access(&registry, &service, &id, caller.as_ref()).await?;
+    if registry.override_status(&service, &id, body.status).await? {
         Ok(StatusCode::OK)
     } else {
-        Err(ApiError::not_found(format!(
-            "instance `{id}` of `{service}` is not registered"
-        )))
+        Err(not_registered(&service, &id))
     }
 }
 
-async fn list(State(registry): State<Arc<Registry>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let snapshot = registry.snapshot().await?;
-    let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-    for registration in &snapshot.registrations {
-        services
-            .entry(registration.service().to_string())
-            .or_default()
-            .push(registration.visible_instance());
-    }
-    Ok(Json(
-        serde_json::json!({"revision": snapshot.revision, "services": services}),
+fn not_registered(service: &ServiceId, id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "instance {id:?} of {:?} is not registered",
+        service.as_str()
     ))
+}
+
+fn json_answer(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    // Writing to a Vec fails only on a map with non-string keys, which none of these has.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// `{"revision": …, "services": {"name": [instance, …], …}}`, written instance by instance
+/// (registrations come ordered by service).
+async fn list(State(registry): State<Arc<Registry>>) -> Result<Response, ApiError> {
+    let revision = registry.store().revision().await?;
+    let body = registry
+        .renderings()
+        .get_or_render(revision, Key::NativeServices, 0, || async {
+            let snapshot = registry.store().shared_snapshot().await?;
+            let mut out =
+                format!("{{\"revision\":{},\"services\":{{", snapshot.revision).into_bytes();
+            let mut current: Option<&ServiceId> = None;
+            for registration in &snapshot.registrations {
+                let service = registration.service();
+                if current == Some(service) {
+                    out.push(b',');
+                } else {
+                    if current.is_some() {
+                        out.extend_from_slice(b"],");
+                    }
+                    write_json(&mut out, service.as_str());
+                    out.extend_from_slice(b":[");
+                    current = Some(service);
+                }
+                write_json(&mut out, &registration.visible_instance());
+            }
+            if current.is_some() {
+                out.push(b']');
+            }
+            out.extend_from_slice(b"}}");
+            Ok::<_, ApiError>((snapshot.revision, into_bytes(out)))
+        })
+        .await?;
+    Ok(json_answer(body))
 }
 
 async fn list_service(
     State(registry): State<Arc<Registry>>,
     Path(service): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    validate::identifier("service name", &service)?;
     let service = ServiceId::new(&service);
-    let snapshot = registry.snapshot().await?;
-    let instances: Vec<Instance> = snapshot
-        .registrations
-        .iter()
-        .filter(|r| r.service() == &service)
-        .map(|r| r.visible_instance())
-        .collect();
-    Ok(Json(
-        serde_json::json!({"revision": snapshot.revision, "instances": instances}),
-    ))
+    let revision = registry.store().revision().await?;
+    let key = Key::NativeService(service.as_str().to_owned());
+    let body = registry
+        .renderings()
+        .get_or_render(revision, key, 0, || async {
+            let snapshot = registry.store().shared_snapshot().await?;
+            let mut out =
+                format!("{{\"revision\":{},\"instances\":[", snapshot.revision).into_bytes();
+            let instances = snapshot
+                .registrations
+                .iter()
+                .filter(|r| r.service() == &service);
+            for (i, registration) in instances.enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(&mut out, &registration.visible_instance());
+            }
+            out.extend_from_slice(b"]}");
+            Ok::<_, ApiError>((snapshot.revision, into_bytes(out)))
+        })
+        .await?;
+    Ok(json_answer(body))
+}
+
+/// The whole registry as a watch answer, rendered once per revision for every watcher that
+/// needs it.
+async fn shared_snapshot(registry: &Registry, revision: u64) -> Result<Response, ApiError> {
+    let body = registry
+        .renderings()
+        .get_or_render(revision, Key::WatchSnapshot, 0, || async {
+            // `WatchAnswer::Snapshot`'s shape, written registration by registration.
+            let snapshot = registry.store().shared_snapshot().await?;
+            let mut out = format!(
+                "{{\"kind\":\"snapshot\",\"revision\":{},\"registrations\":[",
+                snapshot.revision
+            )
+            .into_bytes();
+            for (i, registration) in snapshot.registrations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if registration.owner.is_some() {
+                    let mut shown = Registration::clone(registration);
+                    shown.owner = None;
+                    write_json(&mut out, &shown);
+                } else {
+                    write_json(&mut out, &**registration);
+                }
+            }
+            out.extend_from_slice(b"]}");
+            Ok::<_, ApiError>((snapshot.revision, into_bytes(out)))
+        })
+        .await?;
+    Ok(json_answer(body))
 }
 
 async fn watch(
@@ -183,8 +280,32 @@ async fn watch(
         .timeout
         .unwrap_or(Duration::from_secs(30))
         .min(MAX_WATCH);
-    let answer = registry.watch(query.since, timeout).await?;
+    // A new watcher, or one far behind, needs the whole registry: every such watcher shares
+    // one rendering instead of copying the change log or the catalogue for itself.
+    let current = registry.store().revision().await?;
+    if current > 0
+        && query.since <= current
+        && (query.since == 0 || current - query.since > SNAPSHOT_AFTER)
+    {
+        return shared_snapshot(&registry, current).await;
+    }
+    let mut answer = registry.watch(query.since, timeout).await?;
+    match &mut answer {
+        WatchAnswer::Snapshot(snapshot) => strip_owners(&mut snapshot.registrations),
+        WatchAnswer::Changes { events, .. } => {
+            for event in events {
+                event.registration.owner = None;
+            }
+        }
+    }
     Ok(Json(answer).into_response())
+}
+
+/// Owners are the registry's business: readers see the instances, not who registered them.
+fn strip_owners(registrations: &mut [Registration]) {
+    for registration in registrations {
+        registration.owner = None;
+    }
 }
 
 async fn status(

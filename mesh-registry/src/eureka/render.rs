@@ -10,7 +10,7 @@ const AMAZON_DATA_CENTER_CLASS: &str = "com.netflix.appinfo.AmazonInfo";
 const EMPTY_METADATA_CLASS: &str = "java.util.Collections$EmptyMap";
 
 /// The representation a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `application/json`.
     Json,
@@ -67,16 +67,22 @@ pub fn render_applications(
     }
     match format {
         Format::Json => {
-            let applications: Vec<Value> = apps
-                .iter()
-                .map(|(name, instances)| application_json(name, instances))
-                .collect();
-            json!({"applications": {
-                "versions__delta": version.to_string(),
-                "apps__hashcode": hashcode,
-                "application": applications,
-            }})
-            .to_string()
+            // Written instance by instance: no tree of the whole catalogue is built.
+            let mut out = Vec::new();
+            out.extend_from_slice(b"{\"applications\":{\"versions__delta\":");
+            write_json(&mut out, &version.to_string());
+            out.extend_from_slice(b",\"apps__hashcode\":");
+            write_json(&mut out, hashcode);
+            out.extend_from_slice(b",\"application\":[");
+            for (i, (name, instances)) in apps.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_application_json(&mut out, name, instances);
+            }
+            out.extend_from_slice(b"]}}");
+            // serde_json writes UTF-8 only.
+            String::from_utf8(out).unwrap_or_default()
         }
         Format::Xml => {
             let mut xml = String::from("<applications>");
@@ -94,12 +100,22 @@ pub fn render_applications(
     }
 }
 
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    // Writing to a Vec fails only on a map with non-string keys, which none of these has.
+    let _ = serde_json::to_writer(out, value);
+}
+
 /// `GET /eureka/apps/{APP}`.
 pub fn render_application(name: &str, registrations: &[&Registration], format: Format) -> String {
     let entries: Vec<_> = registrations.iter().map(|r| (*r, Action::Added)).collect();
     let name = name.to_ascii_uppercase();
     match format {
-        Format::Json => json!({"application": application_json(&name, &entries)}).to_string(),
+        Format::Json => {
+            let mut out = b"{\"application\":".to_vec();
+            write_application_json(&mut out, &name, &entries);
+            out.push(b'}');
+            String::from_utf8(out).unwrap_or_default()
+        }
         Format::Xml => {
             let mut xml = String::new();
             application_xml(&name, &entries, &mut xml);
@@ -128,12 +144,18 @@ fn app_name(registration: &Registration) -> String {
         .unwrap_or_else(|| registration.service().as_str().to_ascii_uppercase())
 }
 
-fn application_json(name: &str, instances: &[(&Registration, Action)]) -> Value {
-    let instances: Vec<Value> = instances
-        .iter()
-        .map(|(registration, action)| instance_json(registration, *action))
-        .collect();
-    json!({"name": name, "instance": instances})
+/// One application's JSON, written instance by instance.
+fn write_application_json(out: &mut Vec<u8>, name: &str, instances: &[(&Registration, Action)]) {
+    out.extend_from_slice(b"{\"name\":");
+    write_json(out, name);
+    out.extend_from_slice(b",\"instance\":[");
+    for (i, (registration, action)) in instances.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(out, &instance_json(registration, *action));
+    }
+    out.extend_from_slice(b"]}");
 }
 
 fn application_xml(name: &str, instances: &[(&Registration, Action)], xml: &mut String) {

@@ -1,19 +1,21 @@
 use std::{
     collections::{BTreeMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use mesh_core::discovery::{InstanceStatus, ServiceId};
 use tokio::sync::watch;
 
-use super::{Store, StoreFuture};
+use super::{SharedSnapshot, Store, StoreFuture};
 use crate::model::{Action, Event, Registration, Snapshot};
 
 /// Changes kept for watchers to resume from.
 const DEFAULT_LOG_SIZE: usize = 10_000;
 
 /// The in-process store: a sorted map behind one lock (registry writes are renewals and rare
-/// changes, not the data path) and a bounded change log.
+/// changes, not the data path) and a bounded change log. A registration is held once, shared
+/// by the map, the log entry of its last change and any snapshot being rendered; a renewal
+/// copies it only while one of those still holds the old version.
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -24,10 +26,30 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     revision: u64,
-    registrations: BTreeMap<(ServiceId, String), Registration>,
-    log: VecDeque<Event>,
+    registrations: BTreeMap<(ServiceId, String), Arc<Registration>>,
+    log: VecDeque<Logged>,
     /// Renewals per second, oldest first, for the last `RENEWAL_HISTORY_SECS`.
     renewals: VecDeque<(u64, u64)>,
+}
+
+/// One change in the log: an [`Event`] whose registration is shared.
+#[derive(Debug)]
+struct Logged {
+    revision: u64,
+    at_ms: u64,
+    action: Action,
+    registration: Arc<Registration>,
+}
+
+impl Logged {
+    fn event(&self) -> Event {
+        Event {
+            revision: self.revision,
+            at_ms: self.at_ms,
+            action: self.action,
+            registration: Registration::clone(&self.registration),
+        }
+    }
 }
 
 /// How long renewal counts are kept (longer than any self-preservation window in use).
@@ -63,17 +85,18 @@ impl MemoryStore {
         &self,
         state: &mut State,
         action: Action,
-        registration: Registration,
+        registration: Arc<Registration>,
         at_ms: u64,
     ) -> Event {
         state.revision += 1;
-        let event = Event {
+        let logged = Logged {
             revision: state.revision,
             at_ms,
             action,
             registration,
         };
-        state.log.push_back(event.clone());
+        let event = logged.event();
+        state.log.push_back(logged);
         if state.log.len() > self.log_size {
             state.log.pop_front();
         }
@@ -90,11 +113,12 @@ impl Store for MemoryStore {
     fn put(&self, registration: Registration) -> StoreFuture<'_, Event> {
         let mut state = self.state();
         let key = key(registration.service(), &registration.instance.id);
+        let at = registration.last_updated_ms;
+        let registration = Arc::new(registration);
         let action = match state.registrations.insert(key, registration.clone()) {
             Some(_) => Action::Modified,
             None => Action::Added,
         };
-        let at = registration.last_updated_ms;
         let event = self.record(&mut state, action, registration, at);
         Box::pin(std::future::ready(Ok(event)))
     }
@@ -104,7 +128,11 @@ impl Store for MemoryStore {
         service: &'a ServiceId,
         id: &'a str,
     ) -> StoreFuture<'a, Option<Registration>> {
-        let found = self.state().registrations.get(&key(service, id)).cloned();
+        let found = self
+            .state()
+            .registrations
+            .get(&key(service, id))
+            .map(|registration| Registration::clone(registration));
         Box::pin(std::future::ready(Ok(found)))
     }
 
@@ -117,7 +145,7 @@ impl Store for MemoryStore {
         let mut state = self.state();
         let renewed = match state.registrations.get_mut(&key(service, id)) {
             Some(registration) => {
-                registration.lease.last_renewal_ms = now_ms;
+                Arc::make_mut(registration).lease.last_renewal_ms = now_ms;
                 true
             }
             None => false,
@@ -177,8 +205,9 @@ impl Store for MemoryStore {
             .registrations
             .get_mut(&key(service, id))
             .map(|registration| {
-                registration.overridden_status = status;
-                registration.last_updated_ms = now_ms;
+                let changed = Arc::make_mut(registration);
+                changed.overridden_status = status;
+                changed.last_updated_ms = now_ms;
                 registration.clone()
             });
         let event = changed
@@ -189,6 +218,19 @@ impl Store for MemoryStore {
     fn snapshot(&self) -> StoreFuture<'_, Snapshot> {
         let state = self.state();
         let snapshot = Snapshot {
+            revision: state.revision,
+            registrations: state
+                .registrations
+                .values()
+                .map(|registration| Registration::clone(registration))
+                .collect(),
+        };
+        Box::pin(std::future::ready(Ok(snapshot)))
+    }
+
+    fn shared_snapshot(&self) -> StoreFuture<'_, SharedSnapshot> {
+        let state = self.state();
+        let snapshot = SharedSnapshot {
             revision: state.revision,
             registrations: state.registrations.values().cloned().collect(),
         };
@@ -213,7 +255,7 @@ impl Store for MemoryStore {
                     .log
                     .iter()
                     .filter(|e| e.revision > revision)
-                    .cloned()
+                    .map(Logged::event)
                     .collect(),
             )
         };
@@ -226,7 +268,7 @@ impl Store for MemoryStore {
             .log
             .iter()
             .filter(|e| e.at_ms >= since_ms)
-            .cloned()
+            .map(Logged::event)
             .collect();
         Box::pin(std::future::ready(Ok(events)))
     }

@@ -5,7 +5,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use mesh_core::discovery::{InstanceStatus, ServiceId};
 use tokio::sync::watch;
@@ -22,6 +22,16 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[derive(Debug, thiserror::Error)]
 #[error("registry store failed: {0}")]
 pub struct StoreError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Every registration at one revision, shared with the store where it can be: what the
+/// registry renders its catalogue answers from without copying the catalogue first.
+#[derive(Debug, Clone)]
+pub struct SharedSnapshot {
+    /// The revision the snapshot reflects.
+    pub revision: u64,
+    /// Every registration, ordered by service then instance id.
+    pub registrations: Vec<Arc<Registration>>,
+}
 
 /// The registry's storage. Every change gets the next revision and is kept in a bounded log,
 /// so watchers can resume from the revision they last saw.
@@ -68,6 +78,18 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Every registration at the current revision.
     fn snapshot(&self) -> StoreFuture<'_, Snapshot>;
 
+    /// Every registration at the current revision, shared rather than copied where the store
+    /// can (the in-memory store does); by default a [`snapshot`](Self::snapshot).
+    fn shared_snapshot(&self) -> StoreFuture<'_, SharedSnapshot> {
+        Box::pin(async move {
+            let snapshot = self.snapshot().await?;
+            Ok(SharedSnapshot {
+                revision: snapshot.revision,
+                registrations: snapshot.registrations.into_iter().map(Arc::new).collect(),
+            })
+        })
+    }
+
     /// How many registrations the store holds.
     fn count(&self) -> StoreFuture<'_, usize>;
 
@@ -80,4 +102,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// The current revision, updated as changes happen.
     fn revisions(&self) -> watch::Receiver<u64>;
+
+    /// The current revision, read now: what a reader checks its cached answer against before
+    /// taking a snapshot. By default the last one [`revisions`](Self::revisions) announced.
+    fn revision(&self) -> StoreFuture<'_, u64> {
+        let revision = *self.revisions().borrow();
+        Box::pin(std::future::ready(Ok(revision)))
+    }
 }

@@ -389,6 +389,18 @@ impl Store for RedisStore {
         })
     }
 
+    /// Read from Redis: another replica's change is seen at once, not at the next poll.
+    fn revision(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let revision: Option<u64> = connection
+                .get(&self.keys.revision)
+                .await
+                .map_err(store_error)?;
+            Ok(revision.unwrap_or(0))
+        })
+    }
+
     fn revisions(&self) -> watch::Receiver<u64> {
         self.poller.get_or_init(|| self.start_polling());
         self.revisions.subscribe()
