@@ -68,7 +68,11 @@ async fn a_calls_b_by_service_id_across_two_instances() {
     let _b2 = start("b", b_json_router("b2"), &registry, json!({})).await;
     until_registered(&registry, "b", 2).await;
     let a_mesh = support::mesh("a", &registry, json!({})).await;
-    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    let a = a_mesh
+        .server(a_router(a_mesh.client("b")))
+        .start()
+        .await
+        .unwrap();
 
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..40 {
@@ -95,7 +99,11 @@ async fn killing_one_b_makes_no_call_of_a_fail() {
         json!({"clients": {"b": {"retry": {"initial_backoff": "1ms", "max_backoff": "5ms"}}}}),
     )
     .await;
-    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    let a = a_mesh
+        .server(a_router(a_mesh.client("b")))
+        .start()
+        .await
+        .unwrap();
     assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
 
     b1.kill();
@@ -121,7 +129,11 @@ async fn killing_every_b_opens_as_circuit_and_as_fallback_answers() {
         }}}),
     )
     .await;
-    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    let a = a_mesh
+        .server(a_router(a_mesh.client("b")))
+        .start()
+        .await
+        .unwrap();
     assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
 
     b1.kill();
@@ -172,7 +184,11 @@ async fn a_deadline_set_at_a_expires_bs_work() {
     let _b = start("b", b_work, &registry, json!({})).await;
     until_registered(&registry, "b", 1).await;
     let a_mesh = support::mesh("a", &registry, json!({})).await;
-    let a = a_mesh.start(a_router(a_mesh.client("b"))).await.unwrap();
+    let a = a_mesh
+        .server(a_router(a_mesh.client("b")))
+        .start()
+        .await
+        .unwrap();
 
     // The caller gives A 300 ms; A passes what is left to B.
     let (status, _, body) = call(
@@ -317,7 +333,8 @@ async fn a_plain_service_is_served_with_the_runtime_endpoints_beside_it() {
     });
     let running = support::mesh("plain", &registry, json!({}))
         .await
-        .start_service(echo)
+        .server(echo)
+        .start()
         .await
         .unwrap();
     let addr = running.local_addr();
@@ -469,7 +486,8 @@ async fn readiness_runs_the_dependency_checks() {
         .build()
         .await
         .unwrap()
-        .start(Router::new())
+        .server(Router::new())
+        .start()
         .await
         .unwrap();
     let addr = service.local_addr();
@@ -647,7 +665,8 @@ async fn a_service_starts_while_the_registry_is_away_and_registers_when_it_is_ba
         .build()
         .await
         .unwrap()
-        .start(b_router("up"))
+        .server(b_router("up"))
+        .start()
         .await
         .unwrap();
     assert_eq!(http_get(running.local_addr(), "/who").await.1, "up");
@@ -663,9 +682,13 @@ async fn serve_runs_until_its_shutdown_signal() {
     let registry = registry();
     let mesh = support::mesh("signalled", &registry, json!({})).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(mesh.serve_with_shutdown(b_router("s"), async {
-        let _ = stopped.await;
-    }));
+    let serving = tokio::spawn(
+        mesh.server(b_router("s"))
+            .shutdown(async {
+                let _ = stopped.await;
+            })
+            .serve(),
+    );
     until_registered(&registry, "signalled", 1).await;
     assert!(!serving.is_finished());
     stop.send(()).unwrap();

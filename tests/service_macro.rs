@@ -157,7 +157,8 @@ async fn described(config: serde_json::Value) -> mesh::server::Running {
         .build()
         .await
         .unwrap()
-        .start(shop("north"))
+        .server(shop("north"))
+        .start()
         .await
         .unwrap()
 }

@@ -44,7 +44,7 @@
 //! ```
 //!
 //! Every layer fails with a small leaf error that [`MeshError::from_boxed`](error::MeshError::from_boxed)
-//! turns into one [`MeshError`](error::MeshError) with an HTTP status.
+//! turns into one [`MeshError`] with an HTTP status.
 //!
 //! # Features
 //!
@@ -77,7 +77,7 @@ mod body;
 #[cfg(feature = "runtime")]
 mod fetch;
 
-pub use self::body::BoxBody;
+pub use self::{body::BoxBody, error::MeshError};
 
 #[cfg(feature = "runtime")]
 pub use self::{client::MeshClient, server::Mesh};

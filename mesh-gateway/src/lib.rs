@@ -26,8 +26,8 @@
 //!     .await?;
 //! let gateway = Gateway::new(config, &mesh)?;
 //! // Served as the binary serves it, relaying the requests of plain routes from their bytes:
-//! // `mesh.serve_relayed(gateway.clone(), gateway)`; with the server layers only:
-//! // `mesh.serve_service(gateway)`; or nested in an application's router:
+//! // `mesh.server(gateway.clone()).relay(gateway).serve()`; with the server layers only:
+//! // `mesh.server(gateway).serve()`; or nested in an application's router:
 //! // `gateway.into_router()`.
 //! # let _ = gateway;
 //! # Ok(()) }

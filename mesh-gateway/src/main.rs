@@ -79,6 +79,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(config = %file.display(), "mesh-gateway starting");
     // Requests on routes that only rewrite heads are relayed from their bytes; the rest go
     // through the gateway as a service.
-    mesh.serve_relayed(gateway.clone(), gateway).await?;
+    mesh.server(gateway.clone()).relay(gateway).serve().await?;
     Ok(())
 }

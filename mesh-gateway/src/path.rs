@@ -21,8 +21,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-/// How strict the gateway is with request paths, beyond the rules every path is held to (see
-/// the [module](self) documentation). Every option refuses more; none refuses less.
+/// How strict the gateway is with request paths, beyond the rules every path is held to. Every
+/// path is normalised (encoded unreserved characters decoded, slashes merged, dot segments
+/// removed) and refused when that cannot be done safely: an encoded `/` or `\`, a `\`, an
+/// encoded control character, a broken `%`, a `..` above the root, a dot segment with
+/// parameters. Every option refuses more; none refuses less.
 ///
 /// ```yaml
 /// paths: { refuse_semicolons: true, refuse_encoded_percent: true, refuse_doubled_slashes: true }

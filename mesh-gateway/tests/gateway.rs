@@ -97,8 +97,13 @@ enum Serving {
 impl Serving {
     async fn start(self, mesh: &Mesh, gateway: Gateway) -> Running {
         match self {
-            Self::Typed => mesh.start_service(gateway).await.unwrap(),
-            Self::Relayed => mesh.start_relayed(gateway.clone(), gateway).await.unwrap(),
+            Self::Typed => mesh.server(gateway).start().await.unwrap(),
+            Self::Relayed => mesh
+                .server(gateway.clone())
+                .relay(gateway)
+                .start()
+                .await
+                .unwrap(),
         }
     }
 }
@@ -435,7 +440,8 @@ async fn lb_routes_reach_registered_instances(serving: Serving) {
         .build()
         .await
         .unwrap()
-        .start(Router::new().route("/items", any(|| async { Json(json!(["pen"])) })))
+        .server(Router::new().route("/items", any(|| async { Json(json!(["pen"])) })))
+        .start()
         .await
         .unwrap();
     assert!(catalog.is_registered().await);

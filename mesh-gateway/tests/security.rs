@@ -130,8 +130,13 @@ auth:
         .unwrap();
     let gateway = Gateway::new(config, &mesh).unwrap();
     match serving {
-        Serving::Typed => mesh.start_service(gateway).await.unwrap(),
-        Serving::Relayed => mesh.start_relayed(gateway.clone(), gateway).await.unwrap(),
+        Serving::Typed => mesh.server(gateway).start().await.unwrap(),
+        Serving::Relayed => mesh
+            .server(gateway.clone())
+            .relay(gateway)
+            .start()
+            .await
+            .unwrap(),
     }
 }
 

@@ -25,7 +25,8 @@ pub async fn start(
 ) -> Running {
     mesh(name, registry, config)
         .await
-        .start(router)
+        .server(router)
+        .start()
         .await
         .unwrap()
 }

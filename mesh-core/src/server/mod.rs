@@ -14,7 +14,7 @@
 //!     .build()
 //!     .await?;
 //! let router = Router::new().route("/inventory/{sku}", get(|| async { "7" }));
-//! mesh.serve(router).await // until SIGTERM or Ctrl-C
+//! mesh.server(router).serve().await // until SIGTERM or Ctrl-C
 //! # }
 //! ```
 //!
@@ -35,8 +35,10 @@ mod workers;
 
 use std::{
     convert::Infallible,
+    fmt,
     future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -54,13 +56,13 @@ use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tower::Service;
 
-use self::registration::Registration;
 pub use self::{
     connections::DEFAULT_MAX_HEAD_BYTES,
     relay::{RawAnswer, RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
     settings::{ManagementSettings, RegistrySettings, ServerSettings},
     tls::TlsSettings,
 };
+use self::{layers::App, registration::Registration};
 use crate::{
     auth::JwtVerifier,
     client::{ClientContext, MeshClient},
@@ -174,7 +176,77 @@ pub struct Running {
     drain_timeout: Duration,
 }
 
-/// An HTTP service the runtime can serve ([`Mesh::start_service`], [`Mesh::serve_service`]):
+/// A server being set up by [`Mesh::server`]: its application, and optionally a relay and a
+/// shutdown signal.
+pub struct ServerBuilder {
+    mesh: Mesh,
+    app: App,
+    relay: Option<Arc<dyn Relay>>,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl ServerBuilder {
+    /// Offers each plain HTTP/1.1 request to `relay` first ([`Relay`]): what it takes is
+    /// answered from the request's bytes, without the server's layers, and counted in the same
+    /// request metrics; the rest goes to the application. With token verification configured
+    /// for the server (`auth`), every request goes through it and the relay is not used.
+    pub fn relay(mut self, relay: impl Relay) -> Self {
+        self.relay = Some(Arc::new(relay));
+        self
+    }
+
+    /// What [`serve`](Self::serve) waits for before shutting down gracefully (SIGTERM or
+    /// Ctrl-C, [`shutdown_signal`], by default).
+    pub fn shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    /// Binds, starts serving and registers; returns once the service is reachable and
+    /// registered — or, when the registry cannot be reached, reachable, with registration
+    /// retried in the background. [`Running::shutdown`] stops it.
+    pub async fn start(self) -> Result<Running, MeshError> {
+        self.mesh.start_serving(self.app, self.relay).await
+    }
+
+    /// Serves until the shutdown signal, then shuts down gracefully (see
+    /// [`Running::shutdown`]).
+    pub async fn serve(mut self) -> Result<(), MeshError> {
+        let signal = self.shutdown.take();
+        let running = self.start().await?;
+        match signal {
+            Some(signal) => signal.await,
+            None => shutdown_signal().await,
+        }
+        running.shutdown().await
+    }
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("service", self.mesh.name())
+            .field("relay", &self.relay.is_some())
+            .field("shutdown", &self.shutdown.is_some())
+            .finish()
+    }
+}
+
+/// `app` boxed for the server; a `Router` with its routes labelled for the metrics.
+fn boxed_app<A: HttpService>(app: A) -> App {
+    let mut app = Some(app);
+    if let Some(router) = (&mut app as &mut dyn std::any::Any).downcast_mut::<Option<Router>>()
+        && let Some(router) = router.take()
+    {
+        return tower::util::BoxCloneSyncService::new(layers::label_routes(router));
+    }
+    match app {
+        Some(app) => tower::util::BoxCloneSyncService::new(app),
+        None => unreachable!("only a router is taken out"),
+    }
+}
+
+/// An HTTP service the runtime can serve ([`Mesh::server`]):
 /// any service of axum requests that answers every request (its errors are responses), is
 /// cloned per connection and moves between threads. Implemented for every such service.
 pub trait HttpService:
@@ -196,9 +268,9 @@ impl<S> HttpService for S where
 }
 
 /// Serves `service` on `listener` with the runtime's connection handling alone: mesh's
-/// HTTP/1.1 path and hyper for HTTP/2 and upgrades (see [`Mesh::serve`]), a connection that
+/// HTTP/1.1 path and hyper for HTTP/2 and upgrades (see [`ServerBuilder::serve`]), a connection that
 /// sends no whole request for `idle_timeout` closed, and once `shutdown` completes a graceful
-/// drain; none of the server layers, endpoints or registration [`Mesh::serve`] adds. For a
+/// drain; none of the server layers, endpoints or registration [`ServerBuilder::serve`] adds. For a
 /// server that is its own application, as the registry is. Returns once `shutdown` has
 /// completed and every connection has closed.
 ///
@@ -293,7 +365,7 @@ impl MeshBuilder {
     }
 
     /// Loads the configuration and connects to the registry; serving starts with
-    /// [`Mesh::start`] or [`Mesh::serve`].
+    /// [`ServerBuilder::start`] or [`ServerBuilder::serve`].
     pub async fn build(self) -> Result<Mesh, MeshError> {
         let config = match self.config {
             Some(config) => config,
@@ -382,69 +454,28 @@ impl Mesh {
         MeshClient::new(service.into(), self.inner.clients.clone())
     }
 
-    /// Serves `router` until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn serve(self, router: Router) -> Result<(), MeshError> {
-        self.serve_with_shutdown(router, shutdown_signal()).await
-    }
-
-    /// Serves `router` until `signal` completes, then shuts down gracefully.
-    pub async fn serve_with_shutdown(
-        self,
-        router: Router,
-        signal: impl Future<Output = ()>,
-    ) -> Result<(), MeshError> {
-        let running = self.start(router).await?;
-        signal.await;
-        running.shutdown().await
-    }
-
-    /// Binds, starts serving `router` with the server layers, `/health` and `/metrics`, and
-    /// registers; returns once the service is reachable and registered — or, when the
-    /// registry cannot be reached, reachable, with registration retried in the background.
-    pub async fn start(&self, router: Router) -> Result<Running, MeshError> {
-        self.start_service(layers::label_routes(router)).await
-    }
-
-    /// Serves `service` (any HTTP service, not only a router) until SIGTERM or Ctrl-C, then shuts
-    /// down gracefully. As [`serve`](Self::serve), with the server layers, `/health` and
-    /// `/metrics` around it; its answers count under the route their [`RouteLabel`] extension
-    /// names, else as `unmatched`.
+    /// A server of `app` — an axum `Router` (whose route patterns then label the request
+    /// metrics) or any other [`HttpService`] (labelled by the [`RouteLabel`] extension of its
+    /// answers, else `unmatched`) — with the server layers, `/health` and `/metrics` around
+    /// it. Add a [`relay`](ServerBuilder::relay) or a [`shutdown`](ServerBuilder::shutdown)
+    /// signal, then [`start`](ServerBuilder::start) or [`serve`](ServerBuilder::serve).
+    ///
+    /// ```no_run
+    /// # async fn run(mesh: mesh_core::Mesh) -> Result<(), mesh_core::MeshError> {
+    /// use axum::{Router, routing::get};
+    /// let router = Router::new().route("/hello", get(|| async { "hello" }));
+    /// mesh.server(router).serve().await // until SIGTERM or Ctrl-C
+    /// # }
+    /// ```
     ///
     /// [`RouteLabel`]: crate::observe::RouteLabel
-    pub async fn serve_service(self, service: impl HttpService) -> Result<(), MeshError> {
-        let running = self.start_service(service).await?;
-        shutdown_signal().await;
-        running.shutdown().await
-    }
-
-    /// Starts serving `service` as [`start`](Self::start) does a router.
-    pub async fn start_service(&self, app: impl HttpService) -> Result<Running, MeshError> {
-        self.start_serving(app, None).await
-    }
-
-    /// Starts serving `service` as [`start_service`](Self::start_service) does, with `relay`
-    /// offered each plain HTTP/1.1 request first ([`Relay`]): what it takes is answered from
-    /// the request's bytes, without the server's layers, and counted in the same request
-    /// metrics; the rest goes to `service`. With token verification configured for the server
-    /// (`auth`), every request goes through it and the relay is not used.
-    pub async fn start_relayed(
-        &self,
-        app: impl HttpService,
-        relay: impl Relay,
-    ) -> Result<Running, MeshError> {
-        self.start_serving(app, Some(Arc::new(relay))).await
-    }
-
-    /// Serves `service` with [`start_relayed`](Self::start_relayed) until SIGTERM or Ctrl-C,
-    /// then shuts down gracefully.
-    pub async fn serve_relayed(
-        self,
-        service: impl HttpService,
-        relay: impl Relay,
-    ) -> Result<(), MeshError> {
-        let running = self.start_relayed(service, relay).await?;
-        shutdown_signal().await;
-        running.shutdown().await
+    pub fn server(&self, app: impl HttpService) -> ServerBuilder {
+        ServerBuilder {
+            mesh: self.clone(),
+            app: boxed_app(app),
+            relay: None,
+            shutdown: None,
+        }
     }
 
     async fn start_serving(
@@ -645,7 +676,7 @@ async fn metrics_text() -> Response {
 }
 
 /// SIGTERM or Ctrl-C.
-/// Completes on SIGTERM or Ctrl-C: the signal [`Mesh::serve`] shuts down on, for servers that
+/// Completes on SIGTERM or Ctrl-C: the signal [`ServerBuilder::serve`] shuts down on, for servers that
 /// use [`serve_connections`] directly.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -132,7 +132,7 @@ pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 ///
 /// A proxy that only passes requests on (the gateway's plain routes) spends most of its time
 /// building header maps it then writes out again. A relay, given to
-/// [`Mesh::start_relayed`](crate::Mesh::start_relayed) beside the service, is offered each
+/// [`ServerBuilder::relay`](crate::server::ServerBuilder::relay) beside the service, is offered each
 /// request the server reads itself (plain HTTP/1.1 with no body or a small one) as a
 /// [`RawRequest`]: the head's bytes and where each field lies. It either takes the request,
 /// returning the future of its answer, or leaves it, and the service serves the request as any
@@ -163,7 +163,7 @@ pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 ///         Some(Box::pin(std::future::ready(Relayed::Typed(pong))))
 ///     }
 /// }
-/// // Served with `mesh.start_relayed(router, Ping)`.
+/// // Served with `mesh.server(router).relay(Ping).start()`.
 /// ```
 ///
 /// [`TraceContext::current`]: crate::observe::TraceContext::current
