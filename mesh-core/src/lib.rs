@@ -67,6 +67,8 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "runtime")]
+pub mod http1;
 pub mod observe;
 pub mod registry;
 pub mod resilience;

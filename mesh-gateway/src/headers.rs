@@ -20,7 +20,7 @@ use std::{
 
 use http::{HeaderMap, HeaderName, HeaderValue, header, header::Entry};
 use ipnet::IpNet;
-use mesh_core::{observe::TraceContext, server};
+use mesh_core::{http1, observe::TraceContext};
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
 pub const USER_HEADER: HeaderName = HeaderName::from_static("x-mesh-user");
@@ -46,7 +46,7 @@ const FORWARDING: [&str; 7] = [
 
 /// Whether `name` concerns one connection only, never forwarded (RFC 9110 §7.6.1).
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    server::is_hop_by_hop(name.as_str().as_bytes())
+    http1::is_hop_by_hop(name.as_str().as_bytes())
 }
 
 /// Whether a field's name, as sent (any case), is `header`.

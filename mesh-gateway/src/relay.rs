@@ -16,11 +16,12 @@ use axum::response::IntoResponse;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
     error::MeshError,
+    http1::{RawRequest, is_hop_by_hop},
     resilience::{
         rate_limit::KeyParts,
         timeout::{TIMEOUT_HEADER, TimeoutLayer},
     },
-    server::{RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
+    server::{Relay, RelayFuture, Relayed},
 };
 
 use crate::{

@@ -8,7 +8,7 @@ use http::{HeaderMap, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use mesh_core::{
-    client::pool::OnUpgrade as UpstreamUpgrade,
+    client::pool::OnSwitch,
     error::{ErrorKind, MeshError},
 };
 
@@ -36,7 +36,7 @@ pub(crate) fn tunnel(
             "the upstream switched protocols for a request that did not ask to",
         ));
     };
-    let Some(mut upstream_io) = UpstreamUpgrade::on(&mut upstream) else {
+    let Some(mut upstream_io) = OnSwitch::on(&mut upstream) else {
         return Err(MeshError::new(
             ErrorKind::Upstream,
             "the upstream switched protocols on a connection that cannot be taken over",

@@ -18,7 +18,6 @@
 //! # Ok(()) }
 //! ```
 
-pub(crate) mod http1;
 mod layers;
 pub mod pool;
 mod settings;

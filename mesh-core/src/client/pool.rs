@@ -32,8 +32,8 @@ use std::{
     fmt,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
-    task::{Context, Poll, ready},
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -48,12 +48,16 @@ use hyper::body::Incoming;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
-use super::http1::{BodyReader, Conn, Failure, Framing, Head, RawHead, sends_empty_length};
-pub use super::http1::{OnUpgrade, Upgraded};
+use crate::http1::{
+    AnswerBody, RawAnswer, Rewind,
+    body::Recycle,
+    conn::{Conn, Failure, Head, RawHead},
+    fields::sends_empty_length,
+    framing::Framing,
+};
 use crate::{
     BoxBody,
     error::{BoxError, ErrorKind, MeshError},
-    server::RawAnswer,
 };
 
 /// Idle connections each thread keeps per origin; more are closed when given back.
@@ -88,7 +92,7 @@ impl Http1Pool {
     /// Sends `request` to the origin its URI names (`http://host:port/path`), with that origin
     /// as `Host` and the URI in origin form (`/path?query`). The response's body gives its
     /// connection back when read to the end; a `101` answer carries its switched connection
-    /// (take it with [`OnUpgrade::on`]). An HTTP status is a response; a request that got none
+    /// (take it with [`OnSwitch::on`]). An HTTP status is a response; a request that got none
     /// (refused, reset, closed, an unreadable answer) is an [`ErrorKind::Transport`] error.
     pub async fn send(
         self: &Arc<Self>,
@@ -254,11 +258,11 @@ impl Http1Pool {
         } = head;
         if framing == Framing::Switched {
             let mut response = response.map(|()| ResponseBody::empty());
-            let upgraded = OnUpgrade::new(conn.into_upgraded());
+            let upgraded = OnSwitch::new(conn.into_rewind());
             response.extensions_mut().insert(upgraded);
             return response;
         }
-        response.map(|()| self.body(framing, keep_alive, conn, key))
+        response.map(|()| ResponseBody::from(self.body(framing, keep_alive, conn, key)))
     }
 
     /// A body framed by `framing`, read from `conn`, which goes back to the pool at its end
@@ -269,22 +273,15 @@ impl Http1Pool {
         keep_alive: bool,
         conn: Conn,
         key: Arc<str>,
-    ) -> ResponseBody {
+    ) -> AnswerBody {
         if framing == Framing::Empty {
             if keep_alive {
                 self.checkin(&key, conn);
             }
-            return ResponseBody::empty();
+            return AnswerBody::empty();
         }
-        ResponseBody {
-            kind: Kind::Http1 {
-                reader: Some(BodyReader::new(conn, framing)),
-                checkin: keep_alive.then(|| Checkin {
-                    key,
-                    pool: self.clone(),
-                }),
-            },
-        }
+        let pool: Arc<dyn Recycle> = self.clone();
+        AnswerBody::new(conn, framing, keep_alive.then_some((key, pool)))
     }
 
     /// Takes this thread's most recently used idle connection to `authority` that is still
@@ -340,6 +337,12 @@ impl Http1Pool {
         {
             origin.idle.push(conn);
         }
+    }
+}
+
+impl Recycle for Http1Pool {
+    fn recycle(&self, key: &str, conn: Conn) {
+        self.checkin(key, conn);
     }
 }
 
@@ -422,27 +425,43 @@ fn failed(authority: &Authority, error: BoxError) -> MeshError {
     MeshError::new(ErrorKind::Transport, message).with_source(error)
 }
 
-/// Where a connection goes back once its response has ended.
-struct Checkin {
-    key: Arc<str>,
-    pool: Arc<Http1Pool>,
+/// Where a `101` answer's connection waits to be taken, in the answer's extensions.
+#[derive(Clone, Default)]
+pub struct OnSwitch(Arc<Mutex<Option<Rewind>>>);
+
+impl OnSwitch {
+    pub(crate) fn new(switched: Rewind) -> Self {
+        Self(Arc::new(Mutex::new(Some(switched))))
+    }
+
+    /// The switched connection of a `101` answer; `None` for any other answer, or once taken.
+    pub fn on<B>(response: &mut Response<B>) -> Option<Rewind> {
+        response.extensions_mut().remove::<Self>()?.take()
+    }
+
+    fn take(&self) -> Option<Rewind> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
 }
 
-/// A response's body; read to its end, it gives its connection back for the next request.
-/// Dropped before its end, the connection closes (HTTP/1.1 cannot skip the rest).
+impl fmt::Debug for OnSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnSwitch").finish_non_exhaustive()
+    }
+}
+
+/// A response's body: an HTTP/1.1 answer's, read off a pooled connection that goes back to
+/// the pool once the body is read to its end (dropped before, the connection closes: HTTP/1.1
+/// cannot skip the rest), or an HTTP/2 stream's.
 pub struct ResponseBody {
     kind: Kind,
 }
 
 enum Kind {
-    /// Nothing to read.
-    Empty,
-    /// Read off a pooled connection; `reader` is gone once released or failed.
-    Http1 {
-        reader: Option<BodyReader>,
-        checkin: Option<Checkin>,
-    },
-    /// An HTTP/2 stream's.
+    Http1(AnswerBody),
     Http2(Incoming),
 }
 
@@ -455,18 +474,14 @@ impl ResponseBody {
     }
 
     pub(crate) fn empty() -> Self {
-        Self { kind: Kind::Empty }
+        Self::from(AnswerBody::empty())
     }
+}
 
-    /// Gives the connection back if the body has been read to its end.
-    fn release(&mut self) {
-        let Kind::Http1 { reader, checkin } = &mut self.kind else {
-            return;
-        };
-        if reader.as_ref().is_some_and(BodyReader::is_done)
-            && let (Some(reader), Some(Checkin { key, pool })) = (reader.take(), checkin.take())
-        {
-            pool.checkin(&key, reader.into_conn());
+impl From<AnswerBody> for ResponseBody {
+    fn from(body: AnswerBody) -> Self {
+        Self {
+            kind: Kind::Http1(body),
         }
     }
 }
@@ -480,68 +495,29 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.kind {
-            Kind::Empty => Poll::Ready(None),
+            Kind::Http1(body) => Pin::new(body).poll_frame(cx),
             Kind::Http2(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
-            Kind::Http1 { reader, .. } => {
-                let Some(body) = reader else {
-                    return Poll::Ready(None);
-                };
-                match ready!(body.poll_data(cx)) {
-                    Some(Ok(data)) => {
-                        self.release();
-                        Poll::Ready(Some(Ok(Frame::data(data))))
-                    }
-                    None => {
-                        self.release();
-                        Poll::Ready(None)
-                    }
-                    Some(Err(error)) => {
-                        // A broken body leaves its connection unusable: it closes.
-                        *reader = None;
-                        Poll::Ready(Some(Err(error.into())))
-                    }
-                }
-            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Empty => true,
+            Kind::Http1(body) => body.is_end_stream(),
             Kind::Http2(body) => body.is_end_stream(),
-            Kind::Http1 { reader, .. } => reader.as_ref().is_none_or(BodyReader::is_done),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Http1(body) => body.size_hint(),
             Kind::Http2(body) => body.size_hint(),
-            Kind::Http1 { reader, .. } => {
-                match reader.as_ref().map_or(Some(0), BodyReader::remaining) {
-                    Some(remaining) => SizeHint::with_exact(remaining),
-                    None => SizeHint::default(),
-                }
-            }
         }
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pooled = matches!(
-            &self.kind,
-            Kind::Http1 {
-                checkin: Some(_),
-                ..
-            }
-        );
+        let pooled = matches!(&self.kind, Kind::Http1(body) if body.is_pooled());
         f.debug_struct("ResponseBody")
             .field("pooled", &pooled)
             .finish_non_exhaustive()

@@ -15,7 +15,7 @@ use futures_util::future::Either;
 use http::header;
 use tower::Service;
 
-use crate::{client::http1::content_length, error::MeshError};
+use crate::{error::MeshError, http1::fields::content_length};
 
 /// Refuses a request body over `limit` bytes with `413`: before the handler runs when its size
 /// is known (`Content-Length`, or a body already read whole), and as it grows past the limit

@@ -18,7 +18,6 @@
 //! TLS connections are hyper's from the end of their handshake (HTTP/2 or HTTP/1.1 by ALPN).
 
 use std::{
-    cell::RefCell,
     convert::Infallible,
     io,
     mem::MaybeUninit,
@@ -27,13 +26,13 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use axum::{body::Body, extract::ConnectInfo, response::IntoResponse};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{
-    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Method, Request, Response, Uri, Version,
     header::{self, HeaderName},
 };
 use http_body::Body as _;
@@ -54,14 +53,16 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{
     layers::App,
-    relay::{RawAnswer, RawRequest, Relayed, Relaying},
+    relay::{Relayed, Relaying},
     tls,
 };
-use crate::client::{
-    http1::{BodyFailure, Span, content_length, field_spans, field_tokens, flush, write_body},
-    pool::Upgraded,
-};
 use crate::context::Tls;
+use crate::http1::{
+    RawAnswer, RawRequest, Rewind,
+    encode::{encode_answer_head, end_head, framing_field, status_line, write_framed_body},
+    fields::{Span, content_length, field_spans, field_tokens},
+    framing::answer_framing,
+};
 
 /// The largest request head served by default, on both paths (`server.max_head_bytes`); a
 /// larger one is answered `431`.
@@ -248,7 +249,7 @@ async fn connection(
                 else {
                     // hyper takes the connection, the bytes already read first, and the idle
                     // timer with its count.
-                    let io = TokioIo::new(Upgraded::with_read_ahead(io, read.freeze()));
+                    let io = TokioIo::new(Rewind::new(io, read.freeze()));
                     let idle = idle.as_mut().take_over();
                     return hyper_serves(io, peer, false, app, max_head_bytes, idle, draining)
                         .await;
@@ -642,17 +643,6 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
     })
 }
 
-/// How an answer's body goes out.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body: `HEAD`, `1xx`, `204`, `304`.
-    None,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
-
 /// Writes `response`; an error leaves the connection unusable.
 async fn write_response(
     io: &mut TcpStream,
@@ -662,9 +652,9 @@ async fn write_response(
     close: bool,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
-    let framing = framing(parts.status, head_request, &body);
+    let framing = answer_framing(parts.status, head_request, &body);
     write.clear();
-    encode_head(write, &parts, framing, close, body.size_hint().exact());
+    encode_answer_head(write, &parts, framing, close, body.size_hint().exact());
     write_framed_body(io, write, &mut body, framing).await
 }
 
@@ -685,158 +675,13 @@ async fn write_raw_answer(
         mut body,
         ..
     } = answer;
-    let framing = framing(status, head_request, &body);
+    let framing = answer_framing(status, head_request, &body);
     write.clear();
     status_line(write, status);
     write.extend_from_slice(&fields);
     framing_field(write, framing);
     end_head(write, dated, close);
     write_framed_body(io, write, &mut body, framing).await
-}
-
-/// How the body of an answer with `status` goes out.
-fn framing(status: StatusCode, head_request: bool, body: &impl http_body::Body) -> Framing {
-    let no_body = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if no_body {
-        Framing::None
-    } else if body.is_end_stream() {
-        Framing::Length(0)
-    } else {
-        match body.size_hint().exact() {
-            Some(length) => Framing::Length(length),
-            None => Framing::Chunked,
-        }
-    }
-}
-
-/// Writes `body` after the head in `write`, as `framing` says.
-async fn write_framed_body<B>(
-    io: &mut TcpStream,
-    write: &mut Vec<u8>,
-    body: &mut B,
-    framing: Framing,
-) -> io::Result<()>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: Into<crate::error::BoxError>,
-{
-    if framing == Framing::None {
-        return flush(io, write).await;
-    }
-    let length = match framing {
-        Framing::Length(length) => Some(length),
-        _ => None,
-    };
-    write_body(io, write, body, length)
-        .await
-        .map_err(|failure| match failure {
-            BodyFailure::Io(error) => error,
-            BodyFailure::Invalid(error) => io::Error::other(error),
-        })
-}
-
-/// Encodes the status line and the fields: the service's own but for framing, which follows
-/// `framing` (a `HEAD` or `304` answer keeps the `Content-Length` it was given, or gets the
-/// body's size), then `Date` unless given, then `Connection: close` when `close`.
-fn encode_head(
-    out: &mut Vec<u8>,
-    parts: &http::response::Parts,
-    framing: Framing,
-    close: bool,
-    size: Option<u64>,
-) {
-    let status = parts.status;
-    status_line(out, status);
-    let keeps_length =
-        framing == Framing::None && status != StatusCode::NO_CONTENT && !status.is_informational();
-    let mut has_length = false;
-    for (name, value) in &parts.headers {
-        if *name == header::TRANSFER_ENCODING
-            || (*name == header::CONTENT_LENGTH && !keeps_length)
-            || (*name == header::CONNECTION && close)
-        {
-            continue;
-        }
-        has_length |= *name == header::CONTENT_LENGTH;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    framing_field(out, framing);
-    // An empty body says nothing of the length a `GET` would get.
-    if let (Framing::None, true, false, Some(length @ 1..)) =
-        (framing, keeps_length, has_length, size)
-        && status != StatusCode::NOT_MODIFIED
-    {
-        content_length_field(out, length);
-    }
-    end_head(out, parts.headers.contains_key(header::DATE), close);
-}
-
-/// `HTTP/1.1 200 OK\r\n`.
-fn status_line(out: &mut Vec<u8>, status: StatusCode) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The field that frames a body: `Content-Length` or chunked; none for no body.
-fn framing_field(out: &mut Vec<u8>, framing: Framing) {
-    match framing {
-        Framing::Length(length) => content_length_field(out, length),
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None => {}
-    }
-}
-
-fn content_length_field(out: &mut Vec<u8>, length: u64) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `Date` unless `dated`, `Connection: close` when `close`, and the empty line.
-fn end_head(out: &mut Vec<u8>, dated: bool, close: bool) {
-    if !dated {
-        out.extend_from_slice(b"date: ");
-        now_http_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-thread_local! {
-    /// The `Date` value of the current second, formatted once per second per thread.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
-}
-
-/// Calls `with` on the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn now_http_date(with: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    DATE.with_borrow_mut(|(cached, date)| {
-        if *cached != second {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == date.len() {
-                date.copy_from_slice(text.as_bytes());
-                *cached = second;
-            } else {
-                return with(text.as_bytes());
-            }
-        }
-        with(date)
-    })
 }
 
 #[cfg(test)]
@@ -847,6 +692,8 @@ mod tests {
     use bytes::Bytes;
     use tokio::{sync::Notify, task::JoinHandle};
     use tower::util::BoxCloneSyncService;
+
+    use http::StatusCode;
 
     use super::*;
 
@@ -1105,7 +952,7 @@ mod tests {
                     status: StatusCode::NON_AUTHORITATIVE_INFORMATION,
                     fields: fields.into_bytes(),
                     dated: false,
-                    body: crate::client::pool::ResponseBody::empty(),
+                    body: crate::http1::AnswerBody::empty(),
                     route: Some("relayed".into()),
                 })
             } else {

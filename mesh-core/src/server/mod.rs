@@ -58,7 +58,7 @@ use tower::Service;
 
 pub use self::{
     connections::DEFAULT_MAX_HEAD_BYTES,
-    relay::{RawAnswer, RawRequest, Relay, RelayFuture, Relayed, is_hop_by_hop},
+    relay::{Relay, RelayFuture, Relayed},
     settings::{ManagementSettings, RegistrySettings, ServerSettings},
     tls::TlsSettings,
 };

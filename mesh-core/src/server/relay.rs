@@ -1,101 +1,17 @@
 //! Relaying: serving a plain HTTP/1.1 request from its bytes, before it becomes an
 //! `http::Request` and goes through the server's layers (see [`Relay`]).
 
-use std::{fmt, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc};
 
 use axum::response::Response;
-use http::{Method, StatusCode};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::layers::{ENDPOINTS, method_label, record, request_context, request_span};
 use crate::{
-    client::{http1::Span, pool::ResponseBody},
+    http1::{RawAnswer, RawRequest},
     observe::{RouteLabel, ServerSeries, TraceContext},
 };
-
-/// A request as read off its connection: the head's bytes, where its parts lie, the body. A
-/// request offered to a relay is plain HTTP/1.1 with exactly one `Host`, a `Content-Length`
-/// body (or none) within `server.body_limit`, and a head within `server.max_head_bytes`.
-pub struct RawRequest<'a> {
-    pub(crate) head: &'a [u8],
-    pub(crate) method: &'a Method,
-    pub(crate) target: &'a str,
-    /// Where the path ends in `target`: at its `?`, or at its end.
-    pub(crate) path_end: usize,
-    pub(crate) fields: &'a [Span],
-    pub(crate) body: &'a [u8],
-    pub(crate) peer: SocketAddr,
-}
-
-impl<'a> RawRequest<'a> {
-    /// The method.
-    pub fn method(&self) -> &'a Method {
-        self.method
-    }
-
-    /// The request target as sent: the path and query (`/api/items?page=2`).
-    pub fn target(&self) -> &'a str {
-        self.target
-    }
-
-    /// The path, without the query.
-    pub fn path(&self) -> &'a str {
-        &self.target[..self.path_end]
-    }
-
-    /// The query, without its `?`, if any.
-    pub fn query(&self) -> Option<&'a str> {
-        self.target.get(self.path_end + 1..)
-    }
-
-    /// Every header field, name and value, in the order sent.
-    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let head = self.head;
-        self.fields
-            .iter()
-            .map(move |&(name_at, name_len, value_at, value_len)| {
-                (
-                    &head[name_at..name_at + name_len],
-                    &head[value_at..value_at + value_len],
-                )
-            })
-    }
-
-    /// The values of the fields named `name` (compared without regard to case), in order.
-    pub fn values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.fields()
-            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
-    }
-
-    /// The first value of the field named `name`, if any.
-    pub fn value(&self, name: &str) -> Option<&'a [u8]> {
-        self.values(name).next()
-    }
-
-    /// The body (all of it: the server reads it before offering the request).
-    pub fn body(&self) -> &'a [u8] {
-        self.body
-    }
-
-    /// The address of the client's end of the connection.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-}
-
-impl fmt::Debug for RawRequest<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawRequest")
-            .field("method", self.method)
-            .field("target", &self.target)
-            .field("fields", &self.fields.len())
-            .field("body", &self.body.len())
-            .field("peer", &self.peer)
-            .finish()
-    }
-}
 
 /// The answer a relay gives to a request it took.
 #[derive(Debug)]
@@ -105,24 +21,6 @@ pub enum Relayed {
     /// An answer built as a response (an error's, say), written as the service's are; its
     /// [`RouteLabel`](crate::observe::RouteLabel) extension names its route for the metrics.
     Typed(Response),
-}
-
-/// An answer relayed as read: its status, its header fields as lines, its body.
-#[derive(Debug)]
-pub struct RawAnswer {
-    /// The status.
-    pub status: StatusCode,
-    /// The header fields, each `name: value\r\n`, with no hop-by-hop field (`Connection` and the
-    /// like) and no `Transfer-Encoding`; `Content-Length` only on an answer that has no body
-    /// (to `HEAD`, a `304`). The server adds the framing its body has, then `Date` unless
-    /// [`dated`](Self::dated), then `Connection: close` when it closes.
-    pub fields: Vec<u8>,
-    /// Whether `fields` has a `Date`.
-    pub dated: bool,
-    /// The body.
-    pub body: ResponseBody,
-    /// The route the request took, for the request metrics (`unmatched` when `None`).
-    pub route: Option<Arc<str>>,
 }
 
 /// The future of a relayed request's answer.
@@ -149,7 +47,7 @@ pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 ///
 /// ```
 /// use mesh_core::axum::{body::Body, response::Response};
-/// use mesh_core::server::{RawRequest, Relay, RelayFuture, Relayed};
+/// use mesh_core::{http1::RawRequest, server::{Relay, RelayFuture, Relayed}};
 ///
 /// /// Answers `GET /ping` itself and leaves every other request to the service.
 /// struct Ping;
@@ -172,31 +70,6 @@ pub trait Relay: Send + Sync + 'static {
     /// Called in the request's trace context. What the future needs of the request is copied
     /// before this returns.
     fn relay(&self, request: &RawRequest<'_>) -> Option<RelayFuture>;
-}
-
-/// Whether a header field named `name` concerns one connection only and is never forwarded
-/// (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
-/// `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`. By length first: most names are
-/// none of these, and a length rules them out in one comparison.
-///
-/// ```
-/// use mesh_core::server::is_hop_by_hop;
-///
-/// assert!(is_hop_by_hop(b"Connection"));
-/// assert!(is_hop_by_hop(b"keep-alive"));
-/// assert!(!is_hop_by_hop(b"content-type"));
-/// ```
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    let named = |hop: &str| name.eq_ignore_ascii_case(hop.as_bytes());
-    match name.len() {
-        2 => named("te"),
-        7 => named("trailer") || named("upgrade"),
-        10 => named("connection") || named("keep-alive"),
-        17 => named("transfer-encoding"),
-        18 => named("proxy-authenticate"),
-        19 => named("proxy-authorization"),
-        _ => false,
-    }
 }
 
 /// The server's side of relaying: what it checks before offering a request, and what it keeps
@@ -265,6 +138,8 @@ impl Relaying {
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
 
     fn request<'a>(head: &'a [u8], target: &'a str) -> RawRequest<'a> {

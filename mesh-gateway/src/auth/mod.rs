@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use mesh_core::{
     auth::{AuthError, JwtVerifier, bearer_token, bearer_value},
     error::{ErrorKind, MeshError},
-    server::RawRequest,
+    http1::RawRequest,
 };
 
 use self::token_cache::{TokenCache, Verified};

@@ -4,7 +4,7 @@ use std::{collections::HashMap, net::SocketAddr, time::SystemTime};
 
 use http::{HeaderName, Method, Request};
 use ipnet::IpNet;
-use mesh_core::{context::PeerAddr, error::MeshError, server::RawRequest};
+use mesh_core::{context::PeerAddr, error::MeshError, http1::RawRequest};
 use regex::Regex;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue};
 use mesh_core::{
+    http1::{RawRequest, is_hop_by_hop},
     resilience::timeout::TIMEOUT_HEADER,
-    server::{RawRequest, is_hop_by_hop},
 };
 
 use super::{filter::Filter, predicate::Captures};

@@ -10,58 +10,36 @@ use std::{
     fmt, io,
     mem::MaybeUninit,
     pin::Pin,
-    sync::{Arc, Mutex},
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::Body;
-use http_body_util::BodyExt;
-use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-use crate::{BoxBody, error::BoxError, server::is_hop_by_hop};
+use super::{
+    encode::{BodyFailure, encode_request_head, flush, write_body},
+    fields::{Span, content_length, field_spans, field_tokens, is_hop_by_hop, sends_empty_length},
+    framing::Framing,
+    rewind::Rewind,
+};
+use crate::{BoxBody, error::BoxError};
 
 /// The most bytes a response head may take.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields a response head may have.
 const MAX_HEADERS: usize = 128;
-/// The most bytes a chunk's size line or one trailer line may take.
-const MAX_LINE_BYTES: usize = 4 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
-/// Body bytes gathered behind the head before they are written.
-const WRITE_COALESCE: usize = 16 * 1024;
 
 /// An open connection and what was read from it but not yet used.
 pub(crate) struct Conn {
     io: TcpStream,
-    read: BytesMut,
+    pub(super) read: BytesMut,
     /// The request being written; a relay encodes its request here.
     pub(crate) write: Vec<u8>,
     spans: Vec<Span>,
-}
-
-/// Where a header field's name and value lie in a head: offset and length of each.
-pub(crate) type Span = (usize, usize, usize, usize);
-
-/// Notes in `spans` where each of `fields`, parsed from `head`, lies in it, so that the values
-/// can be taken as slices of the head once it is frozen.
-pub(crate) fn field_spans(head: &[u8], fields: &[httparse::Header<'_>], spans: &mut Vec<Span>) {
-    let base = head.as_ptr() as usize;
-    spans.clear();
-    spans.extend(fields.iter().map(|field| {
-        (
-            field.name.as_ptr() as usize - base,
-            field.name.len(),
-            field.value.as_ptr() as usize - base,
-            field.value.len(),
-        )
-    }));
 }
 
 /// Why a request got no answer.
@@ -83,21 +61,6 @@ pub(crate) struct Head {
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request once the body has been read.
     pub(crate) keep_alive: bool,
-}
-
-/// How an answer's body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// No body (`HEAD`, `1xx`, `204`, `304`).
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Until the upstream closes the connection.
-    UntilClose,
-    /// `101`: the connection now speaks another protocol.
-    Switched,
 }
 
 impl Conn {
@@ -142,7 +105,7 @@ impl Conn {
         };
         let chunked = framing.is_none() && !body.is_end_stream();
         self.write.clear();
-        encode_head(&mut self.write, parts, framing, chunked);
+        encode_request_head(&mut self.write, parts, framing, chunked);
         if body.is_end_stream() {
             return flush(&mut self.io, &mut self.write).await.map_err(written);
         }
@@ -231,7 +194,7 @@ impl Conn {
     }
 
     /// Reads what the socket has into the buffer; `0` is the end of the connection.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
             self.read.reserve(READ_CHUNK);
         }
@@ -239,8 +202,8 @@ impl Conn {
     }
 
     /// The connection as another protocol speaks it, with the bytes already read after `101`.
-    pub(crate) fn into_upgraded(self) -> Upgraded {
-        Upgraded::with_read_ahead(self.io, self.read.freeze())
+    pub(crate) fn into_rewind(self) -> Rewind {
+        Rewind::new(self.io, self.read.freeze())
     }
 }
 
@@ -253,139 +216,9 @@ impl fmt::Debug for Conn {
     }
 }
 
-/// Why writing a message body stopped.
-pub(crate) enum BodyFailure {
-    /// The socket failed.
-    Io(io::Error),
-    /// The body failed, or did not match its `Content-Length`.
-    Invalid(BoxError),
-}
-
-/// Writes `body` after the head already in `write`, then everything left in `write`: framed by
-/// its `Content-Length` when `length` is given, else chunked (trailers are not sent). Body bytes
-/// are copied behind what is buffered up to [`WRITE_COALESCE`] and a larger frame is written on
-/// its own; when the body is not ready, what is buffered goes out meanwhile.
-pub(crate) async fn write_body<B>(
-    io: &mut TcpStream,
-    write: &mut Vec<u8>,
-    body: &mut B,
-    length: Option<u64>,
-) -> Result<(), BodyFailure>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    let chunked = length.is_none();
-    let mut sent: u64 = 0;
-    loop {
-        let next = match body.frame().now_or_never() {
-            Some(next) => next,
-            None => {
-                flush(io, write).await.map_err(BodyFailure::Io)?;
-                body.frame().await
-            }
-        };
-        let Some(frame) = next else {
-            break;
-        };
-        let frame = frame.map_err(|error| BodyFailure::Invalid(error.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        sent += data.len() as u64;
-        if length.is_some_and(|length| sent > length) {
-            return Err(BodyFailure::Invalid(
-                "the body is longer than its Content-Length".into(),
-            ));
-        }
-        if chunked {
-            use std::io::Write;
-            let _ = write!(write, "{:x}\r\n", data.len());
-        }
-        if write.len() + data.len() <= WRITE_COALESCE {
-            write.extend_from_slice(&data);
-        } else {
-            flush(io, write).await.map_err(BodyFailure::Io)?;
-            io.write_all(&data).await.map_err(BodyFailure::Io)?;
-        }
-        if chunked {
-            write.extend_from_slice(b"\r\n");
-        }
-    }
-    if length.is_some_and(|length| sent < length) {
-        return Err(BodyFailure::Invalid(
-            "the body is shorter than its Content-Length".into(),
-        ));
-    }
-    if chunked {
-        write.extend_from_slice(b"0\r\n\r\n");
-    }
-    flush(io, write).await.map_err(BodyFailure::Io)
-}
-
-/// Writes what `write` holds, and empties it.
-pub(crate) async fn flush(io: &mut TcpStream, write: &mut Vec<u8>) -> io::Result<()> {
-    if !write.is_empty() {
-        io.write_all(write).await?;
-        write.clear();
-    }
-    Ok(())
-}
-
 /// A write that failed: no answer came (the upstream may still have received the request).
 fn written(error: io::Error) -> Failure {
     Failure::Unanswered(error)
-}
-
-/// Methods whose empty body is announced with `Content-Length: 0`, as the upstream may expect
-/// a body for them.
-pub(crate) fn sends_empty_length(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET
-            | Method::HEAD
-            | Method::DELETE
-            | Method::OPTIONS
-            | Method::TRACE
-            | Method::CONNECT
-    )
-}
-
-fn encode_head(
-    buf: &mut Vec<u8>,
-    parts: &http::request::Parts,
-    length: Option<u64>,
-    chunked: bool,
-) {
-    buf.extend_from_slice(parts.method.as_str().as_bytes());
-    buf.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    buf.extend_from_slice(if target.is_empty() {
-        b"/"
-    } else {
-        target.as_bytes()
-    });
-    buf.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-    if let Some(length) = length {
-        buf.extend_from_slice(b"content-length: ");
-        buf.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    } else if chunked {
-        buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    buf.extend_from_slice(b"\r\n");
 }
 
 /// What the front of the read buffer holds.
@@ -610,237 +443,6 @@ impl FramingFields {
     }
 }
 
-/// The comma-separated items of a field value, trimmed (`Connection: keep-alive, Upgrade`).
-pub(crate) fn field_tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|&byte| byte == b',').map(<[u8]>::trim_ascii)
-}
-
-/// A `Content-Length` value: decimal digits only (no sign, no inner space), within `u64`;
-/// `None` for anything else, which the caller refuses rather than guesses at.
-pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// Reading an answer's body off its connection.
-pub(crate) struct BodyReader {
-    conn: Conn,
-    state: BodyState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyState {
-    Length(u64),
-    UntilClose,
-    ChunkSize,
-    ChunkData(u64),
-    ChunkEnd,
-    Trailers,
-    Done,
-}
-
-impl BodyReader {
-    pub(crate) fn new(conn: Conn, framing: Framing) -> Self {
-        let state = match framing {
-            Framing::Length(length) => BodyState::Length(length),
-            Framing::Chunked => BodyState::ChunkSize,
-            Framing::UntilClose => BodyState::UntilClose,
-            Framing::Empty | Framing::Switched => BodyState::Done,
-        };
-        Self { conn, state }
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.state == BodyState::Done
-    }
-
-    /// The connection, once the body has been read to its end.
-    pub(crate) fn into_conn(self) -> Conn {
-        self.conn
-    }
-
-    /// The body's next piece of data; `None` at its end.
-    pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        loop {
-            let read = &mut self.conn.read;
-            match self.state {
-                BodyState::Done => return Poll::Ready(None),
-                BodyState::Length(remaining) | BodyState::ChunkData(remaining)
-                    if !read.is_empty() =>
-                {
-                    let take = remaining.min(read.len() as u64);
-                    let data = read.split_to(take as usize).freeze();
-                    let left = remaining - take;
-                    self.state = match self.state {
-                        BodyState::Length(_) if left == 0 => BodyState::Done,
-                        BodyState::Length(_) => BodyState::Length(left),
-                        _ if left == 0 => BodyState::ChunkEnd,
-                        _ => BodyState::ChunkData(left),
-                    };
-                    return Poll::Ready(Some(Ok(data)));
-                }
-                BodyState::UntilClose if !read.is_empty() => {
-                    return Poll::Ready(Some(Ok(read.split().freeze())));
-                }
-                BodyState::ChunkSize if !read.is_empty() => {
-                    match httparse::parse_chunk_size(read) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            read.advance(used);
-                            self.state = if size == 0 {
-                                BodyState::Trailers
-                            } else {
-                                BodyState::ChunkData(size)
-                            };
-                            continue;
-                        }
-                        Ok(httparse::Status::Partial) if read.len() < MAX_LINE_BYTES => {}
-                        _ => return Poll::Ready(Some(Err(malformed("a chunk size")))),
-                    }
-                }
-                BodyState::ChunkEnd if read.len() >= 2 => {
-                    if &read[..2] != b"\r\n" {
-                        return Poll::Ready(Some(Err(malformed("a chunk's end"))));
-                    }
-                    read.advance(2);
-                    self.state = BodyState::ChunkSize;
-                    continue;
-                }
-                BodyState::Trailers if !read.is_empty() => {
-                    // Trailer fields are read past, one line at a time, up to the empty line.
-                    match read.windows(2).position(|pair| pair == b"\r\n") {
-                        Some(0) => {
-                            read.advance(2);
-                            self.state = BodyState::Done;
-                            continue;
-                        }
-                        Some(end) => {
-                            read.advance(end + 2);
-                            continue;
-                        }
-                        None if read.len() < MAX_LINE_BYTES => {}
-                        None => return Poll::Ready(Some(Err(malformed("a trailer")))),
-                    }
-                }
-                _ => {}
-            }
-            let read = ready!(self.conn.poll_fill(cx))?;
-            if read == 0 {
-                if self.state == BodyState::UntilClose {
-                    self.state = BodyState::Done;
-                    return Poll::Ready(None);
-                }
-                return Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the connection closed before the end of the answer's body",
-                ))));
-            }
-        }
-    }
-
-    /// The bytes left to read, when known.
-    pub(crate) fn remaining(&self) -> Option<u64> {
-        match self.state {
-            BodyState::Length(remaining) => Some(remaining),
-            BodyState::Done => Some(0),
-            _ => None,
-        }
-    }
-}
-
-fn malformed(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("the answer's body has a malformed {what}"),
-    )
-}
-
-/// A connection after `101 Switching Protocols`: the bytes the upstream sent after its answer
-/// first, then the socket's.
-pub struct Upgraded {
-    io: TcpStream,
-    read_ahead: Bytes,
-}
-
-impl Upgraded {
-    /// `io`, whose next bytes are `read_ahead` (read from it already).
-    pub(crate) fn with_read_ahead(io: TcpStream, read_ahead: Bytes) -> Self {
-        Self { io, read_ahead }
-    }
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.read_ahead.is_empty() {
-            let take = self.read_ahead.len().min(buf.remaining());
-            let ahead = self.read_ahead.split_to(take);
-            buf.put_slice(&ahead);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl fmt::Debug for Upgraded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgraded")
-            .field("peer", &self.io.peer_addr().ok())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where a `101` answer's connection waits to be taken, in the answer's extensions.
-#[derive(Clone, Default)]
-pub struct OnUpgrade(Arc<Mutex<Option<Upgraded>>>);
-
-impl OnUpgrade {
-    pub(crate) fn new(upgraded: Upgraded) -> Self {
-        Self(Arc::new(Mutex::new(Some(upgraded))))
-    }
-
-    /// The switched connection of a `101` answer; `None` for any other answer, or once taken.
-    pub fn on<B>(response: &mut Response<B>) -> Option<Upgraded> {
-        response.extensions_mut().remove::<Self>()?.take()
-    }
-
-    fn take(&self) -> Option<Upgraded> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-}
-
-impl fmt::Debug for OnUpgrade {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OnUpgrade").finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http_body::Frame;
@@ -851,36 +453,7 @@ mod tests {
     };
 
     use super::*;
-
-    #[test]
-    fn a_content_length_is_digits_and_nothing_else() {
-        assert_eq!(content_length(b"42"), Some(42));
-        assert_eq!(content_length(b" 0 "), Some(0));
-        assert_eq!(content_length(b"18446744073709551615"), Some(u64::MAX));
-        for refused in [
-            &b""[..],
-            b" ",
-            b"+5",
-            b"-1",
-            b"4 2",
-            b"0x10",
-            b"5,5",
-            b"18446744073709551616",
-        ] {
-            assert_eq!(
-                content_length(refused),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(refused)
-            );
-        }
-    }
-
-    #[test]
-    fn field_tokens_are_split_on_commas_and_trimmed() {
-        let tokens: Vec<&[u8]> = field_tokens(b"keep-alive ,  Upgrade,,close").collect();
-        assert_eq!(tokens, [&b"keep-alive"[..], b"Upgrade", b"", b"close"]);
-    }
+    use crate::http1::body::BodyReader;
 
     /// A connection and the origin's end of it.
     async fn pair() -> (Conn, TcpStream) {
@@ -1197,7 +770,7 @@ mod tests {
         let answer = head(conn.read_head(&Method::GET).await);
         assert_eq!(answer.framing, Framing::Switched);
         assert!(!answer.keep_alive);
-        let mut upgraded = conn.into_upgraded();
+        let mut upgraded = conn.into_rewind();
         let mut early = [0; 5];
         upgraded.read_exact(&mut early).await.unwrap();
         assert_eq!(&early, b"early");
