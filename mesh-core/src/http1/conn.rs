@@ -222,7 +222,7 @@ fn written(error: io::Error) -> Failure {
 }
 
 /// What the front of the read buffer holds.
-enum Parsed {
+pub(super) enum Parsed {
     /// A final answer's head, taken off the buffer.
     Head(ReadHead),
     /// An interim `1xx` answer, taken off the buffer.
@@ -233,7 +233,7 @@ enum Parsed {
 
 /// A final answer's head as read: its bytes, and what its fields say of its body and its
 /// connection.
-struct ReadHead {
+pub(super) struct ReadHead {
     status: StatusCode,
     version: Version,
     head: Bytes,
@@ -253,7 +253,7 @@ pub(crate) struct RawHead {
 
 /// Parses a complete head off the front of `read`.
 /// `spans` is room for where each field lies, kept between heads.
-fn parse_head(
+pub(super) fn parse_head(
     read: &mut BytesMut,
     spans: &mut Vec<Span>,
     method: &Method,
@@ -303,7 +303,7 @@ fn parse_head(
 
 /// The answer of `read` with its fields as a map (but the connection's, unless it switched
 /// protocols: the pool's concern, noted while the head was read).
-fn typed_head(read: ReadHead, spans: &[Span]) -> Result<Head, Failure> {
+pub(super) fn typed_head(read: ReadHead, spans: &[Span]) -> Result<Head, Failure> {
     let ReadHead {
         status,
         version,
@@ -378,7 +378,7 @@ fn invalid(message: impl Into<BoxError>) -> Failure {
 /// What an answer's fields say of its framing and its connection, noted as they are read so
 /// that nothing is looked up again.
 #[derive(Debug, Default)]
-struct FramingFields {
+pub(super) struct FramingFields {
     /// `Content-Length`, once read.
     length: Option<u64>,
     /// A `Content-Length` that is not a number, or that disagrees with an earlier one.
@@ -392,7 +392,7 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn see(&mut self, name: &[u8], value: &[u8]) {
+    pub(super) fn see(&mut self, name: &[u8], value: &[u8]) {
         if name.eq_ignore_ascii_case(b"content-length") {
             match content_length(value) {
                 Some(length) if self.length.is_none_or(|earlier| earlier == length) => {
@@ -412,7 +412,7 @@ impl FramingFields {
     }
 
     /// What delimits the body of an answer to `method` (RFC 9112, section 6.3).
-    fn framing(&self, method: &Method, status: StatusCode) -> Result<Framing, Failure> {
+    pub(super) fn framing(&self, method: &Method, status: StatusCode) -> Result<Framing, Failure> {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Ok(Framing::Switched);
         }

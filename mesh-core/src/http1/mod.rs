@@ -21,6 +21,9 @@ pub(crate) mod framing;
 pub(crate) mod raw;
 pub(crate) mod rewind;
 
+#[cfg(test)]
+mod properties;
+
 pub use self::{
     body::AnswerBody,
     fields::is_hop_by_hop,
