@@ -87,6 +87,34 @@ async fn a_calls_b_by_service_id_across_two_instances() {
     );
 }
 
+/// A `MeshClient` is a tower service: here behind a concurrency limit of tower's own, called
+/// with a body type of the caller's.
+#[tokio::test]
+async fn a_mesh_client_is_a_tower_service_that_layers_compose_with() {
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let registry = registry();
+    let _b = start("b", b_json_router("b1"), &registry, json!({})).await;
+    until_registered(&registry, "b", 1).await;
+    let a_mesh = support::mesh("a", &registry, json!({})).await;
+    let layered = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .service(a_mesh.client("b"));
+    let request = http::Request::get("/who-json")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let answer = layered.oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "\"b1\"");
+    let missing = http::Request::get("/who-json").body(String::new()).unwrap();
+    let error = a_mesh.client("nobody").oneshot(missing).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoInstances);
+}
+
 #[tokio::test]
 async fn killing_one_b_makes_no_call_of_a_fail() {
     let registry = registry();

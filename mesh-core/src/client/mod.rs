@@ -457,6 +457,41 @@ fn upstream_error(service: &ServiceId, status: http::StatusCode, body: Bytes) ->
         .with_upstream_body(body)
 }
 
+/// A `MeshClient` is a tower service of requests of any body, so it can be layered like any
+/// other: `ServiceBuilder::new().layer(…).service(mesh.client("inventory"))`. It is always
+/// ready (the stack inside decides per call); its errors are [`MeshError`]s.
+///
+/// ```no_run
+/// # async fn run(mesh: mesh_core::Mesh) -> Result<(), mesh_core::MeshError> {
+/// use tower::ServiceExt;
+/// let request = http::Request::get("/inventory/sku-1").body(String::new()).unwrap();
+/// let answer = mesh.client("inventory-service").oneshot(request).await?;
+/// assert!(answer.status().is_success());
+/// # Ok(()) }
+/// ```
+impl<B> tower::Service<Request<B>> for MeshClient
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = MeshError;
+    type Future = BoxFuture<'static, Result<Response<ResponseBody>, MeshError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let client = self.clone();
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        Box::pin(async move { client.send(request).await })
+    }
+}
+
 impl fmt::Debug for MeshClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MeshClient")
