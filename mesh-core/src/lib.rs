@@ -78,6 +78,10 @@ pub mod server;
 mod body;
 #[cfg(feature = "runtime")]
 mod fetch;
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use self::{body::BoxBody, error::MeshError};
 

@@ -334,6 +334,59 @@ pub(super) fn typed_head(read: ReadHead, spans: &[Span]) -> Result<Head, Failure
     })
 }
 
+/// Reads `data` as the client reads an answer, to `GET` and to `HEAD`, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_answer(data: &[u8]) {
+    for method in [Method::GET, Method::HEAD] {
+        let mut read = BytesMut::from(data);
+        let mut spans = Vec::new();
+        let head = loop {
+            match parse_head(&mut read, &mut spans, &method) {
+                Ok(Parsed::Interim) => continue,
+                Ok(Parsed::Head(head)) => break head,
+                Ok(Parsed::Partial) | Err(_) => return,
+            }
+        };
+        let mut lines = Vec::new();
+        raw_fields(&head, &spans, &method, &mut lines, |_, _| false);
+        let Ok(head) = typed_head(head, &spans) else {
+            return;
+        };
+        fuzz_body(read.freeze(), head.framing);
+    }
+}
+
+/// Decodes `rest` as a body framed as `framing`, arriving on a connection that then closes.
+#[cfg(feature = "fuzzing")]
+fn fuzz_body(rest: Bytes, framing: Framing) {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+    }
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let near = TcpStream::connect(listener.local_addr().expect("an address"));
+            let (near, far) = tokio::join!(near, listener.accept());
+            let (Ok(mut near), Ok((far, _))) = (near, far) else {
+                return;
+            };
+            let writing = tokio::spawn(async move {
+                let _ = near.write_all(&rest).await;
+            });
+            let mut reader = super::body::BodyReader::new(Conn::new(far), framing);
+            while let Some(Ok(_)) = std::future::poll_fn(|cx| reader.poll_data(cx)).await {}
+            // Closed first, so a writer with bytes left over is not left waiting on it.
+            drop(reader);
+            let _ = writing.await;
+        });
+    });
+}
+
 /// Encodes the fields of `read` into `out` as `name: value\r\n` lines, for a relay: all but
 /// the hop-by-hop ones, `Transfer-Encoding`, `Content-Length` unless the answer has no body for
 /// it to frame (to `HEAD`, a `304`: it tells the size a `GET` would get), and those `drop`

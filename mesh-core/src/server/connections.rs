@@ -552,6 +552,32 @@ fn scan_request(read: &[u8], spans: &mut Vec<Span>, max_head_bytes: usize) -> Pa
     })
 }
 
+/// Reads `data` as the connection loop reads requests off a connection, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_request(data: &[u8]) {
+    let mut read = BytesMut::from(data);
+    let mut spans = Vec::new();
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    while let Parsed::Request(scanned) = scan_request(&read, &mut spans, DEFAULT_MAX_HEAD_BYTES) {
+        assert!(
+            scanned.length() <= read.len(),
+            "a request longer than its bytes"
+        );
+        if let Some(raw) = scanned.raw(&read, &spans, peer) {
+            let _ = (
+                raw.path(),
+                raw.query(),
+                raw.fields().count(),
+                raw.body().len(),
+            );
+        }
+        if build_request(&mut read, &spans, scanned).is_none() {
+            // Handed to hyper with the bytes as they were.
+            return;
+        }
+    }
+}
+
 /// Takes the request `scanned` found off the front of `read`; `None`, with the buffer left as
 /// it was, when its target or a field is one the `http` crate refuses (hyper then decides what
 /// to answer).
