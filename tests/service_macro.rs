@@ -148,16 +148,15 @@ impl Inventory for Shop {
     }
 }
 
-/// The inventory service, describing its API, configured by `config`.
+/// The inventory service, its server bringing its API along, configured by `config`.
 async fn described(config: serde_json::Value) -> mesh::server::Running {
     mesh::Mesh::builder("inventory")
         .config(mesh::config::MeshConfig::from_value("inventory", config))
         .registry(registry())
-        .describe(InventoryServer::<Shop>::METADATA)
         .build()
         .await
         .unwrap()
-        .server(shop("north"))
+        .server(InventoryServer::new(Shop { name: "north" }))
         .start()
         .await
         .unwrap()

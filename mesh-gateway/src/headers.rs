@@ -59,11 +59,19 @@ pub(crate) fn is_identity_name(name: &[u8]) -> bool {
     is_named(name, &USER_HEADER) || is_named(name, &ROLES_HEADER)
 }
 
-/// Whether a name, as sent, is a forwarding field (see the [module](self) documentation).
+/// Whether a name, as sent, is a forwarding field (see the [module](self) documentation). By
+/// length first, as `is_hop_by_hop` does: most names are none of these, and every field of
+/// every relayed request is asked.
 pub(crate) fn is_forwarding_name(name: &[u8]) -> bool {
-    FORWARDING
-        .iter()
-        .any(|forwarding| name.eq_ignore_ascii_case(forwarding.as_bytes()))
+    let named = |forwarding: &str| name.eq_ignore_ascii_case(forwarding.as_bytes());
+    match name.len() {
+        9 => named("x-real-ip") || named("forwarded"),
+        15 => named("x-forwarded-for"),
+        16 => named("x-forwarded-host") || named("x-forwarded-port"),
+        17 => named("x-forwarded-proto"),
+        18 => named("x-forwarded-prefix"),
+        _ => false,
+    }
 }
 
 /// Whether a name, as sent, has an underscore and reads as a name the gateway manages once

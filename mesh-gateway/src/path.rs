@@ -141,21 +141,28 @@ impl PathRules {
 /// Whether `path` (starting with `/`) needs no work: no percent-encoding, backslash or
 /// control character, no doubled slash and no dot segment. Most paths are.
 fn is_normal(path: &str) -> bool {
-    if path
-        .bytes()
-        .any(|byte| byte == b'%' || byte == b'\\' || byte < 0x20 || byte == 0x7f)
-    {
-        return false;
-    }
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        let bare = segment.split(';').next().unwrap_or_default();
-        if (segment.is_empty() && !last) || bare == "." || bare == ".." {
-            return false;
+    // One pass: `dots` counts the dots a segment has begun with, `-1` once it has anything
+    // else, so a segment that ends (at `/`, `;` or the end) with 1 or 2 is a dot segment.
+    let mut dots: i32 = 0;
+    let mut segment_empty = true;
+    for (at, &byte) in path.as_bytes().iter().enumerate() {
+        match byte {
+            b'%' | b'\\' | 0..=0x1f | 0x7f => return false,
+            b'/' => {
+                if (at > 0 && segment_empty) || dots == 1 || dots == 2 {
+                    return false;
+                }
+                dots = 0;
+                segment_empty = true;
+                continue;
+            }
+            b';' if dots == 1 || dots == 2 => return false,
+            b'.' if dots >= 0 => dots += 1,
+            _ => dots = -1,
         }
+        segment_empty = false;
     }
-    true
+    !(dots == 1 || dots == 2)
 }
 
 /// RFC 3986's unreserved characters: decoded, they mean the same.
@@ -176,7 +183,7 @@ fn remove_dot_segments(path: &str) -> Result<String, PathRefused> {
     let mut directory = false;
     for segment in path.split('/').skip(1) {
         let bare = segment.split(';').next().unwrap_or_default();
-        directory = matches!(bare, "" | "." | "..");
+        directory = matches!(segment, "" | "." | "..");
         match segment {
             "" | "." => {}
             ".." => {
@@ -235,6 +242,8 @@ mod tests {
             ("/a%3bb", "/a%3Bb"),
             ("/caf%c3%a9", "/caf%C3%A9"),
             ("/a;v=1/b", "/a;v=1/b"),
+            ("/;", "/;"),
+            ("/a/;x/.", "/a/;x/"),
             ("/a/b;x/../c", "/a/c"),
         ] {
             assert_eq!(normalised(given).as_deref(), Ok(expected), "{given}");
@@ -290,6 +299,16 @@ mod tests {
             assert!(PathRules::default().normalise(path).is_ok(), "{path}");
         }
         assert_eq!(strict.normalise("/a/../b").unwrap(), "/b");
+    }
+
+    proptest::proptest! {
+        /// The one-pass check agrees with the normalisation it stands in for: a path without
+        /// percent-encoding is normal exactly when normalising it changes nothing.
+        #[test]
+        fn the_quick_check_agrees_with_normalising(path in "/[/.;a]{0,12}") {
+            let unchanged = remove_dot_segments(&path).is_ok_and(|normal| normal == path);
+            proptest::prop_assert_eq!(is_normal(&path), unchanged, "{}", path);
+        }
     }
 
     #[test]

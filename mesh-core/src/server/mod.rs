@@ -97,7 +97,6 @@ struct Inner {
     clients: Arc<ClientContext>,
     checks: HealthChecks,
     auth: Option<JwtVerifier>,
-    described: Vec<ServiceMetadata>,
     ready: AtomicBool,
 }
 
@@ -113,12 +112,12 @@ pub struct MeshBuilder {
     registry: Option<Arc<dyn RegistryApi>>,
     registry_url: Option<String>,
     checks: HealthChecks,
-    described: Vec<ServiceMetadata>,
 }
 
-/// What `#[mesh::service]` knows of a service's API. A service that
-/// [`describe`](MeshBuilder::describe)s itself publishes its routes in its registration's
-/// metadata (`routes`, a JSON list), from which a gateway can generate routes.
+/// What `#[mesh::service]` knows of a service's API. A server of it (served with
+/// [`Mesh::server`], or any router served as [`Application::described`]) publishes its routes
+/// in its registration's metadata (`routes`, a JSON list), from which a gateway can generate
+/// routes, and makes its public routes public when `server.auth` is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceMetadata {
     /// The service ID.
@@ -183,6 +182,7 @@ pub struct Running {
 pub struct ServerBuilder {
     mesh: Mesh,
     app: App,
+    metadata: Option<ServiceMetadata>,
     relay: Option<Arc<dyn Relay>>,
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -208,7 +208,9 @@ impl ServerBuilder {
     /// registered — or, when the registry cannot be reached, reachable, with registration
     /// retried in the background. [`Running::shutdown`] stops it.
     pub async fn start(self) -> Result<Running, MeshError> {
-        self.mesh.start_serving(self.app, self.relay).await
+        self.mesh
+            .start_serving(self.app, self.relay, self.metadata)
+            .await
     }
 
     /// Serves until the shutdown signal, then shuts down gracefully (see
@@ -231,6 +233,59 @@ impl fmt::Debug for ServerBuilder {
             .field("relay", &self.relay.is_some())
             .field("shutdown", &self.shutdown.is_some())
             .finish()
+    }
+}
+
+/// What a server serves: an application, and the API it publishes, if it says.
+pub struct Application {
+    app: App,
+    metadata: Option<ServiceMetadata>,
+}
+
+impl Application {
+    /// `app` as it is: an axum `Router` (whose route patterns then label the request metrics)
+    /// or any other [`HttpService`].
+    pub fn new(app: impl HttpService) -> Self {
+        Self {
+            app: boxed_app(app),
+            metadata: None,
+        }
+    }
+
+    /// `router`, serving the API `metadata` describes: its routes are published in the
+    /// registration, and its public routes are public when `server.auth` is on.
+    pub fn described(router: Router, metadata: ServiceMetadata) -> Self {
+        Self {
+            app: boxed_app(router),
+            metadata: Some(metadata),
+        }
+    }
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Mesh::server`] takes: any [`HttpService`] (a `Router` among them), or a
+/// `#[mesh::service]` server, which brings the API it serves along.
+pub trait IntoApplication {
+    /// The application and the API it publishes.
+    fn into_application(self) -> Application;
+}
+
+impl<S: HttpService> IntoApplication for S {
+    fn into_application(self) -> Application {
+        Application::new(self)
+    }
+}
+
+impl IntoApplication for Application {
+    fn into_application(self) -> Application {
+        self
     }
 }
 
@@ -347,14 +402,6 @@ impl MeshBuilder {
         self
     }
 
-    /// Publishes the API of a `#[mesh::service]` trait this service implements (its routes
-    /// go into the registration's metadata), and makes its public routes public when
-    /// `server.auth` is on.
-    pub fn describe(mut self, metadata: ServiceMetadata) -> Self {
-        self.described.push(metadata);
-        self
-    }
-
     /// Adds a readiness check (a Redis ping, the bus connection): `/health/ready` is down
     /// while it fails or takes longer than `timeout`.
     pub fn health_check<F, Fut>(mut self, name: &str, timeout: Duration, check: F) -> Self
@@ -414,7 +461,6 @@ impl MeshBuilder {
                 config,
                 checks: self.checks,
                 auth,
-                described: self.described,
                 ready: AtomicBool::new(false),
             }),
         })
@@ -436,7 +482,6 @@ impl Mesh {
             registry: None,
             registry_url: None,
             checks: HealthChecks::new(),
-            described: Vec::new(),
         }
     }
 
@@ -471,10 +516,12 @@ impl Mesh {
     /// ```
     ///
     /// [`RouteLabel`]: crate::observe::RouteLabel
-    pub fn server(&self, app: impl HttpService) -> ServerBuilder {
+    pub fn server(&self, app: impl IntoApplication) -> ServerBuilder {
+        let Application { app, metadata } = app.into_application();
         ServerBuilder {
             mesh: self.clone(),
-            app: boxed_app(app),
+            app,
+            metadata,
             relay: None,
             shutdown: None,
         }
@@ -484,12 +531,13 @@ impl Mesh {
         &self,
         app: impl HttpService,
         relay: Option<Arc<dyn Relay>>,
+        described: Option<ServiceMetadata>,
     ) -> Result<Running, MeshError> {
         let snapshot = self.inner.config.snapshot();
         let mut server: ServerSettings = snapshot.section("server")?;
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
         let management: ManagementSettings = snapshot.section("management")?;
-        for described in &self.inner.described {
+        if let Some(described) = &described {
             server
                 .auth
                 .public
@@ -548,7 +596,7 @@ impl Mesh {
             (Some(registry), true) => Some(
                 Registration::start(
                     registry.clone(),
-                    self.instance(&server, local_addr),
+                    self.instance(&server, local_addr, described.as_ref()),
                     registry_settings.renewal_interval,
                     registry_settings.lease_duration,
                 )
@@ -599,7 +647,12 @@ impl Mesh {
     }
 
     /// The instance this service registers as.
-    fn instance(&self, server: &ServerSettings, local_addr: SocketAddr) -> Instance {
+    fn instance(
+        &self,
+        server: &ServerSettings,
+        local_addr: SocketAddr,
+        described: Option<&ServiceMetadata>,
+    ) -> Instance {
         let host = server.advertise_host.clone().unwrap_or_else(|| {
             if local_addr.ip().is_unspecified() {
                 "127.0.0.1".into()
@@ -621,7 +674,7 @@ impl Mesh {
         if let Some(profile) = self.inner.config.profile() {
             instance.metadata.insert("profile".into(), profile.into());
         }
-        if let [described, ..] = self.inner.described.as_slice() {
+        if let Some(described) = described {
             instance
                 .metadata
                 .insert("routes".into(), described.routes_json());

@@ -123,6 +123,14 @@ fn server(item: &ItemTrait, service: &Service, metadata: &TokenStream) -> TokenS
                     #(#routes)*
             }
         }
+
+        /// Served with `mesh.server(..)`, the server publishes its routes in the
+        /// registration and makes its public routes public.
+        impl<S: #trait_ident> ::mesh::server::IntoApplication for #server<S> {
+            fn into_application(self) -> ::mesh::server::Application {
+                ::mesh::server::Application::described(self.into_router(), Self::METADATA)
+            }
+        }
     }
 }
 
