@@ -4,7 +4,7 @@
 /// Reads `data` as mesh's own server path reads requests off a connection: pipelined heads
 /// and bodies, each offered as a raw request and built into a typed one.
 pub fn request(data: &[u8]) {
-    crate::server::fuzz_request(data);
+    crate::http1::request::fuzz_request(data);
 }
 
 /// Reads `data` as the client reads an answer, to `GET` and to `HEAD`: interim answers, the

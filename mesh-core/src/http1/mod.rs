@@ -19,6 +19,7 @@ pub(crate) mod encode;
 pub(crate) mod fields;
 pub(crate) mod framing;
 pub(crate) mod raw;
+pub(crate) mod request;
 pub(crate) mod rewind;
 
 #[cfg(test)]

@@ -56,8 +56,6 @@ use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tower::Service;
 
-#[cfg(feature = "fuzzing")]
-pub(crate) use self::connections::fuzz_request;
 pub use self::{
     connections::DEFAULT_MAX_HEAD_BYTES,
     relay::{Relay, RelayFuture, Relayed},
