@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{body::Body, response::Response};
 use http::{
-    Uri, header,
+    HeaderValue, Uri, header,
     uri::{PathAndQuery, Scheme},
 };
 use hyper::upgrade::OnUpgrade;
@@ -49,6 +49,13 @@ impl Forward<'_> {
         let secure = request.extensions().get::<Tls>().is_some()
             || request.uri().scheme() == Some(&Scheme::HTTPS);
         let trusted = self.proxies.trust(peer);
+        // HTTP/2 names the host in `:authority`, which arrives as the target's authority.
+        if !request.headers().contains_key(header::HOST)
+            && let Some(authority) = request.uri().authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            request.headers_mut().insert(header::HOST, host);
+        }
         prepare_upstream_headers(request.headers_mut(), peer, upgrade, trusted, secure);
         let client_upgrade = if upgrade {
             request.extensions_mut().remove::<OnUpgrade>()

@@ -547,6 +547,15 @@ async fn forwarding_fields_are_trusted_only_from_trusted_proxies(serving: Servin
     ] {
         assert_eq!(sent.value(dropped), None, "{dropped}: {sent:?}");
     }
+    // Over HTTP/2 the host is the request's authority.
+    let answer = h2(untrusting.local_addr(), "/public/x", &spoofed).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let seen_once = taken(&seen);
+    let sent = &seen_once[0];
+    let authority = untrusting.local_addr().to_string();
+    assert_eq!(sent.value("x-forwarded-host"), Some(authority.as_str()));
+    assert_eq!(sent.value("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(sent.value("x-real-ip"), None);
     // HTTP/1.0 needs no Host: the client's X-Forwarded-Host does not stand in for one.
     let answer = raw(
         untrusting.local_addr(),
