@@ -121,6 +121,16 @@ const REFUSED: &[Attack] = &[
         body: "",
     },
     Attack {
+        name: "a bare LF ending a field, hiding a Content-Length from a proxy that splits on CRLF",
+        head: "POST /a HTTP/1.1\r\nhost: a\r\nx-a: b\ncontent-length: 41\r\n{pad}\r\n",
+        body: "GET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n",
+    },
+    Attack {
+        name: "a head of bare LFs",
+        head: "POST /a HTTP/1.1\nhost: a\ncontent-length: 0\n{pad}\n",
+        body: "",
+    },
+    Attack {
         name: "no Host",
         head: "GET /a HTTP/1.1\r\n{pad}\r\n",
         body: "",

@@ -22,6 +22,7 @@ use mesh_core::{
     config::MeshConfig,
     error::{BoxError, ErrorKind, MeshError},
     observe::{RouteLabel, StatusCounters},
+    resilience::timeout::TIMEOUT_HEADER,
 };
 use tokio::time::Instant;
 
@@ -218,7 +219,12 @@ impl Inner {
     /// Holds a request to the edge's rules before anything reads it: at most one
     /// `Authorization`, and a path normalised (see [`PathRules`]), which goes on normalised. A
     /// `400` for what breaks them. (One `Host` per HTTP/1.1 request the server checks itself.)
+    /// A client's deadline (`mesh-timeout`, `grpc-timeout`) bounds its own call at the server
+    /// and goes no further: the budget upstream is the route's.
     fn screen(&self, request: &mut Request) -> Result<(), MeshError> {
+        for deadline in [TIMEOUT_HEADER.as_str(), "grpc-timeout"] {
+            request.headers_mut().remove(deadline);
+        }
         let headers = request.headers();
         if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
             return Err(MeshError::new(

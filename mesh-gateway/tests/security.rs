@@ -556,6 +556,15 @@ async fn forwarding_fields_are_trusted_only_from_trusted_proxies(serving: Servin
     assert_eq!(sent.value("x-forwarded-host"), Some(authority.as_str()));
     assert_eq!(sent.value("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(sent.value("x-real-ip"), None);
+    // A client's deadline bounds its call at the gateway and goes no further.
+    let answer = get(
+        untrusting.local_addr(),
+        "/public/x",
+        &[("mesh-timeout", "99S")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(taken(&seen)[0].value("mesh-timeout"), None);
     // HTTP/1.0 needs no Host: the client's X-Forwarded-Host does not stand in for one.
     let answer = raw(
         untrusting.local_addr(),

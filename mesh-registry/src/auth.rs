@@ -256,7 +256,7 @@ impl Authenticator {
         if !self.is_enabled() {
             return Ok(None);
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let Some(value) = single_authorization(headers)? else {
             return Err(unauthorized(
                 "credentials are required to write to the registry",
             ));
@@ -277,7 +277,7 @@ impl Authenticator {
         if !self.protects_reads() {
             return Ok(());
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let Some(value) = single_authorization(headers)? else {
             return Err(unauthorized(
                 "credentials are required to read the registry",
             ));
@@ -422,6 +422,20 @@ pub fn bind_address(configured: SocketAddr, credentials_configured: bool) -> Bin
              to listen on {configured}"
         )),
     }
+}
+
+/// The request's one `Authorization` field, if any; two are refused (`400`): which of them a
+/// proxy in front checked is not known.
+fn single_authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>, MeshError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(MeshError::new(
+            ErrorKind::BadRequest,
+            "a request may carry one Authorization field",
+        ));
+    }
+    Ok(first)
 }
 
 #[cfg(test)]

@@ -347,6 +347,35 @@ async fn another_identity_gets_403_and_changes_nothing() {
     }
 }
 
+/// Which of two `Authorization` fields a proxy in front checked is not known: both orders
+/// are refused, and nothing changes.
+#[tokio::test]
+async fn two_authorization_fields_are_refused_whichever_comes_first() {
+    let server = start(secured()).await;
+    let before = server.register_orders().await;
+    let (owner, other) = (
+        basic("orders", "orders-pw"),
+        basic("payments", "payments-pw"),
+    );
+    for [first, second] in [[&owner, &other], [&other, &owner]] {
+        for (method, path, content_type, body) in writes_on_orders_1() {
+            let mut request = Request::builder()
+                .method(method.clone())
+                .uri(format!("{}{path}", server.base))
+                .header(header::AUTHORIZATION, first.as_str())
+                .header(header::AUTHORIZATION, second.as_str());
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let request = request.body(Full::new(Bytes::from(body))).unwrap();
+            let response = server.http.request(request).await.unwrap();
+            let what = format!("{method} {path} with {first} then {second}");
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
+            assert_unchanged(&server, &before, &what).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_owner_and_operators_may_change_an_instance() {
     let server = start(secured()).await;

@@ -81,6 +81,9 @@ pub(crate) enum Parsed {
     AwaitingBody,
     /// A request hyper serves (see the module's documentation).
     Elsewhere,
+    /// A head with a line ended by a bare LF: two servers could split it two ways (RFC 9112
+    /// §2.2 lets a recipient accept it; an edge does not), so it is refused.
+    Refused,
 }
 
 /// Reads the request at the front of `read`, noting in `spans` where its fields lie; the
@@ -92,8 +95,22 @@ pub(crate) fn scan_request(read: &[u8], spans: &mut Vec<Span>, max_head_bytes: u
     let length = match config.parse_request_with_uninit_headers(&mut parsed, read, &mut fields) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Parsed::Incomplete,
-        Err(_) => return Parsed::Elsewhere,
+        // hyper answers what does not parse, once the head has been looked at for bare LFs.
+        Err(_) => {
+            let end = read
+                .windows(4)
+                .position(|end| end == b"\r\n\r\n")
+                .map_or(read.len(), |at| at + 4);
+            return if has_bare_lf(&read[..end]) {
+                Parsed::Refused
+            } else {
+                Parsed::Elsewhere
+            };
+        }
     };
+    if has_bare_lf(&read[..length]) {
+        return Parsed::Refused;
+    }
     if parsed.version != Some(1) || length > max_head_bytes {
         return Parsed::Elsewhere;
     }
@@ -133,6 +150,19 @@ pub(crate) fn scan_request(read: &[u8], spans: &mut Vec<Span>, max_head_bytes: u
         body,
         keep_alive: !request.close,
     })
+}
+
+/// Whether a line of `head` ends in a LF without its CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(at) = head[from..].iter().position(|&byte| byte == b'\n') {
+        let at = from + at;
+        if at == 0 || head[at - 1] != b'\r' {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Takes the request `scanned` found off the front of `read`; `None`, with the buffer left as

@@ -179,6 +179,16 @@ async fn connection(
                     Parsed::AwaitingBody => {}
                     Parsed::Incomplete if read.len() < max_head_bytes => {}
                     Parsed::Incomplete | Parsed::Elsewhere => break None,
+                    Parsed::Refused => {
+                        let refusal = crate::error::MeshError::new(
+                            crate::error::ErrorKind::BadRequest,
+                            "the request head has a line ended by a bare LF",
+                        );
+                        let refusal = refusal.into_response();
+                        let _ = write_response(&mut io, &mut write, refusal, false, true).await;
+                        let _ = io.shutdown().await;
+                        return;
+                    }
                 }
             }
             if read.capacity() - read.len() < READ_CHUNK / 4 {
