@@ -1,6 +1,6 @@
 //! `MeshClient`: an HTTP client that calls a service by its ID through the whole client stack.
 //!
-//! [`Mesh::client`](crate::server::Mesh::client) hands one out per service. Each call
+//! `Mesh::client` hands one out per service. Each call
 //! resolves the service through discovery (the registry, or `clients.<service>.instances`
 //! from the configuration) and goes through the layers in the order [`stack`] documents, over
 //! HTTP/1.1 connections kept idle per thread ([`pool`]), or HTTP/2 with
@@ -10,7 +10,7 @@
 //! others' state.
 //!
 //! ```no_run
-//! # use mesh_core::server::Mesh;
+//! # use mesh_core::Mesh;
 //! # #[derive(serde::Deserialize)] struct Stock { sku: String, count: u32 }
 //! # async fn run(mesh: Mesh) -> Result<(), mesh_core::error::MeshError> {
 //! let inventory = mesh.client("inventory-service");

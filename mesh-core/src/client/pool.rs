@@ -162,7 +162,7 @@ impl Http1Pool {
     }
 
     /// Relays a request given as bytes to `authority`, for a proxy that passes requests on
-    /// without building them ([`Relay`](crate::server::Relay)). `encode` writes the request
+    /// without building them (a server's relay). `encode` writes the request
     /// line and the header fields (each ending in `\r\n`, with no framing field) into the
     /// buffer it is given, its second argument being the origin's `Host`; it runs before this
     /// returns. The body's `Content-Length`, the empty line and `body` follow. The answer's
