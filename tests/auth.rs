@@ -10,7 +10,7 @@ use mesh::{
     auth::{Identity, JwtConfig, JwtVerifier},
     axum::{Extension, Json, Router, routing::get},
     error::ErrorKind,
-    server::Running,
+    runtime::Running,
 };
 use serde_json::{Value, json};
 use support::{call, registry, start};

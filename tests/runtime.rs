@@ -422,7 +422,7 @@ type Held = (
 /// Sends a request to `/slow`, shuts `service` down while it is held, and checks that the
 /// service deregisters first and the request then completes before the service exits.
 async fn shutdown_drains_a_held_request(
-    service: mesh::server::Running,
+    service: mesh::runtime::Running,
     registry: &Arc<mesh_registry::Registry>,
     name: &str,
     (entered, release): Held,

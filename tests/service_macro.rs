@@ -149,7 +149,7 @@ impl Inventory for Shop {
 }
 
 /// The inventory service, its server bringing its API along, configured by `config`.
-async fn described(config: serde_json::Value) -> mesh::server::Running {
+async fn described(config: serde_json::Value) -> mesh::runtime::Running {
     mesh::Mesh::builder("inventory")
         .config(mesh::config::MeshConfig::from_value("inventory", config))
         .registry(registry())

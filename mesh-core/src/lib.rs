@@ -73,6 +73,8 @@ pub mod observe;
 pub mod registry;
 pub mod resilience;
 #[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(feature = "runtime")]
 pub mod server;
 
 mod body;
@@ -86,7 +88,7 @@ pub mod fuzzing;
 pub use self::{body::BoxBody, error::MeshError};
 
 #[cfg(feature = "runtime")]
-pub use self::{client::MeshClient, server::Mesh};
+pub use self::{client::MeshClient, runtime::Mesh};
 /// axum, the web framework a service's routes are written in.
 #[cfg(feature = "runtime")]
 pub use axum;

@@ -9,7 +9,7 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use mesh_core::{Mesh, config::MeshConfig, error::ErrorKind, server::Running};
+use mesh_core::{Mesh, config::MeshConfig, error::ErrorKind, runtime::Running};
 use mesh_gateway::{Gateway, GatewayConfig};
 use mesh_registry::{Registry, RegistryConfig};
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use mesh_core::{Mesh, config::MeshConfig, server::Running};
+use mesh_core::{Mesh, config::MeshConfig, runtime::Running};
 use mesh_gateway::{Gateway, GatewayConfig, decode_roles};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

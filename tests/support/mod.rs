@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use mesh::{Mesh, axum::Router, config::MeshConfig, registry::RegistryApi, server::Running};
+use mesh::{Mesh, axum::Router, config::MeshConfig, registry::RegistryApi, runtime::Running};
 use mesh_registry::{Registry, RegistryConfig};
 
 /// An embedded registry.

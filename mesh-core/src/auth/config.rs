@@ -135,8 +135,30 @@ impl AuthSettings {
                         path == prefix
                             || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
                     }
-                    None => pattern == path,
+                    None => segments_match(pattern, path),
                 })
+    }
+}
+
+/// Whether `path` is `pattern`, a `{name}` segment of the pattern matching any one non-empty
+/// segment.
+fn segments_match(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('{') {
+        return pattern == path;
+    }
+    let mut patterns = pattern.split('/');
+    let mut segments = path.split('/');
+    loop {
+        match (patterns.next(), segments.next()) {
+            (None, None) => return true,
+            (Some(expected), Some(segment)) => {
+                let any = expected.starts_with('{') && expected.ends_with('}');
+                if !(any && !segment.is_empty() || expected == segment) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -160,6 +182,23 @@ mod tests {
             assert!(settings.is_public(path), "{path}");
         }
         for path in ["/productsx", "/login/extra", "/orders", "/"] {
+            assert!(!settings.is_public(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_named_segment_of_a_public_pattern_matches_any_one_segment() {
+        let settings = AuthSettings {
+            public: vec!["/products/{id}/reviews".into()],
+            ..AuthSettings::default()
+        };
+        assert!(settings.is_public("/products/7/reviews"));
+        for path in [
+            "/products//reviews",
+            "/products/7/8/reviews",
+            "/products/7/reviews/1",
+            "/products/7",
+        ] {
             assert!(!settings.is_public(path), "{path}");
         }
     }

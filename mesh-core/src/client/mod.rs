@@ -70,6 +70,8 @@ pub struct MeshClient {
 struct Inner {
     service: ServiceId,
     context: Arc<ClientContext>,
+    /// Calls go over HTTP/2 whatever `clients.<service>.http2` says (a gRPC channel).
+    http2: bool,
     current: ArcSwapOption<Current>,
     init: OnceCell<()>,
     rebuilding: tokio::sync::Mutex<()>,
@@ -177,10 +179,20 @@ fn parse_instance(service: &ServiceId, address: &str) -> Result<Instance, MeshEr
 
 impl MeshClient {
     pub(crate) fn new(service: ServiceId, context: Arc<ClientContext>) -> Self {
+        Self::with_protocol(service, context, false)
+    }
+
+    /// A client whose calls go over HTTP/2 whatever the settings say: what gRPC needs.
+    pub(crate) fn http2(service: ServiceId, context: Arc<ClientContext>) -> Self {
+        Self::with_protocol(service, context, true)
+    }
+
+    fn with_protocol(service: ServiceId, context: Arc<ClientContext>, http2: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 service,
                 context,
+                http2,
                 current: ArcSwapOption::empty(),
                 init: OnceCell::new(),
                 rebuilding: tokio::sync::Mutex::new(()),
@@ -380,7 +392,7 @@ impl MeshClient {
     }
 
     fn generation(&self, layers: Layers, revision: u64) -> Current {
-        let transport = if layers.settings().http2 {
+        let transport = if self.inner.http2 || layers.settings().http2 {
             self.inner.context.http2.clone()
         } else {
             Transport::Http1(self.inner.context.http1.clone())

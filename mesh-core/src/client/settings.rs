@@ -63,7 +63,7 @@ pub enum Switchable {
 }
 
 /// Default cap on a response body read by the JSON helpers: 16 MiB.
-pub(super) const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_RESPONSE_BYTES: usize = crate::http1::Limits::ANSWER.body_bytes;
 
 impl ClientSettings {
     /// Whether `layer` is on.

@@ -22,14 +22,15 @@ use super::{
     encode::{BodyFailure, encode_request_head, flush, write_body},
     fields::{Span, content_length, field_spans, field_tokens, is_hop_by_hop, sends_empty_length},
     framing::Framing,
+    limits::Limits,
     rewind::Rewind,
 };
 use crate::{BoxBody, error::BoxError};
 
 /// The most bytes a response head may take.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEAD_BYTES: usize = Limits::ANSWER.head_bytes;
 /// The most header fields a response head may have.
-const MAX_HEADERS: usize = 128;
+const MAX_HEADERS: usize = Limits::ANSWER.fields;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
 

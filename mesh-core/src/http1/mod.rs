@@ -18,6 +18,7 @@ pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod fields;
 pub(crate) mod framing;
+mod limits;
 pub(crate) mod raw;
 pub(crate) mod request;
 pub(crate) mod rewind;
@@ -28,6 +29,7 @@ mod properties;
 pub use self::{
     body::AnswerBody,
     fields::is_hop_by_hop,
+    limits::Limits,
     raw::{RawAnswer, RawRequest},
     rewind::Rewind,
 };

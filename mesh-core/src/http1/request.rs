@@ -261,7 +261,7 @@ pub(crate) fn fuzz_request(data: &[u8]) {
     let mut spans = Vec::new();
     let peer = SocketAddr::from(([127, 0, 0, 1], 1));
     while let Parsed::Request(scanned) =
-        scan_request(&read, &mut spans, crate::server::DEFAULT_MAX_HEAD_BYTES)
+        scan_request(&read, &mut spans, super::Limits::REQUEST.head_bytes)
     {
         assert!(
             scanned.length() <= read.len(),

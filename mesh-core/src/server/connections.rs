@@ -48,22 +48,19 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use super::{
-    layers::App,
+    layers::stack::App,
     relay::{Relayed, Relaying},
     tls,
 };
 use crate::context::Tls;
 use crate::http1::{
-    RawAnswer, Rewind,
+    Limits, RawAnswer, Rewind,
     encode::{encode_answer_head, end_head, framing_field, status_line, write_framed_body},
     fields::field_tokens,
     framing::answer_framing,
     request::{Buffered, Parsed, build_request, scan_request},
 };
 
-/// The largest request head served by default, on both paths (`server.max_head_bytes`); a
-/// larger one is answered `431`.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
 /// The smallest head limit hyper takes.
 const MIN_HEAD_BYTES: usize = 8 * 1024;
 /// Room the read buffer keeps for the next read.
@@ -77,7 +74,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// requests, or sending its head or body too slowly) is closed, within twice that time; an
 /// HTTP/2 one on which no request began is shut down gracefully; a request being handled or
 /// answered is not held to it.
-pub(super) async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     served: Served,
     idle_timeout: Duration,
@@ -112,8 +109,8 @@ pub(super) async fn serve(
                     if let Some(stream) = tls::handshake(acceptor, stream, peer).await {
                         let io = TokioIo::new(stream);
                         let idle = Idle::new(idle_timeout);
-                        let limit = served.max_head_bytes;
-                        hyper_serves(io, peer, true, served.app, limit, idle, draining).await;
+                        let limits = served.limits;
+                        hyper_serves(io, peer, true, served.app, limits, idle, draining).await;
                     }
                 });
             }
@@ -145,11 +142,12 @@ async fn accept_failed(error: io::Error) {
 /// What a server serves: the application in the server layers, and the relay offered each
 /// request read here before it, if any.
 #[derive(Clone)]
-pub(super) struct Served {
-    pub(super) app: App,
-    pub(super) relay: Option<Arc<Relaying>>,
-    /// The largest request head served, here and by hyper.
-    pub(super) max_head_bytes: usize,
+pub(crate) struct Served {
+    pub(crate) app: App,
+    pub(crate) relay: Option<Arc<Relaying>>,
+    /// How large a request may be, here and in hyper (the body limit is the layers' and the
+    /// relay's to apply).
+    pub(crate) limits: Limits,
 }
 
 /// One connection: requests read here while they are plain, then hyper for the rest.
@@ -163,9 +161,9 @@ async fn connection(
     let Served {
         mut app,
         relay,
-        max_head_bytes,
+        limits,
     } = served;
-    let max_head_bytes = max_head_bytes.max(MIN_HEAD_BYTES);
+    let max_head_bytes = limits.head_bytes.max(MIN_HEAD_BYTES);
     let mut read = BytesMut::with_capacity(READ_CHUNK);
     let mut write = Vec::new();
     let mut spans = Vec::new();
@@ -249,8 +247,7 @@ async fn connection(
                     // timer with its count.
                     let io = TokioIo::new(Rewind::new(io, read.freeze()));
                     let idle = idle.as_mut().take_over();
-                    return hyper_serves(io, peer, false, app, max_head_bytes, idle, draining)
-                        .await;
+                    return hyper_serves(io, peer, false, app, limits, idle, draining).await;
                 };
                 let head = request.method() == Method::HEAD;
                 request.extensions_mut().insert(ConnectInfo(peer));
@@ -281,7 +278,7 @@ async fn hyper_serves<I>(
     peer: SocketAddr,
     tls: bool,
     app: App,
-    max_head_bytes: usize,
+    limits: Limits,
     idle: Idle,
     mut draining: watch::Receiver<bool>,
 ) where
@@ -302,7 +299,7 @@ async fn hyper_serves<I>(
     // HTTP/2 WebSockets need the extended CONNECT protocol. A peer is pinged once per idle
     // period and dropped when it does not answer within another: one that stopped reading
     // would otherwise hold its connection and its open streams for ever.
-    let max_head_bytes = max_head_bytes.max(MIN_HEAD_BYTES);
+    let max_head_bytes = limits.head_bytes.max(MIN_HEAD_BYTES);
     builder
         .http2()
         .max_header_list_size(u32::try_from(max_head_bytes).unwrap_or(u32::MAX))
@@ -315,6 +312,7 @@ async fn hyper_serves<I>(
     builder
         .http1()
         .max_buf_size(max_head_bytes)
+        .max_headers(limits.fields)
         .timer(TokioTimer::new())
         .header_read_timeout(idle_timeout);
     let app = HostRequired(app);
@@ -561,7 +559,7 @@ mod tests {
             Served {
                 app: BoxCloneSyncService::new(router),
                 relay,
-                max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+                limits: Limits::REQUEST,
             },
             idle_timeout,
             None,
@@ -684,13 +682,13 @@ mod tests {
     async fn heads_over_the_limit_get_431_on_either_path() {
         let server = server().await;
         for many in [false, true] {
-            let within = head_of(DEFAULT_MAX_HEAD_BYTES - 1024, many);
+            let within = head_of(Limits::REQUEST.head_bytes - 1024, many);
             let within = exchange(server.addr, within.as_bytes()).await;
             assert!(
                 within.starts_with("HTTP/1.1 200 OK\r\n"),
                 "{many}: {within}"
             );
-            let over = head_of(DEFAULT_MAX_HEAD_BYTES + 1024, many);
+            let over = head_of(Limits::REQUEST.head_bytes + 1024, many);
             let over = exchange(server.addr, over.as_bytes()).await;
             assert!(
                 over.starts_with("HTTP/1.1 431 "),
@@ -698,6 +696,20 @@ mod tests {
                 &over[..over.len().min(200)]
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_with_more_fields_than_the_limit_gets_431() {
+        let server = server().await;
+        let head = |count: usize| {
+            let fields: String = (0..count).map(|i| format!("x-f{i:03}: 0\r\n")).collect();
+            format!("GET /hello HTTP/1.1\r\nhost: a\r\nconnection: close\r\n{fields}\r\n")
+        };
+        // `host` and `connection` count: the limit's worth of fields in all is served.
+        let within = exchange(server.addr, head(Limits::REQUEST.fields - 2).as_bytes()).await;
+        assert!(within.starts_with("HTTP/1.1 200 OK\r\n"), "{within}");
+        let over = exchange(server.addr, head(Limits::REQUEST.fields).as_bytes()).await;
+        assert!(over.starts_with("HTTP/1.1 431 "), "{over}");
     }
 
     #[tokio::test]

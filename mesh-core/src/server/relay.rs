@@ -7,7 +7,11 @@ use axum::response::Response;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::layers::{ENDPOINTS, method_label, record, request_context, request_span};
+use super::layers::{
+    metrics::{method_label, record},
+    stack::ENDPOINTS,
+    trace::{request_context, request_span},
+};
 use crate::{
     http1::{RawAnswer, RawRequest},
     observe::{RouteLabel, ServerSeries, TraceContext},
@@ -30,7 +34,7 @@ pub type RelayFuture = Pin<Box<dyn Future<Output = Relayed> + Send>>;
 ///
 /// A proxy that only passes requests on (the gateway's plain routes) spends most of its time
 /// building header maps it then writes out again. A relay, given to
-/// [`ServerBuilder::relay`](crate::server::ServerBuilder::relay) beside the service, is offered each
+/// `ServerBuilder::relay` beside the service, is offered each
 /// request the server reads itself (plain HTTP/1.1 with no body or a small one) as a
 /// [`RawRequest`]: the head's bytes and where each field lies. It either takes the request,
 /// returning the future of its answer, or leaves it, and the service serves the request as any
@@ -116,7 +120,7 @@ impl Relaying {
         let answer = context.sync_scope(|| self.relay.relay(request))?;
         self.relayed.increment(1);
         let method = method_label(request.method);
-        let span = request_span(&self.series, method, request.path(), &context);
+        let span = request_span(self.series.service(), method, request.path(), &context);
         let series = self.series.clone();
         Some(async move {
             let answer = context.scope(answer).instrument(span).await;

@@ -3,7 +3,7 @@ use std::{net::SocketAddr, time::Duration};
 use serde::Deserialize;
 
 use super::TlsSettings;
-use crate::auth::AuthSettings;
+use crate::{auth::AuthSettings, http1::Limits};
 
 /// The `server` section of the configuration.
 ///
@@ -13,6 +13,7 @@ use crate::auth::AuthSettings;
 ///   advertise_host: orders.internal   # what the registry tells callers
 ///   body_limit: 2097152
 ///   max_head_bytes: 32768
+///   max_fields: 100
 ///   drain_timeout: 30s
 ///   idle_timeout: 60s
 ///   max_deadline: 60s
@@ -34,6 +35,8 @@ pub struct ServerSettings {
     /// Largest request head (request line and fields) accepted, in bytes, over HTTP/1.1 and
     /// as HTTP/2's header list; a larger one gets 431. At least 8 KiB is used.
     pub max_head_bytes: usize,
+    /// Most header fields a request may have over HTTP/1.1; one with more gets 431.
+    pub max_fields: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -61,19 +64,31 @@ pub struct ServerSettings {
 }
 
 impl Default for ServerSettings {
-    /// `127.0.0.1:0`, 2 MiB bodies, 32 KiB heads, 30 s to drain, 60 s idle, deadlines up to 60 s.
+    /// `127.0.0.1:0`, 2 MiB bodies, 32 KiB heads of 100 fields, 30 s to drain, 60 s idle, deadlines up to 60 s.
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_host: None,
-            body_limit: 2 * 1024 * 1024,
-            max_head_bytes: super::connections::DEFAULT_MAX_HEAD_BYTES,
+            body_limit: Limits::REQUEST.body_bytes,
+            max_head_bytes: Limits::REQUEST.head_bytes,
+            max_fields: Limits::REQUEST.fields,
             drain_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_deadline: Duration::from_secs(60),
             auth: AuthSettings::default(),
             tls: None,
             threads: 0,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// How large a request may be: `body_limit`, `max_head_bytes` and `max_fields`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            head_bytes: self.max_head_bytes,
+            fields: self.max_fields,
+            body_bytes: self.body_limit,
         }
     }
 }

@@ -25,7 +25,7 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     /// The rustls configuration: aws-lc, safe default versions, ALPN `h2` then `http/1.1`.
-    pub(super) fn server_config(&self) -> Result<Arc<ServerConfig>, MeshError> {
+    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, MeshError> {
         let invalid = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
             MeshError::new(
                 ErrorKind::Config,

@@ -18,7 +18,7 @@ use crate::error::{ErrorKind, MeshError};
 /// Binds `server.threads` listeners to `server.address` and serves `app` on a thread each until
 /// `stopped` completes; then every worker drains gracefully. The returned task ends when every
 /// worker has; aborting it stops the workers at once, closing their connections.
-pub(super) fn spawn(
+pub(crate) fn spawn(
     settings: &ServerSettings,
     served: Served,
     tls: Option<Arc<ServerConfig>>,

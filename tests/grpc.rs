@@ -1,0 +1,188 @@
+//! gRPC with mesh: a tonic service served by `Mesh::server` and called by service ID through
+//! `Mesh::grpc_channel`, and the public server layers around a plain tonic server.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    task::{Context, Poll},
+};
+
+use jsonwebtoken::{EncodingKey, Header, encode};
+use mesh::{
+    auth::{JwtConfig, JwtVerifier},
+    server::{
+        Application,
+        layers::{CatchPanicLayer, JwtAuthLayer, RequestMetricsLayer, ServerTraceLayer},
+    },
+};
+use tonic::{Code, service::Routes, transport::Endpoint};
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, health_client::HealthClient},
+    server::health_reporter,
+};
+use tower::{Service, ServiceBuilder};
+
+const SECRET: &str = "a shared secret of thirty-two bytes";
+
+/// The health service, reporting `serving` as SERVING (any other name is NOT_FOUND).
+async fn health(serving: &str) -> Routes {
+    let (reporter, service) = health_reporter();
+    reporter
+        .set_service_status(serving, ServingStatus::Serving)
+        .await;
+    Routes::new(service)
+}
+
+fn check(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_tonic_service_is_called_by_service_id_and_each_call_is_balanced() {
+    let registry = support::registry();
+    // Two instances of `stock`: each knows one name, so an answer says which one served it.
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let mesh = support::mesh("stock", &registry, serde_json::json!({})).await;
+        let running = mesh
+            .server(Application::grpc(health(name).await))
+            .start()
+            .await
+            .unwrap();
+        instances.push(running);
+    }
+    let caller = support::mesh("caller", &registry, serde_json::json!({})).await;
+    let mut stock = HealthClient::new(caller.grpc_channel("stock"));
+
+    let (mut by_a, mut by_b) = (0, 0);
+    for _ in 0..40 {
+        match stock.check(check("a")).await {
+            Ok(answer) => {
+                assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
+                by_a += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::NotFound, "{status:?}");
+                by_b += 1;
+            }
+        }
+    }
+    assert!(by_a > 0 && by_b > 0, "a: {by_a}, b: {by_b}");
+
+    // Counted under the method's path, beside the runtime's endpoints.
+    let (_, metrics) = support::get(instances[0].local_addr(), "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("mesh_server_requests_total")
+                && line.contains(r#"route="/grpc.health.v1.Health/Check""#)),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_served_by_the_runtime_answers_grpc_errors_as_grpc_statuses() {
+    let registry = support::registry();
+    let config = serde_json::json!({"server": {"auth": {"jwt": {"secret": SECRET}}}});
+    let mesh = support::mesh("stock", &registry, config).await;
+    let running = mesh
+        .server(Application::grpc(health("a").await))
+        .start()
+        .await
+        .unwrap();
+    let mut stock = HealthClient::new(connect(running.local_addr()).await);
+    let refused = stock.check(check("a")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+}
+
+async fn connect(addr: SocketAddr) -> tonic::transport::Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn token() -> String {
+    let claims = serde_json::json!({"sub": "ada", "exp": 4_000_000_000u64});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Panics when a call carries `x-panic`: a handler's bug.
+#[derive(Clone)]
+struct PanicOnDemand<S>(S);
+
+impl<S, B> Service<http::Request<B>> for PanicOnDemand<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> S::Future {
+        assert!(!request.headers().contains_key("x-panic"), "a bug");
+        self.0.call(request)
+    }
+}
+
+#[tokio::test]
+async fn the_server_layers_guard_a_plain_tonic_server() {
+    let verifier = JwtVerifier::new(JwtConfig::with_secret(SECRET)).unwrap();
+    let layers = ServiceBuilder::new()
+        .layer(RequestMetricsLayer::new("stock"))
+        .layer(ServerTraceLayer::new("stock"))
+        .layer(CatchPanicLayer::new())
+        .layer(JwtAuthLayer::new(verifier))
+        .layer(tower::layer::layer_fn(PanicOnDemand));
+    let (reporter, service) = health_reporter();
+    reporter
+        .set_service_status("a", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layers)
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let channel = connect(addr).await;
+
+    let mut anonymous = HealthClient::new(channel.clone());
+    let refused = anonymous.check(check("a")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", token()).parse().unwrap();
+    let mut signed_in =
+        HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok::<_, tonic::Status>(request)
+        });
+    let answer = signed_in.check(check("a")).await.unwrap().into_inner();
+    assert_eq!(answer.status, ServingStatus::Serving as i32);
+
+    // A panic is an INTERNAL status, and the server goes on.
+    let mut request = tonic::Request::new(check("a"));
+    request
+        .metadata_mut()
+        .insert("x-panic", "1".parse().unwrap());
+    let failed = signed_in.check(request).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
+    assert!(signed_in.check(check("a")).await.is_ok());
+}
