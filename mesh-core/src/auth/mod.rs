@@ -1,5 +1,12 @@
-//! JWT verification: who is calling, and may they.
+//! Who is calling, and may they: verifying tokens, and the toolkit of an auth service that
+//! issues them.
 //!
+//! Issuing: a [`TokenIssuer`] signs ES256 access tokens with a rotating key ring and serves
+//! its public keys at `/.well-known/jwks.json`; [`RefreshTokens`] are opaque, rotate on use
+//! and revoke their family when one is reused (in memory or Redis); [`Passwords`] hashes
+//! with Argon2id and checks a login in the same time whether the user exists or not.
+//!
+//! Verifying:
 //! A [`JwtVerifier`] checks a bearer token's signature with a shared secret (HS256/384/512), a
 //! PEM public key (RS*, PS*, ES256/384, EdDSA) or the keys a JWKS URL publishes (fetched on
 //! first use, refreshed periodically and when a token names an unknown `kid`), then its
@@ -22,11 +29,22 @@
 //! ```
 
 mod config;
+mod issue;
 mod jwks;
+mod password;
+mod refresh;
 mod verify;
 
+#[cfg(feature = "redis")]
+pub use self::refresh::RedisRefreshStore;
 pub use self::{
     config::{AuthSettings, JwtConfig},
+    issue::{AccessToken, IssuerSettings, TokenIssuer},
+    password::{MAX_PASSWORD_BYTES, Passwords},
+    refresh::{
+        Grant, MemoryRefreshStore, RefreshError, RefreshRecord, RefreshStore, RefreshTokens,
+        StoreFuture, Taken,
+    },
     verify::{AuthError, Identity, JwtVerifier},
 };
 
