@@ -19,6 +19,9 @@ pub enum BusError {
     /// The consumer group already has a subscription in this process.
     #[error("queue `{0}` already has a subscription")]
     AlreadySubscribed(String),
+    /// The bus's configuration names no usable backend.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<BusError> for MeshError {
@@ -28,6 +31,7 @@ impl From<BusError> for MeshError {
                 ErrorKind::BadRequest
             }
             BusError::Refused | BusError::Unavailable(_) => ErrorKind::Unavailable,
+            BusError::Config(_) => ErrorKind::Config,
         };
         MeshError::new(kind, error.to_string()).with_source(error)
     }

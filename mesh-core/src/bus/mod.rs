@@ -29,6 +29,7 @@ mod handler;
 mod memory;
 mod policy;
 mod replay;
+mod settings;
 mod topic;
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -45,6 +46,7 @@ pub use self::{
     memory::MemoryBus,
     policy::{DeadLetter, SubscriptionConfig},
     replay::ReplayFrom,
+    settings::BusSettings,
     topic::matches as topic_matches,
 };
 

@@ -433,12 +433,20 @@ async fn read_yaml(path: &Path, required: bool) -> Result<Option<Value>, MeshErr
     }
 }
 
-/// `MESH_A__B_C=v` → `{"a": {"b_c": v}}`.
+/// Environment variables named as users of RabbitMQ and Redis expect, with the key each sets.
+const ENV_ALIASES: [(&str, &str); 2] =
+    [("MESH_BUS_URL", "bus.url"), ("MESH_REDIS_URL", "redis.url")];
+
+/// `MESH_A__B_C=v` → `{"a": {"b_c": v}}`; `MESH_BUS_URL` and `MESH_REDIS_URL` set `bus.url`
+/// and `redis.url`.
 fn env_layer(vars: &[(String, String)]) -> Value {
     let flat: BTreeMap<String, Value> = vars
         .iter()
         .filter(|(key, _)| key != CONFIG_ENV && key != PROFILE_ENV)
         .filter_map(|(key, value)| {
+            if let Some((_, dotted)) = ENV_ALIASES.iter().find(|(alias, _)| alias == key) {
+                return Some(((*dotted).to_owned(), scalar(value)));
+            }
             let path = key.strip_prefix(ENV_PREFIX)?;
             if path.is_empty() || path.split("__").any(str::is_empty) {
                 return None;
@@ -539,6 +547,21 @@ mod tests {
                 "server": {"address": "0.0.0.0:9000"},
                 "clients": {"inventory_service": {"retry": {"max_attempts": 5}}},
                 "flag": true,
+            })
+        );
+    }
+
+    #[test]
+    fn the_bus_and_redis_urls_have_the_names_their_users_expect() {
+        let layer = env_layer(&[
+            ("MESH_BUS_URL".into(), "amqp://127.0.0.1:5672/%2f".into()),
+            ("MESH_REDIS_URL".into(), "redis://127.0.0.1:6379".into()),
+        ]);
+        assert_eq!(
+            layer,
+            json!({
+                "bus": {"url": "amqp://127.0.0.1:5672/%2f"},
+                "redis": {"url": "redis://127.0.0.1:6379"},
             })
         );
     }

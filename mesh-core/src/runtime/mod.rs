@@ -24,6 +24,7 @@
 //! then stops accepting connections and lets in-flight requests finish within
 //! `server.drain_timeout`.
 
+mod backends;
 mod endpoints;
 mod registration;
 mod serving;
@@ -34,7 +35,10 @@ use std::{
     time::Duration,
 };
 
-pub use self::serving::{Running, ServerBuilder};
+pub use self::{
+    backends::RedisSettings,
+    serving::{Running, ServerBuilder},
+};
 use crate::{
     auth::JwtVerifier,
     client::{ClientContext, MeshClient},
@@ -62,6 +66,7 @@ struct Inner {
     checks: HealthChecks,
     auth: Option<JwtVerifier>,
     ready: AtomicBool,
+    backends: backends::Backends,
 }
 
 /// Builds a [`Mesh`].
@@ -167,6 +172,8 @@ impl MeshBuilder {
         };
         // Fail at start, not at the first request, on a bad server section or key.
         let server: ServerSettings = config.snapshot().section("server")?;
+        let _: crate::bus::BusSettings = config.snapshot().section("bus")?;
+        let _: RedisSettings = config.snapshot().section("redis")?;
         if let Some(tls) = &server.tls {
             tls.server_config()?;
         }
@@ -185,6 +192,7 @@ impl MeshBuilder {
                 checks: self.checks,
                 auth,
                 ready: AtomicBool::new(false),
+                backends: backends::Backends::default(),
             }),
         })
     }

@@ -1,0 +1,122 @@
+//! The `bus` section of the configuration: which backend carries a service's events, so the
+//! same code runs on the in-process bus and on RabbitMQ by configuration alone.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Deserialize;
+
+use super::{Bus, BusError, DedupeStore, MemoryBus, MemoryDedupe};
+
+/// The `bus` section.
+///
+/// ```yaml
+/// bus:
+///   url: amqp://guest:guest@127.0.0.1:5672/%2f   # or `memory` (the default); MESH_BUS_URL
+///   exchange: mesh.events
+///   dedupe_retention: 24h
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    /// `memory` for the in-process bus, or an `amqp://` (`amqps://`) broker URL.
+    pub url: String,
+    /// The topic exchange events are published to (RabbitMQ); `mesh.events` when unset.
+    pub exchange: Option<String>,
+    /// How long a handled event's ID is remembered, so a redelivery is not handled twice.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_retention: Duration,
+}
+
+impl Default for BusSettings {
+    /// The in-process bus, a day of dedupe.
+    fn default() -> Self {
+        Self {
+            url: "memory".into(),
+            exchange: None,
+            dedupe_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl BusSettings {
+    /// Whether the URL names the in-process bus.
+    pub fn is_memory(&self) -> bool {
+        self.url.is_empty() || self.url.eq_ignore_ascii_case("memory")
+    }
+
+    /// Connects the bus these settings name, remembering handled events in `dedupe` (a
+    /// Redis store shared by a service's instances) or, when `None`, in memory.
+    pub async fn connect(
+        &self,
+        dedupe: Option<Arc<dyn DedupeStore>>,
+    ) -> Result<Arc<dyn Bus>, BusError> {
+        let dedupe = dedupe.unwrap_or_else(|| Arc::new(MemoryDedupe::new(self.dedupe_retention)));
+        if self.is_memory() {
+            return Ok(Arc::new(MemoryBus::with_dedupe(dedupe)));
+        }
+        let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("amqp" | "amqps") => self.connect_amqp(dedupe).await,
+            _ => Err(BusError::Config(format!(
+                "bus.url: `{}` is neither `memory` nor an amqp:// URL",
+                redacted(&self.url)
+            ))),
+        }
+    }
+
+    #[cfg(feature = "amqp")]
+    async fn connect_amqp(&self, dedupe: Arc<dyn DedupeStore>) -> Result<Arc<dyn Bus>, BusError> {
+        let mut bus = super::AmqpBus::connect(&self.url)
+            .await?
+            .with_dedupe(dedupe);
+        if let Some(exchange) = &self.exchange {
+            bus = bus.with_exchange(exchange).await?;
+        }
+        Ok(Arc::new(bus))
+    }
+
+    #[cfg(not(feature = "amqp"))]
+    async fn connect_amqp(&self, _: Arc<dyn DedupeStore>) -> Result<Arc<dyn Bus>, BusError> {
+        Err(BusError::Config(
+            "bus.url names RabbitMQ, but mesh was built without its `amqp` feature".into(),
+        ))
+    }
+}
+
+/// `url` without its password, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() + 3 => {
+            let credentials = &rest[..at - scheme.len() - 3];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}", &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_stays_out_of_messages() {
+        assert_eq!(
+            redacted("amqp://guest:hunter2@broker:5672/%2f"),
+            "amqp://guest:***@broker:5672/%2f"
+        );
+        assert_eq!(redacted("memory"), "memory");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_a_configuration_error() {
+        let settings = BusSettings {
+            url: "kafka://user:secret@broker".into(),
+            ..BusSettings::default()
+        };
+        let error = settings.connect(None).await.err().unwrap();
+        let shown = error.to_string();
+        assert!(shown.contains("bus.url"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
