@@ -137,7 +137,8 @@ pub trait RefreshStore: Send + Sync + 'static {
     fn is_revoked<'a>(&'a self, family: &'a str) -> StoreFuture<'a, bool>;
 }
 
-/// Issues, rotates and revokes refresh tokens; see the [module](self). Clones share the store.
+/// Issues, rotates and revokes refresh tokens: each refreshes once and returns its successor;
+/// a reused one revokes its family (see `docs/auth.md`). Clones share the store.
 #[derive(Clone)]
 pub struct RefreshTokens {
     store: Arc<dyn RefreshStore>,
