@@ -20,6 +20,9 @@
 //! | `registry` | `registry_server`: the registry and its API, to embed in a process |
 
 pub use mesh_core::*;
+/// The edge gateway (`mesh-gateway`) as a library: embed a gateway in a single-process mesh.
+#[cfg(feature = "gateway")]
+pub use mesh_gateway as gateway;
 /// Declares an event payload's type: `#[derive(EventType)] #[event(type = "order.placed")]`
 /// implements [`bus::EventType`].
 pub use mesh_macros::EventType;

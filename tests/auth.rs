@@ -2,12 +2,16 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use http::StatusCode;
+use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use mesh::{
-    auth::{Identity, JwtConfig, JwtVerifier},
+    auth::{Caller, Identity, JwtConfig, JwtVerifier},
     axum::{Extension, Json, Router, routing::get},
     error::ErrorKind,
     runtime::Running,
@@ -260,4 +264,77 @@ async fn a_bad_auth_configuration_stops_the_service_at_start() {
         assert_eq!(error.kind(), ErrorKind::Config);
         assert!(error.message().contains(needle), "{error}");
     }
+}
+
+/// A front service whose `/relayed` asks the back service who is calling, through a client of
+/// `back` configured by `client`, and whose `/admin-only` checks the caller's role itself.
+async fn front(registry: &Arc<mesh_registry::Registry>, name: &str, client: Value) -> Running {
+    let jwt = json!({"secret": SECRET, "issuer": "auth-service", "audience": "shop"});
+    let mesh = support::mesh(
+        name,
+        registry,
+        json!({"server": {"auth": {"jwt": jwt}}, "clients": {"back": client}}),
+    )
+    .await;
+    let back = mesh.client("back");
+    let router = Router::new()
+        .route(
+            "/relayed",
+            get(move || {
+                let back = back.clone();
+                async move {
+                    let request = http::Request::get("/whoami")
+                        .body(Default::default())
+                        .unwrap();
+                    let answer = back.send(request).await.unwrap();
+                    let status = answer.status();
+                    let body = answer.into_body().collect().await.unwrap().to_bytes();
+                    format!("{} {}", status.as_u16(), String::from_utf8_lossy(&body))
+                }
+            }),
+        )
+        .route(
+            "/admin-only",
+            get(|| async { Caller::require_role("admin").map(|who| who.subject.clone()) }),
+        );
+    mesh.server(router).start().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_call_made_while_serving_a_verified_request_carries_the_callers_token() {
+    let registry = registry();
+    let jwt = json!({"secret": SECRET, "issuer": "auth-service", "audience": "shop"});
+    let back = Router::new().route(
+        "/whoami",
+        get(|| async {
+            Caller::current()
+                .expect("a verified caller")
+                .identity
+                .subject
+                .clone()
+        }),
+    );
+    let _back = start(
+        "back",
+        back,
+        &registry,
+        json!({"server": {"auth": {"jwt": jwt}}}),
+    )
+    .await;
+    let relaying = front(&registry, "front", json!({})).await;
+    let withholding = front(&registry, "front-off", json!({"token_relay": "off"})).await;
+
+    let token = hs256(&claims(json!({"sub": "carol", "roles": ["customer"]})));
+    let (status, body) = get_with(&relaying, "/relayed", Some(&token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "200 carol"));
+    let (status, body) = get_with(&withholding, "/relayed", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("401 "), "{body}");
+
+    // The role check reads the same caller: a customer is refused, an admin let through.
+    let (status, _) = get_with(&relaying, "/admin-only", Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let admin = hs256(&claims(json!({"sub": "dave", "roles": ["admin"]})));
+    let (status, body) = get_with(&relaying, "/admin-only", Some(&admin)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "dave"));
 }

@@ -112,7 +112,8 @@ pub struct AuthSettings {
     /// How tokens are verified; no key source means no verification on this service.
     pub jwt: JwtConfig,
     /// Paths that need no token: exact, with `{name}` segments matching any one segment, or
-    /// ending in `/**` to match everything below. `/health`, `/health/*` and `/metrics` are
+    /// ending in `/**` to match everything below; prefixed with a method and a space
+    /// (`GET /catalog/**`), for that method only. `/health`, `/health/*` and `/metrics` are
     /// always public.
     pub public: Vec<String>,
 }
@@ -123,20 +124,25 @@ impl AuthSettings {
         self.jwt.secret.is_some() || self.jwt.public_key.is_some() || self.jwt.jwks_url.is_some()
     }
 
-    /// Whether `path` needs no token.
-    pub fn is_public(&self, path: &str) -> bool {
+    /// Whether a request of `method` to `path` needs no token. A pattern is a path, or a
+    /// method, a space and a path (`GET /products/{sku}`) to be public for that method only.
+    pub fn is_public(&self, method: &http::Method, path: &str) -> bool {
         const ALWAYS: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
         ALWAYS.contains(&path)
-            || self
-                .public
-                .iter()
-                .any(|pattern| match pattern.strip_suffix("/**") {
+            || self.public.iter().any(|pattern| {
+                let pattern = match pattern.split_once(' ') {
+                    Some((only, pattern)) if only.eq_ignore_ascii_case(method.as_str()) => pattern,
+                    Some(_) => return false,
+                    None => pattern,
+                };
+                match pattern.strip_suffix("/**") {
                     Some(prefix) => {
                         path == prefix
                             || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
                     }
                     None => segments_match(pattern, path),
-                })
+                }
+            })
     }
 }
 
@@ -179,10 +185,10 @@ mod tests {
             "/login",
             "/health/ready",
         ] {
-            assert!(settings.is_public(path), "{path}");
+            assert!(settings.is_public(&http::Method::GET, path), "{path}");
         }
         for path in ["/productsx", "/login/extra", "/orders", "/"] {
-            assert!(!settings.is_public(path), "{path}");
+            assert!(!settings.is_public(&http::Method::GET, path), "{path}");
         }
     }
 
@@ -192,14 +198,14 @@ mod tests {
             public: vec!["/products/{id}/reviews".into()],
             ..AuthSettings::default()
         };
-        assert!(settings.is_public("/products/7/reviews"));
+        assert!(settings.is_public(&http::Method::GET, "/products/7/reviews"));
         for path in [
             "/products//reviews",
             "/products/7/8/reviews",
             "/products/7/reviews/1",
             "/products/7",
         ] {
-            assert!(!settings.is_public(path), "{path}");
+            assert!(!settings.is_public(&http::Method::GET, path), "{path}");
         }
     }
 
@@ -207,5 +213,16 @@ mod tests {
     fn the_secret_stays_out_of_debug_output() {
         let shown = format!("{:?}", JwtConfig::with_secret("hunter2-hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_pattern_with_a_method_is_public_for_that_method_only() {
+        let settings = AuthSettings {
+            public: vec!["GET /products/{sku}".into()],
+            ..AuthSettings::default()
+        };
+        assert!(settings.is_public(&http::Method::GET, "/products/tea"));
+        assert!(!settings.is_public(&http::Method::PUT, "/products/tea"));
+        assert!(!settings.is_public(&http::Method::DELETE, "/products/tea"));
     }
 }

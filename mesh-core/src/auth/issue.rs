@@ -12,13 +12,14 @@ use std::{
 };
 
 use aws_lc_rs::{
-    rand::{SecureRandom, SystemRandom},
+    rand::SystemRandom,
     signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
+use super::random_token;
 use crate::error::{ErrorKind, MeshError};
 
 /// What a [`TokenIssuer`] puts in its tokens.
@@ -163,7 +164,7 @@ impl TokenIssuer {
             iat: now,
             nbf: now,
             exp: now + ttl,
-            jti: random_id(&self.inner.random)?,
+            jti: random_token(16)?,
             roles: role_claim,
         };
         let ring = self.ring();
@@ -263,7 +264,7 @@ impl SigningKey {
             ));
         }
         Ok(Self {
-            kid: random_id(random)?,
+            kid: random_token(16)?,
             encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
             x: URL_SAFE_NO_PAD.encode(&point[1..33]),
             y: URL_SAFE_NO_PAD.encode(&point[33..65]),
@@ -281,15 +282,6 @@ impl SigningKey {
             "use": "sig",
         })
     }
-}
-
-/// 16 random bytes, base64url: key IDs and token IDs.
-fn random_id(random: &SystemRandom) -> Result<String, MeshError> {
-    let mut bytes = [0u8; 16];
-    random
-        .fill(&mut bytes)
-        .map_err(|_| MeshError::new(ErrorKind::Internal, "no randomness"))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {

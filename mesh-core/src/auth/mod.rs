@@ -28,19 +28,23 @@
 //! # }
 //! ```
 
+mod caller;
 mod config;
 mod issue;
 mod jwks;
 mod password;
+mod random;
 mod refresh;
 mod verify;
 
 #[cfg(feature = "redis")]
 pub use self::refresh::RedisRefreshStore;
 pub use self::{
+    caller::Caller,
     config::{AuthSettings, JwtConfig},
     issue::{AccessToken, IssuerSettings, TokenIssuer},
     password::{MAX_PASSWORD_BYTES, Passwords},
+    random::random_token,
     refresh::{
         Grant, MemoryRefreshStore, RefreshError, RefreshRecord, RefreshStore, RefreshTokens,
         StoreFuture, Taken,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
+use super::random_token;
 use crate::error::{ErrorKind, MeshError};
 
 /// The longest password taken, in bytes: a longer one is refused before any hashing.
@@ -36,7 +37,7 @@ pub struct Passwords {
 impl Passwords {
     /// A hasher, with its decoy hash made.
     pub fn new() -> Result<Self, MeshError> {
-        let decoy = hash_now(&format!("decoy-{}", fastrand::u64(..)))?;
+        let decoy = hash_now(&random_token(24)?)?;
         Ok(Self {
             decoy: decoy.into(),
         })

@@ -1,4 +1,5 @@
-//! The client's own two layers: trace-context injection and RED metrics.
+//! The client's own two layers: context injection (trace context, the caller's token) and
+//! RED metrics.
 
 use std::{
     future::Future,
@@ -7,36 +8,45 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use metrics::{Counter, Histogram};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::{
+    auth::Caller,
     error::{BoxError, kind_of},
     observe::{TRACEPARENT, TraceContext, status_label},
 };
 
-/// Sends a child of the current trace context (or a new trace) in `traceparent`.
+/// Sends a child of the current trace context (or a new trace) in `traceparent`, and, when
+/// relaying, the current [`Caller`]'s token as `Authorization` unless the request has one.
 #[derive(Debug, Clone)]
-pub(crate) struct InjectTrace<S> {
+pub(crate) struct InjectContext<S> {
     inner: S,
+    relay_token: bool,
 }
 
-/// Applies [`InjectTrace`].
+/// Applies [`InjectContext`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct InjectTraceLayer;
+pub(crate) struct InjectContextLayer {
+    /// Whether the current caller's token goes along (`clients.<service>.token_relay`).
+    pub(crate) relay_token: bool,
+}
 
-impl<S> Layer<S> for InjectTraceLayer {
-    type Service = InjectTrace<S>;
+impl<S> Layer<S> for InjectContextLayer {
+    type Service = InjectContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InjectTrace { inner }
+        InjectContext {
+            inner,
+            relay_token: self.relay_token,
+        }
     }
 }
 
-impl<S, B> Service<Request<B>> for InjectTrace<S>
+impl<S, B> Service<Request<B>> for InjectContext<S>
 where
     S: Service<Request<B>>,
 {
@@ -58,6 +68,13 @@ where
         request
             .headers_mut()
             .insert(TRACEPARENT, context.to_header());
+        if self.relay_token
+            && !request.headers().contains_key(AUTHORIZATION)
+            && let Some(caller) = Caller::current()
+            && let Ok(value) = HeaderValue::try_from(format!("Bearer {}", caller.token))
+        {
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
         self.inner.call(request)
     }
 }

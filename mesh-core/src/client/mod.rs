@@ -41,7 +41,7 @@ use self::{
 };
 pub use self::{
     pool::ResponseBody,
-    settings::{ClientSettings, Switchable},
+    settings::{ClientSettings, Switchable, TokenRelay},
 };
 use crate::{
     BoxBody,

@@ -22,6 +22,7 @@ use crate::{
 ///     rate_limit: { replenish_rate: 100, burst_capacity: 200 }
 ///     disable: [bulkhead]
 ///     instances: ["127.0.0.1:9001"]   # a fixed list instead of the registry
+///     token_relay: caller              # the caller's token goes along (`off`: never)
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,6 +47,21 @@ pub struct ClientSettings {
     pub http2: bool,
     /// Largest response body the JSON helpers read.
     pub max_response_bytes: usize,
+    /// Whether a call made while serving a verified request carries that request's token
+    /// (`caller`, the default) or none of its own (`off`).
+    pub token_relay: TokenRelay,
+}
+
+/// What a call carries of the caller being served: `clients.<service>.token_relay`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRelay {
+    /// The current [`Caller`](crate::auth::Caller)'s bearer token goes along as
+    /// `Authorization`, unless the call sets its own: the next service sees the end user.
+    #[default]
+    Caller,
+    /// Nothing is added.
+    Off,
 }
 
 /// A client layer that can be switched off.

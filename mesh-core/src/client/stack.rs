@@ -1,7 +1,7 @@
 //! The client stack, in the one order mesh documents:
 //!
 //! ```text
-//! trace (inject traceparent) ─► metrics ─► timeout/deadline ─► retry (budget, backoff)
+//! context (inject traceparent, relay the caller's token) ─► metrics ─► timeout/deadline ─► retry (budget, backoff)
 //!   ─► circuit breaker ─► bulkhead ─► rate limit ─► balance (p2c, outlier ejection)
 //!   ─► a connection to the picked instance (per-thread HTTP/1.1 pool, or shared HTTP/2)
 //! ```
@@ -23,9 +23,9 @@ use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 
 use super::{
     ClientSettings,
-    layers::{InjectTraceLayer, RecordMetricsLayer},
+    layers::{InjectContextLayer, RecordMetricsLayer},
     pool::{Http1Pool, ResponseBody},
-    settings::Switchable,
+    settings::{Switchable, TokenRelay},
 };
 use crate::{
     BoxBody,
@@ -33,8 +33,11 @@ use crate::{
     discovery::Discovery,
     error::{BoxError, ConfigError},
     resilience::{
-        bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer, rate_limit::RateLimitLayer,
-        retry::RetryLayer, timeout::TimeoutLayer,
+        bulkhead::BulkheadLayer,
+        circuit_breaker::{CircuitBreakerLayer, ServerErrorsAreFailures},
+        rate_limit::RateLimitLayer,
+        retry::RetryLayer,
+        timeout::TimeoutLayer,
     },
 };
 
@@ -83,7 +86,8 @@ pub(crate) struct Layers {
     metrics: RecordMetricsLayer,
     timeout: TimeoutLayer,
     retry: RetryLayer,
-    breaker: CircuitBreakerLayer,
+    /// A 5xx answer counts as a failure, as an exception would for Feign and Resilience4j.
+    breaker: CircuitBreakerLayer<ServerErrorsAreFailures>,
     bulkhead: BulkheadLayer,
     rate_limit: Option<RateLimitLayer>,
     balance: BalanceLayer,
@@ -99,7 +103,8 @@ impl Layers {
         Ok(Self {
             timeout: TimeoutLayer::try_new(name.clone(), settings.timeout.clone())?,
             retry: RetryLayer::try_new(name.clone(), settings.retry.clone())?,
-            breaker: CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?,
+            breaker: CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?
+                .with_classifier(ServerErrorsAreFailures),
             bulkhead: BulkheadLayer::try_new(name.clone(), settings.bulkhead.clone())?,
             rate_limit: settings
                 .rate_limit
@@ -142,6 +147,7 @@ impl Layers {
                 self.breaker.clone()
             } else {
                 CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?
+                    .with_classifier(ServerErrorsAreFailures)
             },
             bulkhead: if settings.bulkhead == old.bulkhead {
                 self.bulkhead.clone()
@@ -172,7 +178,9 @@ impl Layers {
     pub(crate) fn stack(&self, transport: &Transport) -> Stack {
         let on = |layer| self.settings.enabled(layer);
         let service = ServiceBuilder::new()
-            .layer(InjectTraceLayer)
+            .layer(InjectContextLayer {
+                relay_token: self.settings.token_relay == TokenRelay::Caller,
+            })
             .layer(self.metrics.clone())
             .option_layer(on(Switchable::Timeout).then(|| self.timeout.clone()))
             .option_layer(on(Switchable::Retry).then(|| self.retry.clone()))

@@ -35,6 +35,16 @@ pub(super) struct Backends {
     refresh: OnceCell<Arc<dyn RefreshStore>>,
 }
 
+impl Backends {
+    /// Backends whose bus is `bus`.
+    pub(super) fn with_bus(bus: Arc<dyn Bus>) -> Self {
+        Self {
+            bus: OnceCell::new_with(Some(bus)),
+            refresh: OnceCell::new(),
+        }
+    }
+}
+
 impl fmt::Debug for Backends {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Backends")
@@ -46,7 +56,8 @@ impl fmt::Debug for Backends {
 
 impl Mesh {
     /// The event bus `bus.url` names — the in-process bus by default (`memory`), RabbitMQ for
-    /// an `amqp://` URL — connected on the first call and shared by every later one. Handled
+    /// an `amqp://` URL — connected on the first call and shared by every later one (or the
+    /// bus given to [`MeshBuilder::bus`](super::MeshBuilder::bus)). Handled
     /// events are remembered in Redis when `redis.url` is set (so a service's instances share
     /// dedupe), in memory otherwise.
     ///

@@ -81,6 +81,7 @@ pub struct MeshBuilder {
     registry: Option<Arc<dyn RegistryApi>>,
     registry_url: Option<String>,
     checks: HealthChecks,
+    backends: backends::Backends,
 }
 
 // === impl MeshBuilder ===
@@ -120,6 +121,13 @@ impl MeshBuilder {
     /// `mesh_registry::Registry`): a single-process mesh or a test.
     pub fn registry(mut self, registry: Arc<dyn RegistryApi>) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Publishes and subscribes on `bus` instead of the one `bus.url` names: services of one
+    /// process sharing an in-memory bus, or a test.
+    pub fn bus(mut self, bus: Arc<dyn crate::bus::Bus>) -> Self {
+        self.backends = backends::Backends::with_bus(bus);
         self
     }
 
@@ -192,7 +200,7 @@ impl MeshBuilder {
                 checks: self.checks,
                 auth,
                 ready: AtomicBool::new(false),
-                backends: backends::Backends::default(),
+                backends: self.backends,
             }),
         })
     }
@@ -213,6 +221,7 @@ impl Mesh {
             registry: None,
             registry_url: None,
             checks: HealthChecks::new(),
+            backends: backends::Backends::default(),
         }
     }
 

@@ -190,10 +190,7 @@ impl Mesh {
         let registry_settings: RegistrySettings = snapshot.section("registry")?;
         let management: ManagementSettings = snapshot.section("management")?;
         if let Some(described) = &described {
-            server
-                .auth
-                .public
-                .extend(described.public_paths().map(str::to_owned));
+            server.auth.public.extend(described.public_paths());
         }
         let series = Arc::new(ServerSeries::new(self.inner.name.as_str().into()));
         let relay = relay.filter(|_| self.inner.auth.is_none()).map(|relay| {

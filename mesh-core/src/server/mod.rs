@@ -75,9 +75,13 @@ impl ServiceMetadata {
         serde_json::Value::Array(routes).to_string()
     }
 
-    /// The paths that need no token, for `server.auth.public`.
-    pub fn public_paths(&self) -> impl Iterator<Item = &'static str> {
-        self.routes.iter().filter(|r| r.public).map(|r| r.path)
+    /// The routes that need no token, for `server.auth.public`: each as its method, a space
+    /// and its path (`GET /inventory/{sku}`), public for that method only.
+    pub fn public_paths(&self) -> impl Iterator<Item = String> {
+        self.routes
+            .iter()
+            .filter(|r| r.public)
+            .map(|r| format!("{} {}", r.method, r.path))
     }
 }
 

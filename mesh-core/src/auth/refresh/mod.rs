@@ -31,10 +31,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aws_lc_rs::{
-    digest::{SHA256, digest},
-    rand::{SecureRandom, SystemRandom},
-};
+use aws_lc_rs::digest::{SHA256, digest};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -42,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryRefreshStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRefreshStore;
+use super::random_token;
 use crate::error::{ErrorKind, MeshError};
 
 /// What a refresh token grants: new access tokens for this subject with these roles.
@@ -143,17 +141,12 @@ pub trait RefreshStore: Send + Sync + 'static {
 pub struct RefreshTokens {
     store: Arc<dyn RefreshStore>,
     ttl: Duration,
-    random: SystemRandom,
 }
 
 impl RefreshTokens {
     /// Tokens kept in `store`, each valid for `ttl` unless used or revoked.
     pub fn new(store: Arc<dyn RefreshStore>, ttl: Duration) -> Self {
-        Self {
-            store,
-            ttl,
-            random: SystemRandom::new(),
-        }
+        Self { store, ttl }
     }
 
     /// The first token of a new family (a login).
@@ -210,11 +203,7 @@ impl RefreshTokens {
     }
 
     fn random_token(&self) -> Result<String, RefreshError> {
-        let mut bytes = [0u8; 32];
-        self.random
-            .fill(&mut bytes)
-            .map_err(|_| RefreshError::Unavailable("no randomness".into()))?;
-        Ok(URL_SAFE_NO_PAD.encode(bytes))
+        random_token(32).map_err(|e| RefreshError::Unavailable(e.to_string()))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Requires a valid bearer token (a JWT, verified with a key, a secret or a JWKS endpoint) on
 //! every path not made public, and hands the handler the caller's [`Identity`] (and its
-//! [`Subject`], for rate limits keyed by caller).
+//! [`Subject`], for rate limits keyed by caller), also as the current [`Caller`] while the
+//! request is served.
 //!
-//! A request without a valid token is answered `401` with `WWW-Authenticate: Bearer` and the
+//! On a public path a request needs no token, but one it carries is verified and, when valid,
+//! makes its caller known as on any other path. A request without a valid token elsewhere is
+//! answered `401` with `WWW-Authenticate: Bearer` and the
 //! JSON error body, or, for a gRPC call, with the status `UNAUTHENTICATED`. The runtime's
 //! endpoints (`/health…`, `/metrics`) are always public.
 //!
@@ -36,7 +39,7 @@ use tower::Service;
 pub use self::layer::JwtAuthLayer;
 use super::answer::{AnswerBody, error_answer, is_grpc};
 use crate::{
-    auth::{AuthError, AuthSettings, Identity, JwtVerifier, bearer_token},
+    auth::{AuthError, AuthSettings, Caller, Identity, JwtVerifier, bearer_token},
     context::Subject,
     error::MeshError,
 };
@@ -76,17 +79,27 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Box::pin(async move {
-            if policy.public.is_public(request.uri().path()) {
-                return inner.call(request).await;
-            }
+            let public = policy
+                .public
+                .is_public(request.method(), request.uri().path());
             let outcome = match bearer_token(request.headers()) {
                 Some(token) => policy.verifier.verify(token).await,
                 None => Err(AuthError::Missing),
             };
+            // A public route serves anyone; a valid token still tells it who is calling.
+            if public && outcome.is_err() {
+                return inner.call(request).await;
+            }
             match outcome {
                 Ok(identity) => {
-                    admit(&mut request, identity);
-                    inner.call(request).await
+                    let identity = Arc::new(identity);
+                    admit(&mut request, &identity);
+                    let caller = Caller {
+                        identity,
+                        token: token_of(&request),
+                    };
+                    let answer = caller.clone().sync_scope(|| inner.call(request));
+                    caller.scope(answer).await
                 }
                 Err(error) => {
                     tracing::debug!(%error, "request refused");
@@ -105,12 +118,17 @@ where
     }
 }
 
-/// Hands the verified caller to the handler.
-fn admit<B>(request: &mut http::Request<B>, identity: Identity) {
+/// Hands the verified caller to the handler, as extensions (and as the current [`Caller`]).
+fn admit<B>(request: &mut http::Request<B>, identity: &Identity) {
     request
         .extensions_mut()
         .insert(Subject(identity.subject.as_str().into()));
-    request.extensions_mut().insert(identity);
+    request.extensions_mut().insert(identity.clone());
+}
+
+/// The verified bearer token of `request`.
+fn token_of<B>(request: &http::Request<B>) -> Arc<str> {
+    bearer_token(request.headers()).unwrap_or_default().into()
 }
 
 #[cfg(test)]

@@ -1,0 +1,310 @@
+//! The whole shop in one process: an embedded registry, the services each as its own mesh
+//! service (its own port, registration, server layers and clients), and the gateway in front.
+//! On embedded defaults the services share one in-memory bus; with `MESH_BUS_URL` (and
+//! `MESH_REDIS_URL`) each connects to RabbitMQ (and Redis) as it would in its own process.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use mesh::{
+    Mesh,
+    bus::{Bus, MemoryBus, Subscription},
+    config::MeshConfig,
+    error::MeshError,
+    gateway::{Gateway, GatewayConfig},
+    registry::RegistryApi,
+    registry_server::{Registry, RegistryConfig},
+    runtime::Running,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{CatalogServer, InventoryServer, NotificationsServer, OrdersServer, PaymentsServer},
+    auth::{AUDIENCE, Auth, ISSUER},
+    inventory::InventoryService,
+    notification::NotificationService,
+    order::OrderService,
+    payment::PaymentService,
+    product::ProductService,
+};
+
+/// The gateway's routes, with `{jwks_url}` to fill in.
+const GATEWAY_ROUTES: &str = include_str!("gateway.yaml");
+
+/// How the shop is started.
+#[derive(Debug, Clone)]
+pub struct ShopOptions {
+    /// Where the gateway listens (port 0: any free port).
+    pub gateway_addr: SocketAddr,
+    /// Where the registry's API (native and Eureka) is served, for a look inside; none: not
+    /// served (the services use the embedded registry either way).
+    pub registry_addr: Option<SocketAddr>,
+    /// The `admin` user's password.
+    pub admin_password: String,
+    /// The environment the services' configuration reads (`MESH_BUS_URL`, `MESH_REDIS_URL`,
+    /// any `MESH_*` key).
+    pub env: Vec<(String, String)>,
+}
+
+/// The running shop.
+pub struct Shop {
+    /// Where the gateway listens: the only address a client needs.
+    pub gateway: SocketAddr,
+    /// Where the registry's API listens, when served.
+    pub registry: Option<SocketAddr>,
+    /// The auth service (to rotate its signing key).
+    pub auth: Auth,
+    /// The bus the services publish on.
+    pub bus: Arc<dyn Bus>,
+    /// Every service's bus subscription and server, stopped by [`Shop::shutdown`].
+    subscription: Subscription,
+    services: Vec<Running>,
+    registry_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for Shop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shop")
+            .field("gateway", &self.gateway)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every service of the shop is configured with: tokens verified against the auth
+/// service's keys, and the order service's payment client's breaker and retries.
+pub fn service_config(jwks_url: &str) -> Value {
+    json!({
+        "server": {
+            "auth": {"jwt": {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE}},
+        },
+        "clients": {
+            "payment-service": {
+                // Five failed calls in a row open the circuit; a second later one call tries.
+                "circuit_breaker": {
+                    "sliding_window_size": 5,
+                    "minimum_number_of_calls": 5,
+                    "failure_rate_threshold": 100.0,
+                    "wait_duration_in_open_state": "1s",
+                    "permitted_number_of_calls_in_half_open_state": 1,
+                },
+                // Charges are idempotent (keyed by order): retried when a call could not
+                // connect or timed out, not when the provider answers that it is down.
+                "retry": {"max_attempts": 3, "retry_on_status": [502, 504]},
+            },
+        },
+    })
+}
+
+impl Shop {
+    /// Starts the registry, the services and the gateway.
+    pub async fn start(options: ShopOptions) -> Result<Shop, MeshError> {
+        let registry = Arc::new(Registry::new(RegistryConfig::default()));
+        let registry_api: Arc<dyn RegistryApi> = registry.clone();
+        let (registry_addr, registry_task) = match options.registry_addr {
+            Some(addr) => {
+                let (addr, task) = serve_registry(addr, registry.clone()).await?;
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
+        let memory = bus_is_memory(&options.env);
+        let shared: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        let builder = |name: &'static str, config: Value| {
+            let registry = registry_api.clone();
+            let env = options.env.clone();
+            let shared = shared.clone();
+            async move {
+                let config = MeshConfig::builder(name)
+                    .defaults(config)
+                    .env_vars(env)
+                    .load()
+                    .await?;
+                let mut builder = Mesh::builder(name).config(config).registry(registry);
+                if memory {
+                    builder = builder.bus(shared);
+                }
+                builder.build().await
+            }
+        };
+        let mut services = Vec::new();
+
+        let auth_mesh = builder("auth-service", json!({})).await?;
+        let auth = Auth::new(&auth_mesh, &options.admin_password).await?;
+        let auth_running = auth_mesh.server(auth.clone().router()).start().await?;
+        let jwks_url = format!("http://{}/.well-known/jwks.json", auth_running.local_addr());
+        services.push(auth_running);
+        let config = service_config(&jwks_url);
+        let mut subscription = None;
+        for service in Service::ALL {
+            let mesh = builder(service.id(), config.clone()).await?;
+            let started = start_service(service, &mesh).await?;
+            services.push(started.running);
+            subscription = subscription.or(started.subscription);
+        }
+        let subscription = subscription.ok_or_else(|| {
+            MeshError::new(mesh::error::ErrorKind::Internal, "no service subscribed")
+        })?;
+        let bus = services
+            .last()
+            .map(|running| running.mesh().clone())
+            .ok_or_else(|| MeshError::new(mesh::error::ErrorKind::Internal, "no service"))?
+            .bus()
+            .await?;
+
+        let gateway_config = json!({
+            "server": {"address": options.gateway_addr.to_string()},
+            "registry": {"register": false},
+        });
+        let gateway_mesh = builder("gateway", gateway_config).await?;
+        let gateway_running = start_gateway(&gateway_mesh, &jwks_url).await?;
+        let gateway_addr = gateway_running.local_addr();
+        services.push(gateway_running);
+        Ok(Shop {
+            gateway: gateway_addr,
+            registry: registry_addr,
+            auth,
+            bus,
+            subscription,
+            services,
+            registry_task,
+        })
+    }
+
+    /// Stops the gateway first, then every service (each leaving the registry and draining).
+    pub async fn shutdown(mut self) -> Result<(), MeshError> {
+        drop(self.subscription);
+        while let Some(service) = self.services.pop() {
+            service.shutdown().await?;
+        }
+        if let Some(task) = self.registry_task.take() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+/// A service of the shop behind the auth service (which the others need first: its keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The catalog.
+    Product,
+    /// Stock and reservations.
+    Inventory,
+    /// Charges.
+    Payment,
+    /// Orders.
+    Order,
+    /// Notifications from events.
+    Notification,
+}
+
+impl Service {
+    /// Every one, in the order they start.
+    pub const ALL: [Service; 5] = [
+        Service::Product,
+        Service::Inventory,
+        Service::Payment,
+        Service::Order,
+        Service::Notification,
+    ];
+
+    /// Its service ID.
+    pub fn id(self) -> &'static str {
+        match self {
+            Service::Product => "product-service",
+            Service::Inventory => "inventory-service",
+            Service::Payment => "payment-service",
+            Service::Order => "order-service",
+            Service::Notification => "notification-service",
+        }
+    }
+}
+
+/// A started service, and its bus subscription when it has one.
+#[derive(Debug)]
+pub struct Started {
+    /// The running server.
+    pub running: Running,
+    /// The notification service's subscription.
+    pub subscription: Option<Subscription>,
+}
+
+/// Serves `service` on `mesh` (configured with [`service_config`]).
+pub async fn start_service(service: Service, mesh: &Mesh) -> Result<Started, MeshError> {
+    let mut subscription = None;
+    let running = match service {
+        Service::Product => {
+            let server = CatalogServer::new(ProductService::default());
+            mesh.server(server).start().await?
+        }
+        Service::Inventory => {
+            let server = InventoryServer::new(InventoryService::default());
+            mesh.server(server).start().await?
+        }
+        Service::Payment => {
+            let server = PaymentsServer::new(PaymentService::new(mesh.bus().await?));
+            mesh.server(server).start().await?
+        }
+        Service::Order => {
+            let server = OrdersServer::new(OrderService::new(mesh, mesh.bus().await?));
+            mesh.server(server).start().await?
+        }
+        Service::Notification => {
+            let notifications = NotificationService::default();
+            subscription = Some(notifications.subscribe(&mesh.bus().await?).await?);
+            mesh.server(NotificationsServer::new(notifications))
+                .start()
+                .await?
+        }
+    };
+    Ok(Started {
+        running,
+        subscription,
+    })
+}
+
+/// Serves the gateway on `mesh`, verifying tokens with the keys at `jwks_url`.
+pub async fn start_gateway(mesh: &Mesh, jwks_url: &str) -> Result<Running, MeshError> {
+    let routes = gateway_routes(jwks_url, mesh.redis_url()?.as_deref())?;
+    let gateway = Gateway::new(routes, mesh)?;
+    mesh.server(gateway.clone()).relay(gateway).start().await
+}
+
+/// Whether the configuration's environment leaves the bus in memory.
+fn bus_is_memory(env: &[(String, String)]) -> bool {
+    env.iter()
+        .filter(|(key, _)| key == "MESH_BUS_URL" || key == "MESH_BUS__URL")
+        .all(|(_, url)| url.is_empty() || url.eq_ignore_ascii_case("memory"))
+}
+
+/// The gateway's routes, verifying tokens with the keys at `jwks_url`; rate limits and the
+/// token cache in Redis when `redis` is set.
+fn gateway_routes(jwks_url: &str, redis: Option<&str>) -> Result<GatewayConfig, MeshError> {
+    let mut yaml = GATEWAY_ROUTES.replace("{jwks_url}", jwks_url);
+    if let Some(url) = redis {
+        yaml.push_str(&format!("redis:\n  url: \"{url}\"\n"));
+    }
+    GatewayConfig::from_yaml(&yaml)
+}
+
+/// Serves the registry's API on `addr`.
+pub async fn serve_registry(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>), MeshError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        MeshError::new(
+            mesh::error::ErrorKind::Config,
+            format!("binding the registry's address {addr}: {e}"),
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| MeshError::new(mesh::error::ErrorKind::Internal, e.to_string()))?;
+    let task = tokio::spawn(mesh::registry_server::serve(
+        listener,
+        registry,
+        std::future::pending(),
+    ));
+    Ok((addr, task))
+}
