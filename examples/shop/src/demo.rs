@@ -138,10 +138,64 @@ impl ShopClient {
         Ok((access, refresh))
     }
 
+    /// Opens `token`'s notification WebSocket through the gateway.
+    pub async fn notification_socket(&self, token: &str) -> Result<NotificationSocket, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/api/notifications/stream",
+            self.base.replacen("http", "ws", 1)
+        );
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "a token that is no header value")?;
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| format!("the notification socket: {e}"))?;
+        Ok(NotificationSocket { socket })
+    }
+
     /// Places an order of `quantity` of `sku`.
     pub async fn order(&self, token: &str, sku: &str, quantity: u32) -> Result<Answer, String> {
         let order = json!({"lines": [{"sku": sku, "quantity": quantity}]});
         self.post("/api/orders", Some(token), order).await
+    }
+}
+
+/// A user's notification WebSocket.
+pub struct NotificationSocket {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl std::fmt::Debug for NotificationSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationSocket").finish_non_exhaustive()
+    }
+}
+
+impl NotificationSocket {
+    /// Reads notifications until one's text contains `text` (within 5 s).
+    pub async fn wait_for(&mut self, text: &str) -> Result<String, String> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .map_err(|_| format!("no notification saying `{text}` on the socket within 5 s"))?
+                .ok_or("the notification socket closed")?
+                .map_err(|e| format!("the notification socket: {e}"))?;
+            if let tokio_tungstenite::tungstenite::Message::Text(json) = message {
+                let notification: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+                if let Some(said) = notification["text"].as_str()
+                    && said.contains(text)
+                {
+                    return Ok(said.to_owned());
+                }
+            }
+        }
     }
 }
 
@@ -245,8 +299,9 @@ pub async fn run(gateway: SocketAddr, admin_password: &str) -> Result<(), String
 
     step(
         4,
-        "The customer orders: stock held, payment charged, events published",
+        "The customer opens the notification socket and orders: stock held, paid, events out",
     );
+    let mut socket = shop.notification_socket(&alice).await?;
     let order = shop.order(&alice, "tea", 2).await?;
     expect(
         order.status == StatusCode::OK && order.body["status"] == "PAID",
@@ -266,9 +321,16 @@ pub async fn run(gateway: SocketAddr, admin_password: &str) -> Result<(), String
     })?;
     shown("an order over the stock gets 409 out_of_stock, and nothing is held");
 
-    step(5, "The notification arrives");
-    let told = wait_for_notification(&shop, &alice, &format!("order {id} is paid")).await?;
-    shown(format!("alice reads: \"{told}\""));
+    step(
+        5,
+        "The notification arrives over the WebSocket, through the gateway",
+    );
+    let told = socket.wait_for(&format!("order {id} is paid")).await?;
+    shown(format!("alice's socket says: \"{told}\""));
+    let inbox = wait_for_notification(&shop, &alice, &format!("order {id} is paid")).await?;
+    shown(format!(
+        "and her inbox (GET /api/notifications) keeps it: \"{inbox}\""
+    ));
 
     step(
         6,

@@ -18,7 +18,7 @@ use mesh::{
 use serde_json::{Value, json};
 
 use crate::{
-    api::{CatalogServer, InventoryServer, NotificationsServer, OrdersServer, PaymentsServer},
+    api::{CatalogServer, InventoryServer, OrdersServer, PaymentsServer},
     auth::{AUDIENCE, Auth, ISSUER},
     inventory::InventoryService,
     notification::NotificationService,
@@ -252,9 +252,8 @@ pub async fn start_service(service: Service, mesh: &Mesh) -> Result<Started, Mes
         Service::Notification => {
             let notifications = NotificationService::default();
             subscription = Some(notifications.subscribe(&mesh.bus().await?).await?);
-            mesh.server(NotificationsServer::new(notifications))
-                .start()
-                .await?
+            // The contract's routes and the WebSocket beside them.
+            mesh.server(notifications).start().await?
         }
     };
     Ok(Started {
