@@ -186,3 +186,93 @@ async fn the_server_layers_guard_a_plain_tonic_server() {
     assert_eq!(failed.code(), Code::Internal, "{failed:?}");
     assert!(signed_in.check(check("a")).await.is_ok());
 }
+
+const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-cert.pem");
+const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-key.pem");
+/// The test CA that signed `CERT`.
+const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-ca.pem");
+
+/// An HTTP/2 connection over TLS (ALPN `h2`) to `addr`, as a tower service for tonic.
+async fn h2_over_tls(
+    addr: SocketAddr,
+) -> impl Service<
+    http::Request<tonic::body::Body>,
+    Response = http::Response<tonic::body::Body>,
+    Error = hyper::Error,
+    Future: Send,
+> + Clone {
+    use std::sync::Arc;
+    use tokio_rustls::{
+        TlsConnector,
+        rustls::{
+            self, ClientConfig, RootCertStore,
+            pki_types::{CertificateDer, ServerName, pem::PemObject},
+        },
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(CA).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    tower::service_fn(move |mut request: http::Request<tonic::body::Body>| {
+        let mut sender = sender.clone();
+        // HTTP/2 over TLS names the scheme and authority.
+        *request.uri_mut() = format!("https://localhost{}", request.uri().path())
+            .parse()
+            .unwrap();
+        async move {
+            let answer = sender.send_request(request).await?;
+            Ok(answer.map(tonic::body::Body::new))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_tonic_service_is_served_over_tls_behind_the_server_layers() {
+    let registry = support::registry();
+    let config = serde_json::json!({
+        "server": {"tls": {"cert": CERT, "key": KEY}, "auth": {"jwt": {"secret": SECRET}}},
+    });
+    let mesh = support::mesh("stock", &registry, config).await;
+    let running = mesh
+        .server(Application::grpc(health("a").await))
+        .start()
+        .await
+        .unwrap();
+    let channel = h2_over_tls(running.local_addr()).await;
+
+    let refused = HealthClient::new(channel.clone())
+        .check(check("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", token()).parse().unwrap();
+    let mut signed_in =
+        HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok::<_, tonic::Status>(request)
+        });
+    let answer = signed_in.check(check("a")).await.unwrap().into_inner();
+    assert_eq!(answer.status, ServingStatus::Serving as i32);
+}

@@ -462,6 +462,61 @@ routes:
     assert_eq!((status, body), (StatusCode::OK, json!(["pen"])));
 }
 
+/// 40 requests at once on an `lb://` route, each held by the upstream until all 40 have
+/// arrived: a default bulkhead (25 calls) would refuse 15 of them with `503`.
+async fn an_lb_route_takes_concurrent_load_without_a_default_bulkhead(serving: Serving) {
+    const AT_ONCE: usize = 40;
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let arrived = Arc::new(tokio::sync::Semaphore::new(0));
+    let all_here = arrived.clone();
+    let catalog = Mesh::builder("held")
+        .config(MeshConfig::from_value("held", json!({})))
+        .registry(registry.clone())
+        .build()
+        .await
+        .unwrap()
+        .server(Router::new().route(
+            "/items",
+            any(move || {
+                let all_here = all_here.clone();
+                async move {
+                    all_here.add_permits(1);
+                    // Held until every request is here (or, when some never come, a while).
+                    let everyone = all_here.acquire_many(AT_ONCE as u32);
+                    if let Ok(Ok(permits)) =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), everyone).await
+                    {
+                        all_here.add_permits(AT_ONCE + 1);
+                        drop(permits);
+                    }
+                    "item"
+                }
+            }),
+        ))
+        .start()
+        .await
+        .unwrap();
+    assert!(catalog.is_registered().await);
+    let gateway = gateway(
+        serving,
+        r#"
+routes:
+  - id: held
+    uri: lb://held
+    predicates: [Path=/items]
+    auth: public
+"#,
+        Some(registry),
+    )
+    .await;
+    let addr = gateway.local_addr();
+    let calls = (0..AT_ONCE).map(|_| async move { call(addr, "GET", "/items", &[]).await.0 });
+    let statuses = futures_util::future::join_all(calls).await;
+    let refused = statuses.iter().filter(|s| **s != StatusCode::OK).count();
+    assert_eq!(refused, 0, "{statuses:?}");
+    drop(arrived);
+}
+
 #[tokio::test]
 async fn a_bad_configuration_is_refused_at_start() {
     let mesh = Mesh::builder("mesh-gateway")
@@ -1198,6 +1253,10 @@ on_both_paths!(
     a_burst_beyond_the_limit_gets_429_with_retry_after,
     upstream_failures_have_their_statuses,
     lb_routes_reach_registered_instances,
+    an_lb_route_takes_concurrent_load_without_a_default_bulkhead(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
     hot_reload_under_load_fails_no_request(flavor = "multi_thread", worker_threads = 2),
     login_sets_the_cookie_and_logout_clears_it,
     cors_is_answered_at_the_edge,

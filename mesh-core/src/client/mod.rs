@@ -61,6 +61,19 @@ pub struct CallOptions {
     pub timeout: Option<std::time::Duration>,
 }
 
+/// What a client's calls need beyond its service's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// A service calling another: `clients.<service>` as it is.
+    Service,
+    /// A gRPC channel: HTTP/2 whatever `clients.<service>.http2` says.
+    Grpc,
+    /// An edge gateway's route: no bulkhead unless `clients.<service>.bulkhead` configures
+    /// one, so healthy load is never refused at the edge (Spring Cloud Gateway has none by
+    /// default either); the gateway's connection limits and a route's own policies protect it.
+    Edge,
+}
+
 /// A client of one service, by its ID. Clones share the stack and its state.
 #[derive(Clone)]
 pub struct MeshClient {
@@ -70,8 +83,8 @@ pub struct MeshClient {
 struct Inner {
     service: ServiceId,
     context: Arc<ClientContext>,
-    /// Calls go over HTTP/2 whatever `clients.<service>.http2` says (a gRPC channel).
-    http2: bool,
+    /// What this client's calls need beyond `clients.<service>`.
+    profile: Profile,
     current: ArcSwapOption<Current>,
     init: OnceCell<()>,
     rebuilding: tokio::sync::Mutex<()>,
@@ -136,13 +149,23 @@ impl ClientContext {
     }
 
     /// The settings of `clients.<service>` (also read under the ID with `_` for `-`, where
-    /// environment variables put it).
-    fn settings(&self, service: &ServiceId) -> Result<ClientSettings, MeshError> {
+    /// environment variables put it), as `profile` adjusts them.
+    fn settings(&self, service: &ServiceId, profile: Profile) -> Result<ClientSettings, MeshError> {
         let exact = format!("clients.{service}");
         let underscored = format!("clients.{}", service.as_str().replace('-', "_"));
-        self.config
-            .snapshot()
-            .merged_section(&[exact.as_str(), underscored.as_str()])
+        let snapshot = self.config.snapshot();
+        let mut settings: ClientSettings =
+            snapshot.merged_section(&[exact.as_str(), underscored.as_str()])?;
+        let bulkhead_configured = [&exact, &underscored]
+            .iter()
+            .any(|section| snapshot.value(&format!("{section}.bulkhead")).is_some());
+        if profile == Profile::Edge
+            && !bulkhead_configured
+            && !settings.disable.contains(&Switchable::Bulkhead)
+        {
+            settings.disable.push(Switchable::Bulkhead);
+        }
+        Ok(settings)
     }
 
     fn fixed_discovery(
@@ -179,20 +202,20 @@ fn parse_instance(service: &ServiceId, address: &str) -> Result<Instance, MeshEr
 
 impl MeshClient {
     pub(crate) fn new(service: ServiceId, context: Arc<ClientContext>) -> Self {
-        Self::with_protocol(service, context, false)
+        Self::with_profile(service, context, Profile::Service)
     }
 
-    /// A client whose calls go over HTTP/2 whatever the settings say: what gRPC needs.
-    pub(crate) fn http2(service: ServiceId, context: Arc<ClientContext>) -> Self {
-        Self::with_protocol(service, context, true)
-    }
-
-    fn with_protocol(service: ServiceId, context: Arc<ClientContext>, http2: bool) -> Self {
+    /// A client of the given profile.
+    pub(crate) fn with_profile(
+        service: ServiceId,
+        context: Arc<ClientContext>,
+        profile: Profile,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 service,
                 context,
-                http2,
+                profile,
                 current: ArcSwapOption::empty(),
                 init: OnceCell::new(),
                 rebuilding: tokio::sync::Mutex::new(()),
@@ -376,7 +399,7 @@ impl MeshClient {
     /// Builds the first stack, then follows the configuration.
     async fn build_first(&self) -> Result<(), MeshError> {
         let inner = &self.inner;
-        let settings = inner.context.settings(&inner.service)?;
+        let settings = inner.context.settings(&inner.service, inner.profile)?;
         let discovery = if settings.instances.is_empty() {
             inner.context.discovery(&inner.service).await?
         } else {
@@ -392,7 +415,7 @@ impl MeshClient {
     }
 
     fn generation(&self, layers: Layers, revision: u64) -> Current {
-        let transport = if self.inner.http2 || layers.settings().http2 {
+        let transport = if self.inner.profile == Profile::Grpc || layers.settings().http2 {
             self.inner.context.http2.clone()
         } else {
             Transport::Http1(self.inner.context.http1.clone())
@@ -441,7 +464,7 @@ impl MeshClient {
     /// The layers for the current settings, or `None` when they did not change.
     async fn rebuild(&self, current: &Current) -> Result<Option<Layers>, MeshError> {
         let inner = &self.inner;
-        let settings = inner.context.settings(&inner.service)?;
+        let settings = inner.context.settings(&inner.service, inner.profile)?;
         if &settings == current.layers.settings() {
             return Ok(None);
         }

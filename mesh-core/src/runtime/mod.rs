@@ -41,7 +41,7 @@ pub use self::{
 };
 use crate::{
     auth::JwtVerifier,
-    client::{ClientContext, MeshClient},
+    client::{ClientContext, MeshClient, Profile},
     config::MeshConfig,
     discovery::ServiceId,
     error::MeshError,
@@ -254,7 +254,16 @@ impl Mesh {
     /// A call is retried only when `clients.<service>.retry` allows its method (gRPC's is
     /// `POST`) or it could not connect; a gRPC error status is an answer, not a failure.
     pub fn grpc_channel(&self, service: impl Into<ServiceId>) -> MeshClient {
-        MeshClient::http2(service.into(), self.inner.clients.clone())
+        MeshClient::with_profile(service.into(), self.inner.clients.clone(), Profile::Grpc)
+    }
+
+    /// A client of `service` for an edge gateway's route: as [`client`](Self::client), but
+    /// without a bulkhead unless `clients.<service>.bulkhead` configures one, so the edge never
+    /// refuses healthy load for want of a slot (Spring Cloud Gateway has no bulkhead by
+    /// default either). What protects the gateway instead is its connection handling and the
+    /// policies a route configures (rate limit, timeout, circuit breaker).
+    pub fn edge_client(&self, service: impl Into<ServiceId>) -> MeshClient {
+        MeshClient::with_profile(service.into(), self.inner.clients.clone(), Profile::Edge)
     }
 
     /// A server of `app` — an axum `Router` (whose route patterns then label the request

@@ -142,7 +142,7 @@ pub(crate) fn compile(
         if service.is_empty() {
             return Err(invalid("`lb://` needs a service ID"));
         }
-        Upstream::Service(mesh.client(service))
+        Upstream::Service(mesh.edge_client(service))
     } else if let Some(authority) = route.uri.strip_prefix("http://") {
         Upstream::Fixed(
             authority
