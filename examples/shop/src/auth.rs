@@ -12,7 +12,7 @@ use mesh::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::store::Table;
+use crate::store::{Store, Table};
 
 /// The issuer every verifier in the shop expects.
 pub const ISSUER: &str = "auth-service";
@@ -20,7 +20,7 @@ pub const ISSUER: &str = "auth-service";
 pub const AUDIENCE: &str = "shop";
 
 /// A user as stored: the name, the Argon2id hash, the roles.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct User {
     hash: String,
     roles: Vec<String>,
@@ -65,9 +65,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// The service, its refresh tokens where `mesh` keeps them (Redis with `redis.url`), with
-    /// an `admin` whose password is `admin_password`.
-    pub async fn new(mesh: &Mesh, admin_password: &str) -> Result<Self, MeshError> {
+    /// The service, its users in `store`, its refresh tokens where `mesh` keeps them (Redis
+    /// with `redis.url`), with an `admin` whose password is `admin_password`.
+    pub async fn new(mesh: &Mesh, store: &Store, admin_password: &str) -> Result<Self, MeshError> {
         let issuer = TokenIssuer::new(
             IssuerSettings::new(ISSUER)
                 .audience(AUDIENCE)
@@ -75,19 +75,21 @@ impl Auth {
         )?;
         let refresh = RefreshTokens::new(mesh.refresh_store()?, Duration::from_secs(7 * 86_400));
         let auth = Self {
-            users: Arc::default(),
+            users: Arc::new(store.table("auth-service", "users")),
             issuer,
             refresh,
             passwords: Passwords::new()?,
         };
         let hash = auth.passwords.hash(admin_password).await?;
-        auth.users.put(
-            "admin",
-            User {
-                hash,
-                roles: vec!["admin".into(), "customer".into()],
-            },
-        );
+        auth.users
+            .put(
+                "admin",
+                User {
+                    hash,
+                    roles: vec!["admin".into(), "customer".into()],
+                },
+            )
+            .await?;
         Ok(auth)
     }
 
@@ -147,7 +149,7 @@ async fn signup(
         hash,
         roles: vec!["customer".into()],
     };
-    if !auth.users.insert_new(&credentials.username, user) {
+    if !auth.users.insert_new(&credentials.username, user).await? {
         return Err(MeshError::custom(
             StatusCode::CONFLICT,
             "user_exists",
@@ -165,7 +167,7 @@ async fn login(
     State(auth): State<Auth>,
     Json(credentials): Json<Credentials>,
 ) -> Result<Json<Tokens>, MeshError> {
-    let user = auth.users.get(&credentials.username);
+    let user = auth.users.get(&credentials.username).await?;
     let stored = user.as_ref().map(|user| user.hash.as_str());
     if !auth.passwords.verify(stored, &credentials.password).await {
         return Err(MeshError::new(

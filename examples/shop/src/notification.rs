@@ -26,14 +26,14 @@ use crate::{
         Notification, Notifications, NotificationsServer, OrderFailed, OrderPaid, OrderPlaced,
         OrderStatus, PaymentCompleted,
     },
-    store::Table,
+    store::{Store, Table},
 };
 
 /// How many notifications a slow socket may fall behind before it misses some.
 const SOCKET_BACKLOG: usize = 64;
 
 /// Each user's notifications, and the live sockets to push new ones to.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct NotificationService {
     inbox: Arc<Table<Vec<Notification>>>,
     live: Arc<Live>,
@@ -72,6 +72,14 @@ impl Live {
 }
 
 impl NotificationService {
+    /// The service, its table in `store`.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            inbox: Arc::new(store.table("notification-service", "inbox")),
+            live: Arc::default(),
+        }
+    }
+
     /// Subscribes to order and payment events on `bus` (queue `notification-service.events`,
     /// retried with backoff, dead-lettered after the last attempt).
     pub async fn subscribe(&self, bus: &Arc<dyn Bus>) -> Result<Subscription, BusError> {
@@ -82,7 +90,7 @@ impl NotificationService {
             config,
             Arc::new(move |event: Event| {
                 let (inbox, live) = (inbox.clone(), live.clone());
-                async move { deliver(&inbox, &live, &event) }
+                async move { deliver(&inbox, &live, &event).await }
             }),
         )
         .await
@@ -91,7 +99,11 @@ impl NotificationService {
 
 /// Files `event` in its user's inbox and pushes it to their sockets. An event that does not
 /// read is an error: retried, then dead-lettered.
-fn deliver(inbox: &Table<Vec<Notification>>, live: &Live, event: &Event) -> Result<(), BoxError> {
+async fn deliver(
+    inbox: &Table<Vec<Notification>>,
+    live: &Live,
+    event: &Event,
+) -> Result<(), BoxError> {
     let (user, text) = match event.ty.as_str() {
         "order.placed" => {
             let OrderPlaced { order } = event.data()?;
@@ -130,15 +142,17 @@ fn deliver(inbox: &Table<Vec<Notification>>, live: &Live, event: &Event) -> Resu
         kind: event.ty.clone(),
         text,
     };
-    let new = inbox.transact(|inboxes| {
-        let mine = inboxes.entry(user.clone()).or_default();
-        // The bus dedupes; this guards the inbox as well, so a replay never tells twice.
-        let new = !mine.iter().any(|n| n.event_id == notification.event_id);
-        if new {
-            mine.push(notification.clone());
-        }
-        new
-    });
+    let new = inbox
+        .update(&user, |mine| {
+            let mine = mine.get_or_insert_with(Vec::new);
+            // The bus dedupes; this guards the inbox as well, so a replay never tells twice.
+            let new = !mine.iter().any(|n| n.event_id == notification.event_id);
+            if new {
+                mine.push(notification.clone());
+            }
+            new
+        })
+        .await?;
     if new {
         live.push(&user, &notification);
     }
@@ -191,6 +205,6 @@ async fn push(mut socket: WebSocket, mut notifications: broadcast::Receiver<Noti
 impl Notifications for NotificationService {
     async fn mine(&self) -> Result<Vec<Notification>, MeshError> {
         let me = Caller::require()?;
-        Ok(self.inbox.get(&me.subject).unwrap_or_default())
+        Ok(self.inbox.get(&me.subject).await?.unwrap_or_default())
     }
 }

@@ -3,10 +3,7 @@
 //! configuration): when payment keeps failing the circuit opens, and the order falls back to
 //! `PENDING_PAYMENT` with its stock held instead of failing.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
 use mesh::{
     Mesh,
@@ -20,7 +17,7 @@ use crate::{
         CatalogClient, Charge, InventoryClient, Line, NewOrder, Order, OrderFailed, OrderPaid,
         OrderPlaced, OrderStatus, Orders, PaymentsClient, Reservation,
     },
-    store::Table,
+    store::{Store, Table},
 };
 
 /// The most lines an order may have.
@@ -30,7 +27,6 @@ const MAX_LINES: usize = 50;
 #[derive(Clone)]
 pub struct OrderService {
     orders: Arc<Table<Order>>,
-    next_id: Arc<AtomicU64>,
     catalog: CatalogClient,
     inventory: InventoryClient,
     payments: PaymentsClient,
@@ -44,11 +40,11 @@ impl std::fmt::Debug for OrderService {
 }
 
 impl OrderService {
-    /// The service, calling the others through `mesh` and telling `bus`.
-    pub fn new(mesh: &Mesh, bus: Arc<dyn Bus>) -> Self {
+    /// The service, its table in `store`, calling the others through `mesh` and telling
+    /// `bus`.
+    pub fn new(mesh: &Mesh, store: &Store, bus: Arc<dyn Bus>) -> Self {
         Self {
-            orders: Arc::default(),
-            next_id: Arc::new(AtomicU64::new(1)),
+            orders: Arc::new(store.table("order-service", "orders")),
             catalog: CatalogClient::new(mesh),
             inventory: InventoryClient::new(mesh),
             payments: PaymentsClient::new(mesh),
@@ -132,7 +128,7 @@ impl Orders for OrderService {
                 format!("an order has 1 to {MAX_LINES} lines, each of at least one item"),
             ));
         }
-        let id = format!("ord-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!("ord-{}", mesh::auth::random_token(6)?);
         let total_cents = self.total(&order.lines).await?;
         let mut placed = Order {
             id: id.clone(),
@@ -152,7 +148,7 @@ impl Orders for OrderService {
         {
             placed.status = OrderStatus::Failed;
             placed.reason = Some(error.message().to_owned());
-            self.orders.put(&id, placed.clone());
+            self.orders.put(&id, placed.clone()).await?;
             self.publish(
                 &placed,
                 &OrderFailed {
@@ -163,7 +159,7 @@ impl Orders for OrderService {
             return Err(error);
         }
         let order = self.pay(placed).await?;
-        self.orders.put(&id, order.clone());
+        self.orders.put(&id, order.clone()).await?;
         self.publish(
             &order,
             &OrderPlaced {
@@ -197,7 +193,7 @@ impl Orders for OrderService {
 
     async fn order(&self, id: String) -> Result<Order, MeshError> {
         let me = Caller::require()?;
-        match self.orders.get(&id) {
+        match self.orders.get(&id).await? {
             Some(order) if order.customer == me.subject || me.has_role("admin") => Ok(order),
             _ => Err(MeshError::new(
                 ErrorKind::NotFound,
@@ -211,6 +207,7 @@ impl Orders for OrderService {
         Ok(self
             .orders
             .values()
+            .await?
             .into_iter()
             .filter(|order| order.customer == me.subject)
             .collect())

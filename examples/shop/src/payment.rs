@@ -15,7 +15,7 @@ use mesh::{
 
 use crate::{
     api::{Charge, Outage, Payment, PaymentCompleted, PaymentStats, Payments},
-    store::Table,
+    store::{Store, Table},
 };
 
 /// Payments, by idempotency key.
@@ -35,10 +35,10 @@ impl std::fmt::Debug for PaymentService {
 }
 
 impl PaymentService {
-    /// The service, telling `bus` of completed payments.
-    pub fn new(bus: Arc<dyn Bus>) -> Self {
+    /// The service, its table in `store`, telling `bus` of completed payments.
+    pub fn new(store: &Store, bus: Arc<dyn Bus>) -> Self {
         Self {
-            payments: Arc::default(),
+            payments: Arc::new(store.table("payment-service", "payments")),
             outage: Arc::default(),
             attempted: Arc::default(),
             failed: Arc::default(),
@@ -51,7 +51,7 @@ impl Payments for PaymentService {
     async fn charge(&self, charge: Charge) -> Result<Payment, MeshError> {
         let customer = Caller::require()?.subject.clone();
         self.attempted.fetch_add(1, Ordering::Relaxed);
-        if let Some(done) = self.payments.get(&charge.idempotency_key) {
+        if let Some(done) = self.payments.get(&charge.idempotency_key).await? {
             return Ok(done);
         }
         if self.outage.load(Ordering::Relaxed) {
@@ -73,11 +73,13 @@ impl Payments for PaymentService {
         if !self
             .payments
             .insert_new(&charge.idempotency_key, payment.clone())
+            .await?
         {
             // A concurrent retry won: its payment is the one.
             return self
                 .payments
                 .get(&charge.idempotency_key)
+                .await?
                 .ok_or_else(|| MeshError::new(ErrorKind::Internal, "a payment vanished"));
         }
         let completed = PaymentCompleted {
@@ -101,7 +103,7 @@ impl Payments for PaymentService {
         Ok(PaymentStats {
             attempted: self.attempted.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
-            completed: self.payments.values().len() as u64,
+            completed: self.payments.values().await?.len() as u64,
         })
     }
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::{
     auth::Auth,
     shop::{Service, serve_registry, service_config, start_gateway, start_service},
+    store::Store,
 };
 
 /// Each process's name and default address.
@@ -90,6 +91,7 @@ pub async fn run(
         .load()
         .await?;
     let mesh = Mesh::builder(id.as_str()).config(config).build().await?;
+    let store = Store::from_env(&env).await?;
     let memory_bus = var("MESH_BUS_URL").is_none_or(|url| url == "memory");
     if memory_bus && matches!(name, "payment" | "order" | "notification") {
         tracing::warn!("MESH_BUS_URL is not set: this process's events stay in this process");
@@ -97,7 +99,7 @@ pub async fn run(
     let (running, _subscription) = match name {
         "gateway" => (start_gateway(&mesh, &jwks_url).await?, None),
         "auth" => {
-            let auth = Auth::new(&mesh, admin_password).await?;
+            let auth = Auth::new(&mesh, &store, admin_password).await?;
             (mesh.server(auth.router()).start().await?, None)
         }
         _ => {
@@ -105,7 +107,7 @@ pub async fn run(
                 .into_iter()
                 .find(|service| service.id() == id)
                 .ok_or_else(|| MeshError::new(ErrorKind::Config, format!("no service `{id}`")))?;
-            let started = start_service(service, &mesh).await?;
+            let started = start_service(service, &mesh, &store).await?;
             (started.running, started.subscription)
         }
     };

@@ -9,23 +9,33 @@ use mesh::{
 
 use crate::{
     api::{Catalog, Product},
-    store::Table,
+    store::{Store, Table},
 };
 
 /// The catalog.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ProductService {
     products: Arc<Table<Product>>,
 }
 
+impl ProductService {
+    /// The catalog, its table in `store`.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            products: Arc::new(store.table("product-service", "products")),
+        }
+    }
+}
+
 impl Catalog for ProductService {
     async fn list(&self) -> Result<Vec<Product>, MeshError> {
-        Ok(self.products.values())
+        self.products.values().await
     }
 
     async fn product(&self, sku: String) -> Result<Product, MeshError> {
         self.products
             .get(&sku)
+            .await?
             .ok_or_else(|| MeshError::new(ErrorKind::NotFound, format!("no product `{sku}`")))
     }
 
@@ -37,7 +47,7 @@ impl Catalog for ProductService {
                 "a product needs a name, and its sku as in the path",
             ));
         }
-        self.products.put(&sku, product.clone());
+        self.products.put(&sku, product.clone()).await?;
         Ok(product)
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     order::OrderService,
     payment::PaymentService,
     product::ProductService,
+    store::Store,
 };
 
 /// The gateway's routes, with `{jwks_url}` to fill in.
@@ -128,8 +129,9 @@ impl Shop {
         };
         let mut services = Vec::new();
 
+        let store = Store::from_env(&options.env).await?;
         let auth_mesh = builder("auth-service", json!({})).await?;
-        let auth = Auth::new(&auth_mesh, &options.admin_password).await?;
+        let auth = Auth::new(&auth_mesh, &store, &options.admin_password).await?;
         let auth_running = auth_mesh.server(auth.clone().router()).start().await?;
         let jwks_url = format!("http://{}/.well-known/jwks.json", auth_running.local_addr());
         services.push(auth_running);
@@ -137,7 +139,7 @@ impl Shop {
         let mut subscription = None;
         for service in Service::ALL {
             let mesh = builder(service.id(), config.clone()).await?;
-            let started = start_service(service, &mesh).await?;
+            let started = start_service(service, &mesh, &store).await?;
             services.push(started.running);
             subscription = subscription.or(started.subscription);
         }
@@ -229,28 +231,32 @@ pub struct Started {
     pub subscription: Option<Subscription>,
 }
 
-/// Serves `service` on `mesh` (configured with [`service_config`]).
-pub async fn start_service(service: Service, mesh: &Mesh) -> Result<Started, MeshError> {
+/// Serves `service` on `mesh` (configured with [`service_config`]), its tables in `store`.
+pub async fn start_service(
+    service: Service,
+    mesh: &Mesh,
+    store: &Store,
+) -> Result<Started, MeshError> {
     let mut subscription = None;
     let running = match service {
         Service::Product => {
-            let server = CatalogServer::new(ProductService::default());
+            let server = CatalogServer::new(ProductService::new(store));
             mesh.server(server).start().await?
         }
         Service::Inventory => {
-            let server = InventoryServer::new(InventoryService::default());
+            let server = InventoryServer::new(InventoryService::new(store));
             mesh.server(server).start().await?
         }
         Service::Payment => {
-            let server = PaymentsServer::new(PaymentService::new(mesh.bus().await?));
+            let server = PaymentsServer::new(PaymentService::new(store, mesh.bus().await?));
             mesh.server(server).start().await?
         }
         Service::Order => {
-            let server = OrdersServer::new(OrderService::new(mesh, mesh.bus().await?));
+            let server = OrdersServer::new(OrderService::new(mesh, store, mesh.bus().await?));
             mesh.server(server).start().await?
         }
         Service::Notification => {
-            let notifications = NotificationService::default();
+            let notifications = NotificationService::new(store);
             subscription = Some(notifications.subscribe(&mesh.bus().await?).await?);
             // The contract's routes and the WebSocket beside them.
             mesh.server(notifications).start().await?

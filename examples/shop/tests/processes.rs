@@ -75,6 +75,14 @@ async fn the_demo_scenario_behaves_with_one_process_per_service() {
         format!("shop-processes-{}", std::process::id()),
     ));
     env.push(("SHOP_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
+    // Each service's tables in PostgreSQL when the machine has it, this run's own.
+    if let Ok(database) = std::env::var("DATABASE_URL") {
+        env.push(("DATABASE_URL".into(), database));
+        env.push((
+            "SHOP_DATA_NAMESPACE".into(),
+            format!("shop-processes-{}", std::process::id()),
+        ));
+    }
     env.push(("MESH_LOG".into(), "error".into()));
     let mut children = Processes(Vec::new());
     for (name, addr) in &addresses {

@@ -30,20 +30,25 @@ async fn the_demo_scenario_behaves_on_the_embedded_defaults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_scenario_behaves_on_rabbitmq_and_redis() {
-    let (Ok(amqp), Ok(redis)) = (
+async fn the_demo_scenario_behaves_on_rabbitmq_redis_and_postgresql() {
+    let (Ok(amqp), Ok(redis), Ok(database)) = (
         std::env::var("MESH_TEST_AMQP_URL"),
         std::env::var("MESH_TEST_REDIS_URL"),
+        std::env::var("DATABASE_URL"),
     ) else {
-        eprintln!("skipped: MESH_TEST_AMQP_URL and MESH_TEST_REDIS_URL are not both set");
+        eprintln!(
+            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
+        );
         return;
     };
-    // An exchange of this run's own, so events of other runs cannot reach it.
-    let exchange = format!("shop-test-{}", std::process::id());
+    // An exchange and tables of this run's own, so other runs' events and rows stay out.
+    let run = format!("shop-test-{}", std::process::id());
     let shop = start(vec![
         ("MESH_BUS_URL".into(), amqp),
-        ("MESH_BUS__EXCHANGE".into(), exchange),
+        ("MESH_BUS__EXCHANGE".into(), run.clone()),
         ("MESH_REDIS_URL".into(), redis),
+        ("DATABASE_URL".into(), database),
+        ("SHOP_DATA_NAMESPACE".into(), run),
     ])
     .await;
     demo::run(shop.gateway, ADMIN_PASSWORD).await.unwrap();
