@@ -15,7 +15,7 @@ use std::{borrow::Cow, error::Error as StdError, fmt, io, time::Duration};
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::balance::NoInstances;
+use crate::discovery::NoInstances;
 use crate::resilience::{
     bulkhead::BulkheadFull,
     circuit_breaker::CircuitOpen,

@@ -175,6 +175,52 @@ async fn a_failing_instance_is_ejected_and_returns_after_its_ejection_time() {
     );
 }
 
+/// An instance that accepts calls and never answers: each call is cut by its timeout. Those
+/// timed-out calls count as failures at their elapsed time, so the instance is ejected after
+/// three of them (round robin) and looks slow to peak-EWMA, instead of looking fast once its
+/// stuck calls are dropped.
+#[tokio::test(start_paused = true)]
+async fn an_instance_whose_calls_time_out_is_ejected() {
+    use mesh_core::resilience::timeout::{TimeoutConfig, TimeoutLayer};
+    let discovery = Discovery::fixed("inventory", instances(&["a", "hung", "c"]));
+    let (upstream, log) = upstream(
+        |authority| {
+            if authority.starts_with("hung") {
+                Duration::from_secs(3600)
+            } else {
+                Duration::ZERO
+            }
+        },
+        |_| 200,
+    );
+    let ejection = EjectionConfig {
+        consecutive_failures: 3,
+        base_ejection_time: Duration::from_secs(30),
+        ..EjectionConfig::default()
+    };
+    let config = BalanceConfig::default()
+        .strategy(Strategy::RoundRobin)
+        .ejection(ejection);
+    let balanced = BalanceLayer::new(discovery, config).layer(upstream);
+    let timeout = TimeoutLayer::try_new(
+        "inventory",
+        TimeoutConfig::default().timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let service = timeout.layer(balanced);
+    let mut timed_out = 0;
+    for _ in 0..30 {
+        if service.clone().oneshot(get("/")).await.is_err() {
+            timed_out += 1;
+        }
+    }
+    assert_eq!(
+        timed_out, 3,
+        "three timeouts, then the hung instance is out"
+    );
+    assert_eq!(count(&log)["hung:8080"], 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn ejection_never_takes_out_more_than_its_share_of_the_pool() {
     let discovery = Discovery::fixed("inventory", instances(&["a", "b"]));

@@ -17,14 +17,14 @@
 
 mod config;
 mod endpoint;
-mod error;
 mod layer;
 mod ring;
 mod service;
 
 pub use self::{
     config::{BalanceConfig, EjectionConfig, Strategy},
-    error::NoInstances,
     layer::BalanceLayer,
     service::{Balance, ResponseFuture, Target},
 };
+/// The error of a call that found no instance (defined with discovery, whose answer it is).
+pub use crate::discovery::NoInstances;

@@ -23,7 +23,10 @@ use super::{BalanceConfig, NoInstances, Strategy, endpoint::Endpoint, ring::Ring
 use crate::{
     discovery::{Discovery, Instance},
     error::BoxError,
-    resilience::circuit_breaker::{Classify, Outcome},
+    resilience::{
+        circuit_breaker::{Classify, Outcome},
+        timeout::Deadline,
+    },
 };
 
 /// Sends each request to one instance picked from a discovery, and learns from the answer.
@@ -90,6 +93,9 @@ struct Call {
     instance: Arc<Instance>,
     endpoint: Arc<Endpoint>,
     started: Instant,
+    /// When the call's deadline passes, if it has one: a call dropped unfinished at or after
+    /// it timed out, which is the instance's failure; dropped before, it was abandoned.
+    deadline: Option<Instant>,
     recorded: bool,
 }
 
@@ -144,6 +150,7 @@ where
         let (instance, authority) = &view.targets[index];
         let instance = instance.clone();
         let endpoint = view.endpoints[index].clone();
+        let deadline = Deadline::of(&request).map(Deadline::instant);
         retarget(&mut request, &instance, authority.clone());
         endpoint.start();
         ResponseFuture {
@@ -154,6 +161,7 @@ where
                     instance,
                     endpoint,
                     started: now,
+                    deadline,
                     recorded: false,
                 }),
                 classifier: self.classifier.clone(),
@@ -440,8 +448,28 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        if !self.recorded {
+        if self.recorded {
+            return;
+        }
+        let now = Instant::now();
+        if self.deadline.is_none_or(|deadline| now < deadline) {
+            // Abandoned by the caller before its time: says nothing of the instance.
             self.endpoint.cancel();
+            return;
+        }
+        // Timed out: a failure at its elapsed time, so a hung instance looks as slow as it is
+        // and is ejected once it keeps timing out, instead of looking fast once its stuck
+        // calls are gone.
+        let config = &self.shared.config;
+        let eject = self.endpoint.finish(
+            now - self.started,
+            Outcome::Failure,
+            now,
+            config.decay,
+            config.ejection.consecutive_failures,
+        );
+        if eject {
+            self.shared.eject(self, now);
         }
     }
 }

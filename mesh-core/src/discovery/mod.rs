@@ -6,12 +6,14 @@
 //! it: a fixed list ([`Discovery::fixed`]), DNS re-resolved on an interval (the Kubernetes
 //! headless-service path, [`dns`]), or the registry's watch.
 
+mod error;
 mod instance;
 mod source;
 
 pub mod dns;
 
 pub use self::{
+    error::NoInstances,
     instance::{Instance, InstanceStatus, ServiceId},
     source::{Change, Changes, Discovery, Publisher},
 };

@@ -90,9 +90,10 @@ impl<S> Timeout<S> {
             };
             request.headers_mut().insert(TIMEOUT_HEADER, header);
         }
-        // The layers behind this one see the deadline as the current one while they run
-        // (`Deadline::current`), which costs no allocation, unlike a request extension.
-        let inner = deadline.scope(self.inner.call(request));
+        // The layers behind this one see the deadline as the current one while they are called
+        // and while they run (`Deadline::current`), which costs no allocation, unlike a request
+        // extension.
+        let inner = deadline.scope(deadline.sync_scope(|| self.inner.call(request)));
         ResponseFuture::new(
             inner,
             Some(deadline.instant()),

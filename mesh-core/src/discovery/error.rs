@@ -1,6 +1,7 @@
-use crate::discovery::ServiceId;
+use super::ServiceId;
 
-/// Discovery knows no instance of the service that may take traffic.
+/// Discovery knows no instance of the service that may take traffic: the call reached no
+/// instance, so it says nothing of any instance's health.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("no available instance of `{service}`")]
 pub struct NoInstances {
