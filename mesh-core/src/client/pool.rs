@@ -58,6 +58,7 @@ use crate::http1::{
 use crate::{
     BoxBody,
     error::{BoxError, ErrorKind, MeshError},
+    resilience::retry::NotSent,
 };
 
 /// Idle connections each thread keeps per origin; more are closed when given back.
@@ -386,13 +387,14 @@ async fn connect(authority: &Authority) -> Result<Conn, MeshError> {
                 ErrorKind::Transport,
                 format!("connecting to {authority}: {error}"),
             )
-            .with_source(error));
+            .with_source(NotSent::new(error)));
         }
         Err(_) => {
             return Err(MeshError::new(
                 ErrorKind::Transport,
                 format!("connecting to {authority}: timed out"),
-            ));
+            )
+            .with_source(NotSent::new("the connection was not opened in time")));
         }
     };
     let _ = stream.set_nodelay(true);

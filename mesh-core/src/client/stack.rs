@@ -36,7 +36,7 @@ use crate::{
         bulkhead::BulkheadLayer,
         circuit_breaker::{CircuitBreakerLayer, ServerErrorsAreFailures},
         rate_limit::RateLimitLayer,
-        retry::RetryLayer,
+        retry::{NotSent, RetryLayer},
         timeout::TimeoutLayer,
     },
 };
@@ -67,7 +67,14 @@ impl Service<Request<BoxBody>> for Transport {
             }
             Self::Http2(client) => {
                 let call = client.request(request);
-                Box::pin(async move { Ok(call.await?.map(ResponseBody::unpooled)) })
+                Box::pin(async move {
+                    match call.await {
+                        Ok(response) => Ok(response.map(ResponseBody::unpooled)),
+                        // Not connected: nothing of the request went out.
+                        Err(error) if error.is_connect() => Err(NotSent::new(error).into()),
+                        Err(error) => Err(error.into()),
+                    }
+                })
             }
         }
     }

@@ -13,7 +13,7 @@ use mesh_core::{
     BoxBody,
     error::BoxError,
     resilience::{
-        retry::{Idempotent, RetryBudgetConfig, RetryConfig, RetryLayer},
+        retry::{Idempotent, NotSent, RetryBudgetConfig, RetryConfig, RetryLayer},
         timeout::Deadline,
     },
 };
@@ -152,6 +152,57 @@ async fn non_idempotent_methods_are_sent_once_unless_the_route_allows() {
         200
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// A POST whose first attempt was never sent (its connection refused) goes again with its
+/// body; one that may have been written (a reset after sending) does not.
+#[tokio::test(start_paused = true)]
+async fn a_non_idempotent_request_that_was_never_sent_is_retried() {
+    let post = || {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .body(body("order"))
+            .unwrap()
+    };
+    let failing_once = |not_sent: bool| {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let service = service_fn(move |request: Request<BoxBody>| {
+            let log = log.clone();
+            async move {
+                let body = text(request.into_body()).await;
+                let attempt = {
+                    let mut log = log.lock().unwrap();
+                    log.push((Instant::now(), body));
+                    log.len()
+                };
+                if attempt > 1 {
+                    return Ok(status(200));
+                }
+                let io = io::Error::from(io::ErrorKind::ConnectionRefused);
+                let error: BoxError = if not_sent {
+                    Box::new(NotSent::new(io))
+                } else {
+                    Box::new(io)
+                };
+                Err(error)
+            }
+        });
+        (service, seen)
+    };
+    let (refused, seen) = failing_once(true);
+    let service = RetryLayer::new("test", config()).layer(refused);
+    assert_eq!(service.oneshot(post()).await.unwrap().status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].1, "order", "the body goes again");
+    drop(seen);
+
+    let (reset, seen) = failing_once(false);
+    let service = RetryLayer::new("test", config()).layer(reset);
+    assert!(service.oneshot(post()).await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 1, "maybe written: sent once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -18,6 +18,7 @@ mod body;
 mod budget;
 mod classify;
 mod config;
+mod error;
 mod head;
 mod layer;
 mod service;
@@ -26,6 +27,7 @@ pub use self::{
     backoff::Backoff,
     classify::{Classify, RetryOnStatus},
     config::{RetryBudgetConfig, RetryConfig},
+    error::NotSent,
     layer::RetryLayer,
     service::{ResponseFuture, Retry},
 };

@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep};
 use tower::Service;
 
 use super::{
-    Backoff, Classify, Idempotent, RetryConfig,
+    Backoff, Classify, Idempotent, NotSent, RetryConfig,
     body::{Replay, buffer},
     budget::RetryBudget,
     head::ReplayHead,
@@ -135,10 +135,14 @@ where
         let shared = &self.retries.shared;
         crate::clock::call_started(|now| shared.budget.deposit(now));
         let (parts, body) = request.into_parts();
-        if !shared.may_retry(&parts) {
-            let body = body.map_err(Into::into).boxed_unsync();
-            return ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)));
-        }
+        let only_not_sent = match shared.attempts(&parts) {
+            Attempts::Never => {
+                let body = body.map_err(Into::into).boxed_unsync();
+                return ResponseFuture::once(self.inner.call(Request::from_parts(parts, body)));
+            }
+            Attempts::Any => false,
+            Attempts::NotSentOnly => true,
+        };
         if body.is_end_stream() {
             // Nothing to buffer (a GET, say): the first attempt goes out now, unboxed; only a
             // retryable failure pays for the retry machinery.
@@ -152,6 +156,7 @@ where
                     retries: self.retries.clone(),
                     head,
                     body: Bytes::new(),
+                    only_not_sent,
                 },
             );
         }
@@ -159,7 +164,12 @@ where
         let fresh = self.inner.clone();
         let inner = mem::replace(&mut self.inner, fresh);
         let shared = shared.clone();
-        ResponseFuture::boxed(Box::pin(shared.buffer_then_send(inner, parts, body)))
+        ResponseFuture::boxed(Box::pin(shared.buffer_then_send(
+            inner,
+            parts,
+            body,
+            only_not_sent,
+        )))
     }
 }
 
@@ -168,6 +178,18 @@ struct Retrying<S, C> {
     retries: Arc<Retries<S, C>>,
     head: ReplayHead,
     body: Bytes,
+    /// Retried only when the request was never sent (a non-idempotent request).
+    only_not_sent: bool,
+}
+
+/// Which failed attempts of a request may be tried again.
+enum Attempts {
+    /// None: one attempt.
+    Never,
+    /// Any retryable failure: the method (or the route) allows it.
+    Any,
+    /// Only an attempt that never left (`NotSent`): the method is not idempotent.
+    NotSentOnly,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
@@ -242,7 +264,7 @@ where
                     let result = std::task::ready!(future.poll(cx)).map_err(Into::into);
                     let retrying = retrying.take().expect("polled after completion");
                     let shared = &retrying.retries.shared;
-                    if !shared.classifier.is_retryable(&result) {
+                    if !shared.retryable(&result, retrying.only_not_sent) {
                         return Poll::Ready(result);
                     }
                     let inner = retrying.retries.service();
@@ -251,6 +273,7 @@ where
                         retrying.head,
                         retrying.body,
                         result,
+                        retrying.only_not_sent,
                     ));
                     this.state.set(State::Boxed { future });
                 }
@@ -261,12 +284,32 @@ where
 }
 
 impl<C> Shared<C> {
-    /// Whether the request's method (or its route) allows more than one attempt.
-    fn may_retry(&self, parts: &Parts) -> bool {
+    /// Which failed attempts of the request may go again: any retryable failure when its
+    /// method (or its route) allows more than one attempt, else only one never sent.
+    fn attempts(&self, parts: &Parts) -> Attempts {
+        if self.config.max_attempts <= 1 {
+            return Attempts::Never;
+        }
         let replayable_method = self.config.retry_non_idempotent
             || parts.extensions.get::<Idempotent>().is_some()
             || is_idempotent(&parts.method);
-        replayable_method && self.config.max_attempts > 1
+        if replayable_method {
+            Attempts::Any
+        } else {
+            Attempts::NotSentOnly
+        }
+    }
+
+    /// Whether `result` is worth another attempt of a request retried `only_not_sent`.
+    fn retryable<Res>(&self, result: &Result<Res, BoxError>, only_not_sent: bool) -> bool
+    where
+        C: Classify<Res>,
+    {
+        let sent_or_not = match result {
+            Err(error) if only_not_sent => NotSent::is_among(error.as_ref()),
+            _ => !only_not_sent,
+        };
+        sent_or_not && self.classifier.is_retryable(result)
     }
 
     /// Buffers the body for replay (a body over the cap is sent once, never retried), then
@@ -276,6 +319,7 @@ impl<C> Shared<C> {
         mut inner: S,
         parts: Parts,
         body: B,
+        only_not_sent: bool,
     ) -> Result<Response<ResB>, BoxError>
     where
         S: Service<Request<BoxBody>, Response = Response<ResB>>,
@@ -297,7 +341,7 @@ impl<C> Shared<C> {
         let head = ReplayHead::capture(&parts);
         let request = Request::from_parts(parts, replay(body.clone()));
         let result = send(&mut inner, request).await;
-        self.retry(inner, head, body, result).await
+        self.retry(inner, head, body, result, only_not_sent).await
     }
 
     /// Retries after `result`, the outcome of the first attempt, while the policy, the
@@ -308,6 +352,7 @@ impl<C> Shared<C> {
         head: ReplayHead,
         body: Bytes,
         mut result: Result<Response<ResB>, BoxError>,
+        only_not_sent: bool,
     ) -> Result<Response<ResB>, BoxError>
     where
         S: Service<Request<BoxBody>, Response = Response<ResB>>,
@@ -323,7 +368,7 @@ impl<C> Shared<C> {
             .copied()
             .or_else(Deadline::current);
         let mut attempt = 1;
-        while self.classifier.is_retryable(&result) {
+        while self.retryable(&result, only_not_sent) {
             if attempt >= self.config.max_attempts {
                 self.record("exhausted");
                 break;
