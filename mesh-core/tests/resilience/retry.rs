@@ -194,10 +194,11 @@ async fn a_non_idempotent_request_that_was_never_sent_is_retried() {
     let (refused, seen) = failing_once(true);
     let service = RetryLayer::new("test", config()).layer(refused);
     assert_eq!(service.oneshot(post()).await.unwrap().status(), 200);
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[1].1, "order", "the body goes again");
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].1, "order", "the body goes again");
+    }
 
     let (reset, seen) = failing_once(false);
     let service = RetryLayer::new("test", config()).layer(reset);
