@@ -424,3 +424,43 @@ async fn a_request_read_as_parts_is_decided_at_once_when_the_store_can() {
         "the caller goes through admit"
     );
 }
+
+/// A store that never answers, as a Redis that went away behind a firewall; it counts the
+/// times it was asked.
+#[derive(Debug, Default)]
+struct Hung(std::sync::atomic::AtomicUsize);
+
+impl RateLimitStore for Hung {
+    fn check<'a>(&'a self, _: &'a str, _: Quota, _: u32, _: u64) -> StoreFuture<'a> {
+        // Asked when polled, as a remote store's request goes out then.
+        StoreFuture::pending(async move {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending().await
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_is_skipped_after_a_few_failures_and_asked_again_later() {
+    let store = Arc::new(Hung::default());
+    let asked = || store.0.load(std::sync::atomic::Ordering::SeqCst);
+    let config = RateLimitConfig::default().store_timeout(Duration::from_millis(50));
+    let layer = RateLimitLayer::with_store("hung", config, store.clone()).unwrap();
+    let service = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, BoxError>(Response::new(()))
+    }));
+    let started = tokio::time::Instant::now();
+    for _ in 0..10 {
+        // Fail open, the default: every call is admitted.
+        service.clone().oneshot(Request::new(())).await.unwrap();
+    }
+    assert_eq!(asked(), 3, "three timeouts, then the store is not asked");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(150),
+        "only the first three calls waited for it"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    service.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(asked(), 4, "asked again a second later");
+}

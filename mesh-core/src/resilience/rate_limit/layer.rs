@@ -3,7 +3,7 @@ use std::sync::Arc;
 use metrics::Counter;
 use tower::Layer;
 
-use super::{LocalStore, Quota, RateLimit, RateLimitConfig, RateLimitStore};
+use super::{LocalStore, Quota, RateLimit, RateLimitConfig, RateLimitStore, health::StoreHealth};
 use crate::clock::Clock;
 use crate::error::ConfigError;
 
@@ -25,6 +25,8 @@ pub(super) struct Shared {
     pub(super) global_key: Box<str>,
     pub(super) rejected: Counter,
     pub(super) store_failures: Counter,
+    /// Whether the store is worth asking.
+    pub(super) health: StoreHealth,
 }
 
 impl RateLimitLayer {
@@ -65,6 +67,7 @@ impl RateLimitLayer {
                 config,
                 store,
                 clock: Clock::new(),
+                health: StoreHealth::default(),
             }),
         })
     }

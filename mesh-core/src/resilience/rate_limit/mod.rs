@@ -19,6 +19,7 @@
 mod config;
 mod error;
 mod gcra;
+mod health;
 mod key;
 mod layer;
 mod local;

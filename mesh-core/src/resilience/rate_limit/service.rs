@@ -187,6 +187,10 @@ impl Shared {
     }
 
     fn check<'a>(&'a self, key: &'a str) -> StoreFuture<'a> {
+        if self.health.skip() {
+            // The store keeps failing: decide by the failure policy now, not after a timeout.
+            return StoreFuture::ready(Err(StoreError::new(Skipped)));
+        }
         let requested = self.config.requested_tokens;
         let now = crate::clock::call_started(|now| self.clock.micros_at(now));
         self.store.check(key, self.quota, requested, now)
@@ -195,8 +199,11 @@ impl Shared {
     /// Turns the store's answer into an admission or a refusal, applying the failure policy.
     fn settle(&self, answer: Result<Decision, StoreError>) -> Result<Decision, BoxError> {
         let error = match answer {
-            Ok(decision) if decision.allowed() => return Ok(decision),
             Ok(decision) => {
+                self.health.succeeded();
+                if decision.allowed() {
+                    return Ok(decision);
+                }
                 self.rejected.increment(1);
                 tracing::debug!(limiter = %self.name, retry_after = ?decision.retry_after(), "rate limited");
                 return Err(RateLimited::new(decision).into());
@@ -204,18 +211,22 @@ impl Shared {
             Err(error) => error,
         };
         self.store_failures.increment(1);
-        match self.config.failure_policy {
-            FailurePolicy::FailOpen => {
-                tracing::warn!(limiter = %self.name, %error, "rate limit store failed, admitting the call");
-                Ok(Decision::unchecked(
-                    self.quota,
-                    self.config.requested_tokens,
-                ))
-            }
-            FailurePolicy::FailClosed => {
-                tracing::warn!(limiter = %self.name, %error, "rate limit store failed, refusing the call");
-                Err(StoreUnavailable::new(error).into())
-            }
+        let asked = !std::error::Error::source(&error).is_some_and(|source| source.is::<Skipped>());
+        let policy = self.config.failure_policy;
+        if let Some(decided) = self.health.failed(asked) {
+            // Once per interval, however many calls were decided without the store.
+            let decision = match policy {
+                FailurePolicy::FailOpen => "admitting",
+                FailurePolicy::FailClosed => "refusing",
+            };
+            tracing::warn!(limiter = %self.name, %error, decided, "rate limit store failing; {decision} calls by the failure policy");
+        }
+        match policy {
+            FailurePolicy::FailOpen => Ok(Decision::unchecked(
+                self.quota,
+                self.config.requested_tokens,
+            )),
+            FailurePolicy::FailClosed => Err(StoreUnavailable::new(error).into()),
         }
     }
 }
@@ -271,3 +282,8 @@ impl<F, T> std::fmt::Debug for ResponseFuture<F, T> {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
+
+/// Why a call was decided without asking the store: it kept failing.
+#[derive(Debug, thiserror::Error)]
+#[error("the store failed repeatedly and is not asked for a while")]
+struct Skipped;
