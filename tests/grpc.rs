@@ -117,6 +117,17 @@ fn token() -> String {
     .unwrap()
 }
 
+/// Adds a valid bearer token to each call.
+fn bearer() -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", token()).parse().unwrap();
+    move |mut request| {
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        Ok(request)
+    }
+}
+
 /// Panics when a call carries `x-panic`: a handler's bug.
 #[derive(Clone)]
 struct PanicOnDemand<S>(S);
@@ -166,14 +177,7 @@ async fn the_server_layers_guard_a_plain_tonic_server() {
     let refused = anonymous.check(check("a")).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", token()).parse().unwrap();
-    let mut signed_in =
-        HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok::<_, tonic::Status>(request)
-        });
+    let mut signed_in = HealthClient::with_interceptor(channel, bearer());
     let answer = signed_in.check(check("a")).await.unwrap().into_inner();
     assert_eq!(answer.status, ServingStatus::Serving as i32);
 
@@ -187,11 +191,6 @@ async fn the_server_layers_guard_a_plain_tonic_server() {
     assert!(signed_in.check(check("a")).await.is_ok());
 }
 
-const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-cert.pem");
-const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-key.pem");
-/// The test CA that signed `CERT`.
-const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-ca.pem");
-
 /// An HTTP/2 connection over TLS (ALPN `h2`) to `addr`, as a tower service for tonic.
 async fn h2_over_tls(
     addr: SocketAddr,
@@ -201,27 +200,9 @@ async fn h2_over_tls(
     Error = hyper::Error,
     Future: Send,
 > + Clone {
-    use std::sync::Arc;
-    use tokio_rustls::{
-        TlsConnector,
-        rustls::{
-            self, ClientConfig, RootCertStore,
-            pki_types::{CertificateDer, ServerName, pem::PemObject},
-        },
-    };
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(CA).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    use tokio_rustls::rustls::pki_types::ServerName;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
+    let tls = support::tls_connector(b"h2")
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
@@ -249,7 +230,10 @@ async fn h2_over_tls(
 async fn a_tonic_service_is_served_over_tls_behind_the_server_layers() {
     let registry = support::registry();
     let config = serde_json::json!({
-        "server": {"tls": {"cert": CERT, "key": KEY}, "auth": {"jwt": {"secret": SECRET}}},
+        "server": {
+            "tls": {"cert": support::TLS_CERT, "key": support::TLS_KEY},
+            "auth": {"jwt": {"secret": SECRET}},
+        },
     });
     let mesh = support::mesh("stock", &registry, config).await;
     let running = mesh
@@ -265,14 +249,7 @@ async fn a_tonic_service_is_served_over_tls_behind_the_server_layers() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", token()).parse().unwrap();
-    let mut signed_in =
-        HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok::<_, tonic::Status>(request)
-        });
+    let mut signed_in = HealthClient::with_interceptor(channel, bearer());
     let answer = signed_in.check(check("a")).await.unwrap().into_inner();
     assert_eq!(answer.status, ServingStatus::Serving as i32);
 }

@@ -2,39 +2,15 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh::axum::{Router, routing::get};
 use serde_json::json;
-use tokio_rustls::{
-    TlsConnector,
-    rustls::{self, ClientConfig, RootCertStore, pki_types::CertificateDer, pki_types::ServerName},
-};
+use tokio_rustls::rustls::pki_types::ServerName;
 
-const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-cert.pem");
-const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-key.pem");
-/// The test CA that signed `CERT`.
-const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-ca.pem");
-
-fn connector(alpn: &[u8]) -> TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(CA).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    TlsConnector::from(Arc::new(config))
-}
+use support::{TLS_CERT as CERT, TLS_KEY as KEY, tls_connector as connector};
 
 #[tokio::test]
 async fn a_service_serves_https_with_h2_and_http1_by_alpn() {

@@ -106,6 +106,27 @@ impl ErrorKind {
         }
     }
 
+    /// Whether the call failed for want of a healthy upstream — an open circuit, a timeout,
+    /// no connection, no instance, a full bulkhead, an unavailable dependency — rather than
+    /// because of the request: what a fallback answers.
+    ///
+    /// ```
+    /// use mesh_core::error::ErrorKind;
+    /// assert!(ErrorKind::CircuitOpen.is_outage());
+    /// assert!(!ErrorKind::BadRequest.is_outage());
+    /// ```
+    pub const fn is_outage(self) -> bool {
+        matches!(
+            self,
+            Self::CircuitOpen
+                | Self::Timeout
+                | Self::Transport
+                | Self::NoInstances
+                | Self::BulkheadFull
+                | Self::Unavailable
+        )
+    }
+
     /// The stable snake_case name used in JSON error bodies and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -160,15 +160,7 @@ pub(crate) fn refused(route: &Route, error: BoxError) -> Result<Response, MeshEr
 /// upstream (circuit open, timeout, no connection, no instance), not the caller's (a rate
 /// limit, a bad request).
 fn falls_back(error: &MeshError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::CircuitOpen
-            | ErrorKind::Timeout
-            | ErrorKind::Transport
-            | ErrorKind::NoInstances
-            | ErrorKind::BulkheadFull
-            | ErrorKind::Unavailable
-    )
+    error.kind().is_outage()
 }
 
 /// The request a `forward:` fallback routes: the same method, headers and query with `path`,

@@ -114,3 +114,28 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     let (status, _, body) = call(addr, "GET", path, &[], Vec::new()).await;
     (status, body)
 }
+
+/// The test certificate (for `localhost`), its key, and the CA that signed it.
+pub const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-cert.pem");
+pub const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-key.pem");
+pub const TLS_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls-ca.pem");
+
+/// A rustls client trusting the test CA, offering `alpn`.
+pub fn tls_connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    use tokio_rustls::rustls::{
+        self, ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, pem::PemObject},
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(TLS_CA).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}

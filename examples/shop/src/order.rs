@@ -101,19 +101,12 @@ impl OrderService {
     }
 }
 
-/// Whether a payment error means "not now" rather than "no": the circuit is open, the call
-/// timed out or could not connect, or the provider is down.
+/// Whether a payment error means "not now" rather than "no": an outage on the way (the circuit
+/// is open, the call timed out or could not connect), a rate limit, or the provider down.
 fn unreachable(error: &MeshError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::CircuitOpen
-            | ErrorKind::Timeout
-            | ErrorKind::Transport
-            | ErrorKind::NoInstances
-            | ErrorKind::BulkheadFull
-            | ErrorKind::RateLimited
-            | ErrorKind::Unavailable
-    ) || error.status().is_server_error()
+    error.kind().is_outage()
+        || error.kind() == ErrorKind::RateLimited
+        || error.status().is_server_error()
 }
 
 impl Orders for OrderService {

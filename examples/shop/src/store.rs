@@ -164,17 +164,8 @@ impl<V: Record> Table<V> {
                 Ok(())
             }
             Backend::Postgres { pool, table } => {
-                sqlx::query(
-                    "INSERT INTO shop_rows (tbl, key, value) VALUES ($1, $2, $3) \
-                     ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(table)
-                .bind(key)
-                .bind(encode(&value)?)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?;
-                Ok(())
+                let mut connection = pool.acquire().await.map_err(unavailable)?;
+                write_json(&mut connection, table, key, Some(encode(&value)?)).await
             }
         }
     }
