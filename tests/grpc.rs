@@ -35,6 +35,20 @@ async fn health(serving: &str) -> Routes {
     Routes::new(service)
 }
 
+/// An instance of `stock`, configured by `config`, serving the health service that knows
+/// `serving`, registered in `registry`.
+async fn serve_stock(
+    registry: &std::sync::Arc<mesh_registry::Registry>,
+    serving: &str,
+    config: serde_json::Value,
+) -> mesh::runtime::Running {
+    let mesh = support::mesh("stock", registry, config).await;
+    mesh.server(Application::grpc(health(serving).await))
+        .start()
+        .await
+        .unwrap()
+}
+
 fn check(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
         service: service.into(),
@@ -47,13 +61,7 @@ async fn a_tonic_service_is_called_by_service_id_and_each_call_is_balanced() {
     // Two instances of `stock`: each knows one name, so an answer says which one served it.
     let mut instances = Vec::new();
     for name in ["a", "b"] {
-        let mesh = support::mesh("stock", &registry, serde_json::json!({})).await;
-        let running = mesh
-            .server(Application::grpc(health(name).await))
-            .start()
-            .await
-            .unwrap();
-        instances.push(running);
+        instances.push(serve_stock(&registry, name, serde_json::json!({})).await);
     }
     let caller = support::mesh("caller", &registry, serde_json::json!({})).await;
     let mut stock = HealthClient::new(caller.grpc_channel("stock"));
@@ -88,12 +96,7 @@ async fn a_tonic_service_is_called_by_service_id_and_each_call_is_balanced() {
 async fn a_service_served_by_the_runtime_answers_grpc_errors_as_grpc_statuses() {
     let registry = support::registry();
     let config = serde_json::json!({"server": {"auth": {"jwt": {"secret": SECRET}}}});
-    let mesh = support::mesh("stock", &registry, config).await;
-    let running = mesh
-        .server(Application::grpc(health("a").await))
-        .start()
-        .await
-        .unwrap();
+    let running = serve_stock(&registry, "a", config).await;
     let mut stock = HealthClient::new(connect(running.local_addr()).await);
     let refused = stock.check(check("a")).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
@@ -235,12 +238,7 @@ async fn a_tonic_service_is_served_over_tls_behind_the_server_layers() {
             "auth": {"jwt": {"secret": SECRET}},
         },
     });
-    let mesh = support::mesh("stock", &registry, config).await;
-    let running = mesh
-        .server(Application::grpc(health("a").await))
-        .start()
-        .await
-        .unwrap();
+    let running = serve_stock(&registry, "a", config).await;
     let channel = h2_over_tls(running.local_addr()).await;
 
     let refused = HealthClient::new(channel.clone())
