@@ -673,10 +673,10 @@ impl mesh::registry::RegistryApi for Flaky {
 
     fn watch(
         &self,
-        since: u64,
+        cursor: Option<mesh_registry::model::Cursor>,
         wait: Duration,
     ) -> mesh::registry::RegistryFuture<'_, mesh_registry::WatchAnswer> {
-        mesh::registry::RegistryApi::watch(self.registry.as_ref(), since, wait)
+        mesh::registry::RegistryApi::watch(self.registry.as_ref(), cursor, wait)
     }
 }
 

@@ -387,7 +387,7 @@ mod rabbitmq {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lost_connection_loses_no_confirmed_event_and_the_consumer_resumes() {
+    async fn a_lost_connection_loses_no_confirmed_event_and_the_consumer_handles_each_once() {
         let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
             eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
             return;
@@ -403,12 +403,13 @@ mod rabbitmq {
             .with_exchange(&format!("mesh.test.{}", nonce()))
             .await
             .unwrap();
-        let handled: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        // How many times the handler ran for each event.
+        let handled: Arc<Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
         let log = handled.clone();
         let handler = move |event: Event| {
             let log = log.clone();
             async move {
-                log.lock().unwrap().insert(event.id);
+                *log.lock().unwrap().entry(event.id).or_insert(0) += 1;
                 Ok::<(), BoxError>(())
             }
         };
@@ -437,9 +438,13 @@ mod rabbitmq {
         assert!(confirmed.len() >= 290, "{refused} publishes failed");
         eventually(|| {
             let handled = handled.lock().unwrap();
-            confirmed.iter().all(|id| handled.contains(id))
+            confirmed.iter().all(|id| handled.contains_key(id))
         })
         .await;
+        // Redelivered or republished, an event reaches the handler once.
+        let handled = handled.lock().unwrap();
+        let twice: Vec<_> = handled.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "handled more than once: {twice:?}");
     }
 }
 

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use mesh_core::{
     discovery::{Instance as Found, ServiceId},
-    registry::model::{Action as Done, Registration, WatchAnswer},
+    registry::model::{Action as Done, Cursor, Registration, WatchAnswer},
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -60,23 +60,21 @@ impl proto::registry_server::Registry for WatchService {
         let WatchRequest {
             since_revision,
             service,
+            epoch,
         } = request.into_inner();
         let service = (!service.is_empty()).then(|| ServiceId::new(&service));
         let (sender, receiver) = mpsc::channel(BUFFER);
         let registry = self.registry.clone();
         tokio::spawn(async move {
-            let mut revision = since_revision;
-            let mut first = since_revision == 0;
+            let mut cursor = (since_revision != 0).then_some(Cursor {
+                epoch,
+                revision: since_revision,
+            });
             loop {
-                let answer = if first {
-                    registry.snapshot().await.map(WatchAnswer::Snapshot)
-                } else {
-                    tokio::select! {
-                        answer = registry.watch(revision, WAIT) => answer,
-                        () = sender.closed() => return,
-                    }
+                let answer = tokio::select! {
+                    answer = registry.watch(cursor, WAIT) => answer,
+                    () = sender.closed() => return,
                 };
-                first = false;
                 let answer = match answer {
                     Ok(answer) => answer,
                     Err(error) => {
@@ -86,9 +84,8 @@ impl proto::registry_server::Registry for WatchService {
                         return;
                     }
                 };
-                let (next, messages) = messages(answer, service.as_ref());
-                revision = next;
-                for message in messages {
+                cursor = answer.cursor(cursor);
+                for message in messages(answer, service.as_ref()) {
                     if sender.send(Ok(message)).await.is_err() {
                         return;
                     }
@@ -99,8 +96,9 @@ impl proto::registry_server::Registry for WatchService {
     }
 }
 
-/// The stream messages for one answer, and the revision it brings the watcher to.
-fn messages(answer: WatchAnswer, service: Option<&ServiceId>) -> (u64, Vec<WatchEvent>) {
+/// The stream messages for one answer (none while the registry warms up: the watcher keeps
+/// what it holds).
+fn messages(answer: WatchAnswer, service: Option<&ServiceId>) -> Vec<WatchEvent> {
     let wanted = |registration: &Registration| service.is_none_or(|s| registration.service() == s);
     match answer {
         WatchAnswer::Snapshot(snapshot) => {
@@ -110,30 +108,29 @@ fn messages(answer: WatchAnswer, service: Option<&ServiceId>) -> (u64, Vec<Watch
                 .filter(|r| wanted(r))
                 .map(|r| instance(r.visible_instance()))
                 .collect();
-            let message = WatchEvent {
+            vec![WatchEvent {
                 revision: snapshot.revision,
+                epoch: snapshot.epoch,
                 kind: Some(Kind::Snapshot(Snapshot { instances })),
-            };
-            (snapshot.revision, vec![message])
+            }]
         }
-        WatchAnswer::Changes { revision, events } => {
-            let messages = events
-                .into_iter()
-                .filter(|e| wanted(&e.registration))
-                .map(|event| WatchEvent {
-                    revision: event.revision,
-                    kind: Some(Kind::Change(Change {
-                        action: match event.action {
-                            Done::Added => Action::Added,
-                            Done::Modified => Action::Modified,
-                            Done::Deleted => Action::Deleted,
-                        } as i32,
-                        instance: Some(instance(event.registration.visible_instance())),
-                    })),
-                })
-                .collect();
-            (revision, messages)
-        }
+        WatchAnswer::Changes { epoch, events, .. } => events
+            .into_iter()
+            .filter(|e| wanted(&e.registration))
+            .map(|event| WatchEvent {
+                revision: event.revision,
+                epoch,
+                kind: Some(Kind::Change(Change {
+                    action: match event.action {
+                        Done::Added => Action::Added,
+                        Done::Modified => Action::Modified,
+                        Done::Deleted => Action::Deleted,
+                    } as i32,
+                    instance: Some(instance(event.registration.visible_instance())),
+                })),
+            })
+            .collect(),
+        WatchAnswer::Warming { .. } => Vec::new(),
     }
 }
 

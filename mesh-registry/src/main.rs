@@ -22,6 +22,8 @@
 //!   Default: any writer may add instances to any service (and change only its own).
 //! - `MESH_REGISTRY_MAX_METADATA_ENTRIES` (default 64), `MESH_REGISTRY_MAX_METADATA_BYTES`
 //!   (default 8192): per-instance metadata limits.
+//! - `MESH_REGISTRY_WARMUP` (default `30s`): after starting on an empty store, how long
+//!   watchers that followed the registry before are held while instances register again.
 //! - `MESH_REGISTRY_REDIS_URL`: keep registrations (with their owners) in Redis, so replicas
 //!   sharing it serve one registry; in memory otherwise.
 //! - `MESH_LOG`: the log filter (default `info`).

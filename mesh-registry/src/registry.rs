@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::{AuthConfig, Authenticator, Caller},
-    model::{EurekaDetails, Event, Registration, Snapshot, WatchAnswer},
+    model::{Cursor, EurekaDetails, Event, Registration, Snapshot, WatchAnswer},
     render::Renderings,
     store::{MemoryStore, Store, StoreError},
     validate::{self, MetadataLimits},
@@ -47,6 +47,13 @@ pub struct RegistryConfig {
     /// The longest lease a client may ask for.
     #[serde(with = "humantime_serde")]
     pub max_lease_duration: Duration,
+    /// How long a registry that started on an empty store waits for instances to register
+    /// again before it answers watchers that followed it before the restart (Eureka's
+    /// `waitTimeInMsWhenSyncEmpty`). Until then they keep the instances they knew; watchers
+    /// that knew nothing get the catalogue at once. It should cover the longest renewal
+    /// interval in use: an instance learns of the restart at its next renewal.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
     /// The most instances the registry holds; new registrations beyond it are refused, so a
     /// misbehaving client cannot exhaust the registry's memory.
     pub max_instances: usize,
@@ -82,7 +89,7 @@ pub struct SelfPreservationConfig {
 
 impl Default for RegistryConfig {
     /// Evict every 5 s; native leases of 15 s renewed every 5 s (Eureka: 90 s and 30 s); leases of
-    /// at most 5 minutes; at most 100 000 instances with 64 metadata entries (8 KiB) each; no
+    /// at most 5 minutes; a warm-up of 30 s (one Eureka renewal interval); at most 100 000 instances with 64 metadata entries (8 KiB) each; no
     /// credentials.
     fn default() -> Self {
         Self {
@@ -90,6 +97,7 @@ impl Default for RegistryConfig {
             default_renewal_interval: Duration::from_secs(5),
             default_lease_duration: Duration::from_secs(15),
             max_lease_duration: Duration::from_secs(300),
+            warmup: Duration::from_secs(30),
             max_instances: 100_000,
             max_metadata_entries: 64,
             max_metadata_bytes: 8 * 1024,
@@ -107,7 +115,8 @@ impl RegistryConfig {
     /// `MESH_REGISTRY_JWT_AUDIENCE`, `MESH_REGISTRY_JWT_WRITE_ROLE`,
     /// `MESH_REGISTRY_OPERATOR_ROLE`), `MESH_REGISTRY_PROTECT_READS` and
     /// `MESH_REGISTRY_SERVICE_PER_IDENTITY` (`true`/`false`),
-    /// `MESH_REGISTRY_MAX_METADATA_ENTRIES` and `MESH_REGISTRY_MAX_METADATA_BYTES`.
+    /// `MESH_REGISTRY_MAX_METADATA_ENTRIES` and `MESH_REGISTRY_MAX_METADATA_BYTES`,
+    /// `MESH_REGISTRY_WARMUP` (a duration such as `30s`).
     ///
     /// ```
     /// use mesh_registry::RegistryConfig;
@@ -158,6 +167,15 @@ impl RegistryConfig {
         }
         if let Some(bytes) = var("MESH_REGISTRY_MAX_METADATA_BYTES") {
             config.max_metadata_bytes = parse_env("MESH_REGISTRY_MAX_METADATA_BYTES", &bytes)?;
+        }
+        if let Some(warmup) = var("MESH_REGISTRY_WARMUP") {
+            config.warmup =
+                humantime_serde::re::humantime::parse_duration(warmup.trim()).map_err(|error| {
+                    MeshError::new(
+                        ErrorKind::Config,
+                        format!("MESH_REGISTRY_WARMUP={warmup:?}: {error}"),
+                    )
+                })?;
         }
         Ok(config)
     }
@@ -237,6 +255,9 @@ pub struct Registry {
     config: RegistryConfig,
     clock: Clock,
     started_ms: u64,
+    /// Until when watchers from before a restart are held (wall ms), when the store started
+    /// empty.
+    warm_until_ms: Option<u64>,
     self_preservation: AtomicBool,
     counters: Counters,
     authenticator: Authenticator,
@@ -286,10 +307,14 @@ impl Registry {
 
     fn build(config: RegistryConfig, store: Arc<dyn Store>, authenticator: Authenticator) -> Self {
         let clock = Clock::new();
+        let started_ms = clock.now_millis();
+        let started_empty = *store.revisions().borrow() == 0;
+        let warm_until_ms = started_empty.then(|| started_ms + config.warmup.as_millis() as u64);
         Self {
             store,
             config,
-            started_ms: clock.now_millis(),
+            started_ms,
+            warm_until_ms,
             clock,
             self_preservation: AtomicBool::new(false),
             counters: Counters::default(),
@@ -333,6 +358,19 @@ impl Registry {
     /// Wall-clock milliseconds, following tokio's clock.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_millis()
+    }
+
+    /// The epoch of the registry's store; see [`Cursor`].
+    pub fn epoch(&self) -> u64 {
+        self.store.epoch()
+    }
+
+    /// How much longer the registry warms up after starting on an empty store; `None` once
+    /// it is warm (or when it started on a store that kept its registrations).
+    pub fn warming(&self) -> Option<Duration> {
+        let until = self.warm_until_ms?;
+        let now = self.now_ms();
+        (now < until).then(|| Duration::from_millis(until - now))
     }
 
     /// Whether self-preservation is holding evictions back.
@@ -540,15 +578,41 @@ impl Registry {
         self.store.snapshot().await
     }
 
-    /// Waits up to `timeout` for changes after revision `since`.
-    pub async fn watch(&self, since: u64, timeout: Duration) -> Result<WatchAnswer, StoreError> {
-        let mut revisions = self.store.revisions();
+    /// Waits up to `timeout` for changes after `cursor`. A watcher with no cursor gets a
+    /// snapshot at once. One whose cursor belongs to another epoch followed this registry
+    /// before it restarted on an empty store: while the registry [warms up](Self::warming) it
+    /// is held, then answered [`WatchAnswer::Warming`] if the wait ends first, so it keeps the
+    /// instances it knows rather than an incomplete catalogue; once warm it gets a snapshot.
+    pub async fn watch(
+        &self,
+        cursor: Option<Cursor>,
+        timeout: Duration,
+    ) -> Result<WatchAnswer, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let epoch = self.epoch();
+        let Some(cursor) = cursor else {
+            return Ok(WatchAnswer::Snapshot(self.store.snapshot().await?));
+        };
+        if cursor.epoch != 0 && cursor.epoch != epoch {
+            if let Some(remaining) = self.warming() {
+                let warm = tokio::time::Instant::now() + remaining;
+                tokio::time::sleep_until(warm.min(deadline)).await;
+                if let Some(remaining) = self.warming() {
+                    return Ok(WatchAnswer::Warming {
+                        epoch,
+                        remaining_ms: remaining.as_millis() as u64,
+                    });
+                }
+            }
+            return Ok(WatchAnswer::Snapshot(self.store.snapshot().await?));
+        }
+        let since = cursor.revision;
+        let mut revisions = self.store.revisions();
         loop {
             let current = *revisions.borrow_and_update();
             if since > current {
-                // The watcher saw revisions this registry never made (it restarted on an empty
-                // store): only a snapshot brings it back in step.
+                // The watcher saw revisions this history never made (a watcher from before
+                // epochs): only a snapshot brings it back in step.
                 return Ok(WatchAnswer::Snapshot(self.store.snapshot().await?));
             }
             if current != since {
@@ -558,6 +622,7 @@ impl Registry {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => {
                     return Ok(WatchAnswer::Changes {
+                        epoch,
                         revision: current,
                         events: Vec::new(),
                     });
@@ -566,6 +631,7 @@ impl Registry {
         }
         match self.store.events_since(since).await? {
             Some(events) => Ok(WatchAnswer::Changes {
+                epoch,
                 revision: events.last().map_or(since, |e| e.revision),
                 events,
             }),
@@ -715,9 +781,9 @@ impl RegistryApi for Registry {
         })
     }
 
-    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
+    fn watch(&self, cursor: Option<Cursor>, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
         Box::pin(async move {
-            Registry::watch(self, since, wait)
+            Registry::watch(self, cursor, wait)
                 .await
                 .map_err(store_unavailable)
         })

@@ -40,18 +40,23 @@ fn change(event: &WatchEvent) -> (u64, Action, String) {
     }
 }
 
-async fn watch(url: &str, since: u64, service: &str) -> Streaming<WatchEvent> {
+async fn watch(url: &str, since: u64, epoch: u64, service: &str) -> Streaming<WatchEvent> {
     let mut client = RegistryClient::connect(url.to_string()).await.unwrap();
     let request = WatchRequest {
         since_revision: since,
         service: service.into(),
+        epoch,
     };
     client.watch(request).await.unwrap().into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_then_changes_in_order_and_a_resume_from_the_last_revision() {
-    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    // No warm-up: a watcher of another epoch is answered at once.
+    let registry = Arc::new(Registry::new(RegistryConfig {
+        warmup: Duration::ZERO,
+        ..RegistryConfig::default()
+    }));
     let url = serve(registry.clone()).await;
     let register = |service: &str, host: &str| {
         let registry = registry.clone();
@@ -65,9 +70,10 @@ async fn a_snapshot_then_changes_in_order_and_a_resume_from_the_last_revision() 
     };
     register("inventory", "10.0.0.1").await;
 
-    let mut stream = watch(&url, 0, "inventory").await;
+    let mut stream = watch(&url, 0, 0, "inventory").await;
     let first = next(&mut stream).await;
     assert_eq!(first.revision, 1);
+    assert_eq!(first.epoch, registry.epoch());
     let Some(Kind::Snapshot(snapshot)) = &first.kind else {
         panic!("a watch from 0 starts with a snapshot");
     };
@@ -89,12 +95,18 @@ async fn a_snapshot_then_changes_in_order_and_a_resume_from_the_last_revision() 
         .cancel(&ServiceId::new("inventory"), "10.0.0.1:inventory:8080")
         .await
         .unwrap();
-    let mut resumed = watch(&url, 3, "inventory").await;
+    let mut resumed = watch(&url, 3, first.epoch, "inventory").await;
     let missed = change(&next(&mut resumed).await);
     assert_eq!(
         missed,
         (4, Action::Deleted, "10.0.0.1:inventory:8080".into())
     );
+    // A watcher of another registry's history starts again from a snapshot.
+    let mut stranger = watch(&url, 3, first.epoch + 1, "inventory").await;
+    let Some(Kind::Snapshot(snapshot)) = next(&mut stranger).await.kind else {
+        panic!("another epoch's revision 3 is not this one");
+    };
+    assert_eq!(snapshot.instances.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +126,7 @@ async fn a_watcher_behind_the_log_gets_a_snapshot() {
             .unwrap();
     }
     let url = serve(registry).await;
-    let mut stream = watch(&url, 1, "").await;
+    let mut stream = watch(&url, 1, 0, "").await;
     let event = next(&mut stream).await;
     assert_eq!(event.revision, 4);
     let Some(Kind::Snapshot(snapshot)) = event.kind else {

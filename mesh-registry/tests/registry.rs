@@ -2,10 +2,14 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
+use mesh_core::{
+    discovery::{Instance, InstanceStatus, ServiceId},
+    error::{ErrorKind, MeshError},
+    registry::{RegistryApi, RegistryFuture},
+};
 use mesh_registry::{
     LeaseRequest, Registry, RegistryConfig, WatchAnswer,
-    model::Action,
+    model::{Action, Cursor},
     store::{MemoryStore, Store},
 };
 
@@ -22,6 +26,14 @@ fn instance(n: usize) -> Instance {
 
 fn inventory() -> ServiceId {
     ServiceId::new("inventory")
+}
+
+/// The cursor of a watcher that applied `revision` of `registry`'s current history.
+fn at(registry: &Registry, revision: u64) -> Option<Cursor> {
+    Some(Cursor {
+        epoch: registry.epoch(),
+        revision,
+    })
 }
 
 async fn ids(registry: &Registry) -> Vec<String> {
@@ -217,14 +229,22 @@ async fn watchers_get_changes_in_order_and_resume_from_their_revision() {
     let registry = Arc::new(Registry::new(RegistryConfig::default()));
     let waiting = {
         let registry = registry.clone();
-        tokio::spawn(async move { registry.watch(0, Duration::from_secs(30)).await.unwrap() })
+        tokio::spawn(async move {
+            registry
+                .watch(at(&registry, 0), Duration::from_secs(30))
+                .await
+                .unwrap()
+        })
     };
     tokio::task::yield_now().await;
     registry
         .register(instance(1), lease(5, 15), None)
         .await
         .unwrap();
-    let WatchAnswer::Changes { revision, events } = waiting.await.unwrap() else {
+    let WatchAnswer::Changes {
+        revision, events, ..
+    } = waiting.await.unwrap()
+    else {
         panic!("a change after revision 0 is in the log");
     };
     assert_eq!(revision, 1);
@@ -238,8 +258,12 @@ async fn watchers_get_changes_in_order_and_resume_from_their_revision() {
         .cancel(&inventory(), &instance(1).id)
         .await
         .unwrap();
-    let WatchAnswer::Changes { revision, events } =
-        registry.watch(1, Duration::from_secs(1)).await.unwrap()
+    let WatchAnswer::Changes {
+        revision, events, ..
+    } = registry
+        .watch(at(&registry, 1), Duration::from_secs(1))
+        .await
+        .unwrap()
     else {
         panic!("expected changes");
     };
@@ -247,10 +271,14 @@ async fn watchers_get_changes_in_order_and_resume_from_their_revision() {
     let seen: Vec<_> = events.iter().map(|e| (e.revision, e.action)).collect();
     assert_eq!(seen, [(2, Action::Added), (3, Action::Deleted)]);
 
-    let idle = registry.watch(3, Duration::from_secs(5)).await.unwrap();
+    let idle = registry
+        .watch(at(&registry, 3), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(
         idle,
         WatchAnswer::Changes {
+            epoch: registry.epoch(),
             revision: 3,
             events: vec![]
         },
@@ -270,17 +298,114 @@ async fn a_watcher_too_far_behind_gets_a_snapshot() {
             .await
             .unwrap();
     }
-    match registry.watch(0, Duration::from_secs(1)).await.unwrap() {
+    match registry
+        .watch(at(&registry, 0), Duration::from_secs(1))
+        .await
+        .unwrap()
+    {
         WatchAnswer::Snapshot(snapshot) => {
             assert_eq!(snapshot.revision, 4);
             assert_eq!(snapshot.registrations.len(), 4);
         }
         other => panic!("expected a snapshot, got {other:?}"),
     }
-    match registry.watch(2, Duration::from_secs(1)).await.unwrap() {
+    match registry
+        .watch(at(&registry, 2), Duration::from_secs(1))
+        .await
+        .unwrap()
+    {
         WatchAnswer::Changes { events, .. } => assert_eq!(events.len(), 2),
         other => panic!("revision 2 is still in the log: {other:?}"),
     }
+}
+
+/// A registry on a new in-memory store (a restarted one) that warms up for `secs`.
+fn restarted(secs: u64) -> Registry {
+    Registry::new(RegistryConfig {
+        warmup: Duration::from_secs(secs),
+        ..RegistryConfig::default()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watcher_from_before_a_restart_gets_a_snapshot_even_where_revisions_match() {
+    let before = restarted(0);
+    before
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    let old = at(&before, 1);
+    // The restarted registry has made one change too: revision 1 again, another history.
+    let after = restarted(0);
+    assert_ne!(after.epoch(), before.epoch());
+    after
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .unwrap();
+    match after.watch(old, Duration::from_secs(1)).await.unwrap() {
+        WatchAnswer::Snapshot(snapshot) => {
+            assert_eq!(snapshot.epoch, after.epoch());
+            assert_eq!(
+                snapshot
+                    .registrations
+                    .iter()
+                    .map(|r| r.instance.id.clone())
+                    .collect::<Vec<_>>(),
+                [instance(2).id],
+                "instance 1 is gone"
+            );
+        }
+        other => panic!("another epoch's revision 1 is not this one: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_registry_holds_earlier_watchers_while_it_warms_up() {
+    let before = restarted(0);
+    before
+        .register(instance(1), lease(5, 15), None)
+        .await
+        .unwrap();
+    let old = at(&before, 1);
+    let after = Arc::new(restarted(10));
+    assert_eq!(after.warming(), Some(Duration::from_secs(10)));
+    after
+        .register(instance(2), lease(5, 15), None)
+        .await
+        .unwrap();
+
+    // A watcher that knew nothing gets what there is at once.
+    assert!(matches!(
+        after.watch(None, Duration::from_secs(1)).await.unwrap(),
+        WatchAnswer::Snapshot(_)
+    ));
+    // One from before the restart is held for its wait, then told to keep what it has.
+    let asked = tokio::time::Instant::now();
+    let answer = after.watch(old, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        answer,
+        WatchAnswer::Warming {
+            epoch: after.epoch(),
+            remaining_ms: 7_000
+        }
+    );
+    assert_eq!(answer.cursor(old), old, "the watcher keeps its cursor");
+    // Asking again, it gets the whole catalogue when the warm-up ends.
+    let answer = after.watch(old, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(asked.elapsed(), Duration::from_secs(10));
+    let WatchAnswer::Snapshot(snapshot) = answer else {
+        panic!("a snapshot once warm, got {answer:?}");
+    };
+    assert_eq!(snapshot.registrations.len(), 1);
+    assert_eq!(after.warming(), None);
+    // Once warm, a watcher from before the restart gets its snapshot at once.
+    let asked = tokio::time::Instant::now();
+    assert!(matches!(
+        after.watch(old, Duration::from_secs(30)).await.unwrap(),
+        WatchAnswer::Snapshot(_)
+    ));
+    assert_eq!(asked.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
@@ -337,14 +462,22 @@ mod redis_store {
         ));
         let watching = {
             let second = second.clone();
-            tokio::spawn(async move { second.watch(0, Duration::from_secs(5)).await.unwrap() })
+            tokio::spawn(async move {
+                second
+                    .watch(at(&second, 0), Duration::from_secs(5))
+                    .await
+                    .unwrap()
+            })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         first
             .register(instance(1), lease(5, 15), None)
             .await
             .unwrap();
-        let WatchAnswer::Changes { revision, events } = watching.await.unwrap() else {
+        let WatchAnswer::Changes {
+            revision, events, ..
+        } = watching.await.unwrap()
+        else {
             panic!("expected changes");
         };
         assert_eq!(revision, 1);
@@ -361,6 +494,36 @@ mod redis_store {
             !first.renew(&inventory(), &instance(1).id).await.unwrap(),
             "and renewing through the other is told to register again"
         );
+    }
+
+    #[tokio::test]
+    async fn replicas_share_the_epoch_and_a_kept_store_does_not_warm_up() {
+        let Some(url) = redis_url() else { return };
+        let shared = prefix();
+        let first = Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &shared).await.unwrap(),
+        );
+        assert!(first.warming().is_some(), "an empty store warms up");
+        first
+            .register(instance(1), lease(5, 15), None)
+            .await
+            .unwrap();
+        let restarted = Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &shared).await.unwrap(),
+        );
+        assert_eq!(restarted.epoch(), first.epoch());
+        assert_eq!(
+            restarted.warming(),
+            None,
+            "the store kept every registration: nothing to wait for"
+        );
+        let other = Registry::with_store(
+            RegistryConfig::default(),
+            RedisStore::connect(&url, &prefix()).await.unwrap(),
+        );
+        assert_ne!(other.epoch(), first.epoch());
     }
 
     #[tokio::test]
@@ -385,8 +548,10 @@ mod redis_store {
             snapshot.registrations[0].visible_instance().status,
             InstanceStatus::OutOfService
         );
-        let WatchAnswer::Changes { events, .. } =
-            registry.watch(0, Duration::from_secs(1)).await.unwrap()
+        let WatchAnswer::Changes { events, .. } = registry
+            .watch(at(&registry, 0), Duration::from_secs(1))
+            .await
+            .unwrap()
         else {
             panic!("the log holds both changes");
         };
@@ -460,4 +625,113 @@ async fn a_full_registry_refuses_new_instances_but_not_renewed_registrations() {
         .await
         .expect("a known instance may register again");
     assert_eq!(ids(&registry).await.len(), 2);
+}
+
+/// A registry process that can be replaced by a restarted one: watches in flight when it is
+/// replaced fail as a dropped connection would.
+struct Restartable {
+    current: std::sync::Mutex<Arc<Registry>>,
+    restarts: tokio::sync::watch::Sender<u32>,
+}
+
+impl Restartable {
+    fn new(registry: Arc<Registry>) -> Arc<Self> {
+        Arc::new(Self {
+            current: std::sync::Mutex::new(registry),
+            restarts: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    fn current(&self) -> Arc<Registry> {
+        self.current.lock().unwrap().clone()
+    }
+
+    fn restart(&self, registry: Arc<Registry>) {
+        *self.current.lock().unwrap() = registry;
+        self.restarts.send_modify(|n| *n += 1);
+    }
+}
+
+impl RegistryApi for Restartable {
+    fn register<'a>(
+        &'a self,
+        instance: &'a Instance,
+        renewal_interval: Duration,
+        lease_duration: Duration,
+    ) -> RegistryFuture<'a, ()> {
+        let registry = self.current();
+        Box::pin(async move {
+            RegistryApi::register(&*registry, instance, renewal_interval, lease_duration).await
+        })
+    }
+
+    fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool> {
+        let registry = self.current();
+        Box::pin(async move { RegistryApi::renew(&*registry, service, id).await })
+    }
+
+    fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()> {
+        let registry = self.current();
+        Box::pin(async move { RegistryApi::deregister(&*registry, service, id).await })
+    }
+
+    fn watch(&self, cursor: Option<Cursor>, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
+        let registry = self.current();
+        let mut restarts = self.restarts.subscribe();
+        Box::pin(async move {
+            tokio::select! {
+                answer = RegistryApi::watch(&*registry, cursor, wait) => answer,
+                _ = restarts.changed() => Err(MeshError::new(ErrorKind::Transport, "connection reset")),
+            }
+        })
+    }
+}
+
+fn ids_of(discovery: &mesh_core::discovery::Discovery) -> Vec<String> {
+    let mut ids: Vec<_> = discovery.snapshot().iter().map(|i| i.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_keeps_its_instances_through_a_registry_restart_and_drops_the_dead_after() {
+    let before = Arc::new(restarted(0));
+    for n in 1..=3 {
+        before
+            .register(instance(n), lease(1, 3), None)
+            .await
+            .unwrap();
+    }
+    let source = Restartable::new(before);
+    let discovery = mesh_core::registry::follow(source.clone(), "inventory").await;
+    assert_eq!(ids_of(&discovery).len(), 3);
+
+    // The registry restarts empty; instance 3 died while it was down. Instances 1 and 2
+    // register again a second later, at their next renewal.
+    source.restart(Arc::new(restarted(5)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        ids_of(&discovery).len(),
+        3,
+        "an empty restarted registry empties no pool"
+    );
+    for n in 1..=2 {
+        RegistryApi::register(
+            &*source,
+            &instance(n),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ids_of(&discovery).len(),
+        3,
+        "while it warms up, the follower keeps what it knew"
+    );
+    // Warm, the registry's catalogue is complete: the dead instance is gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ids_of(&discovery), [instance(1).id, instance(2).id]);
 }

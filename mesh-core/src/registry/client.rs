@@ -10,7 +10,7 @@ use hyper_util::{
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use super::model::{Action, WatchAnswer};
+use super::model::{Action, Cursor, WatchAnswer};
 use crate::{
     discovery::{Discovery, Instance, Publisher, ServiceId},
     error::{ErrorKind, MeshError},
@@ -161,9 +161,19 @@ impl RegistryClient {
         }
     }
 
-    /// The changes after `since`, waiting up to `wait` for one.
-    pub async fn watch(&self, since: u64, wait: Duration) -> Result<WatchAnswer, MeshError> {
-        let path = format!("/v1/watch?since={since}&timeout={}ms", wait.as_millis());
+    /// The changes after `cursor` (a snapshot without one), waiting up to `wait` for one.
+    pub async fn watch(
+        &self,
+        cursor: Option<Cursor>,
+        wait: Duration,
+    ) -> Result<WatchAnswer, MeshError> {
+        let wait = wait.as_millis();
+        let path = match cursor {
+            Some(Cursor { epoch, revision }) => {
+                format!("/v1/watch?since={revision}&epoch={epoch}&timeout={wait}ms")
+            }
+            None => format!("/v1/watch?timeout={wait}ms"),
+        };
         self.get(&path).await
     }
 
@@ -276,8 +286,8 @@ impl RegistryApi for RegistryClient {
         Box::pin(RegistryClient::deregister(self, service, id))
     }
 
-    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
-        Box::pin(RegistryClient::watch(self, since, wait))
+    fn watch(&self, cursor: Option<Cursor>, wait: Duration) -> RegistryFuture<'_, WatchAnswer> {
+        Box::pin(RegistryClient::watch(self, cursor, wait))
     }
 }
 
@@ -301,8 +311,9 @@ pub trait RegistryApi: Send + Sync + 'static {
     /// Removes an instance; removing an unknown instance succeeds.
     fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()>;
 
-    /// The changes after revision `since`, waiting up to `wait` for one.
-    fn watch(&self, since: u64, wait: Duration) -> RegistryFuture<'_, WatchAnswer>;
+    /// The changes after `cursor`, waiting up to `wait` for one; a snapshot when `cursor` is
+    /// `None`, belongs to another epoch, or is older than the change log reaches.
+    fn watch(&self, cursor: Option<Cursor>, wait: Duration) -> RegistryFuture<'_, WatchAnswer>;
 }
 
 impl fmt::Debug for dyn RegistryApi {
@@ -368,7 +379,7 @@ pub async fn follow(source: Arc<dyn RegistryApi>, service: impl Into<ServiceId>)
         service,
         publisher,
         instances: BTreeMap::new(),
-        revision: 0,
+        cursor: None,
     };
     let _ = follower.step(Duration::ZERO).await;
     tokio::spawn(async move { follower.run().await });
@@ -405,7 +416,7 @@ struct Follower {
     service: ServiceId,
     publisher: Publisher,
     instances: BTreeMap<String, Instance>,
-    revision: u64,
+    cursor: Option<Cursor>,
 }
 
 impl Follower {
@@ -426,11 +437,11 @@ impl Follower {
 
     /// One watch round trip, applied.
     async fn step(&mut self, wait: Duration) -> Result<(), MeshError> {
-        let answer = self.source.watch(self.revision, wait).await?;
+        let answer = self.source.watch(self.cursor, wait).await?;
+        self.cursor = answer.cursor(self.cursor);
         let before = self.instances.clone();
         match answer {
             WatchAnswer::Snapshot(snapshot) => {
-                self.revision = snapshot.revision;
                 self.instances = snapshot
                     .registrations
                     .iter()
@@ -438,8 +449,13 @@ impl Follower {
                     .map(|r| (r.instance.id.clone(), r.visible_instance()))
                     .collect();
             }
-            WatchAnswer::Changes { revision, events } => {
-                self.revision = revision;
+            WatchAnswer::Warming { remaining_ms, .. } => {
+                // The restarted registry is still collecting registrations: what this
+                // follower holds is the better picture until it has them.
+                tracing::debug!(service = %self.service, remaining_ms, "registry warming up");
+                return Ok(());
+            }
+            WatchAnswer::Changes { events, .. } => {
                 for event in events
                     .iter()
                     .filter(|e| e.registration.service() == &self.service)

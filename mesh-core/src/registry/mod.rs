@@ -5,8 +5,10 @@
 //! forgot it (a restart, an eviction), and deregisters on [`Registered::deregister`] — the
 //! first step of a graceful shutdown. [`RegistryClient::discover`] follows one service into a
 //! [`Discovery`](crate::discovery::Discovery): a long-poll watch applies each change as the
-//! registry makes it, resumes from its last revision after a reconnect, and keeps the last
-//! known instances while the registry is unreachable. [`follow`] does the same from any
+//! registry makes it, resumes from its last revision after a reconnect (from a full snapshot
+//! when the registry restarted on an empty store since: revisions carry the store's epoch),
+//! and keeps the last known instances while the registry is unreachable or, restarted, is
+//! still warming up. [`follow`] does the same from any
 //! [`RegistryApi`], such as a registry running in this process. [`keep_registered`] works over
 //! any [`RegistryApi`] too.
 

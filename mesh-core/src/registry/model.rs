@@ -103,6 +103,9 @@ pub struct Event {
 /// Every registration at one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// The epoch of the registry's store: revisions of different epochs are never compared.
+    #[serde(default)]
+    pub epoch: u64,
     /// The revision the snapshot reflects.
     pub revision: u64,
     /// Every registration, ordered by service then instance id.
@@ -159,13 +162,31 @@ impl Registration {
     }
 }
 
-/// What a watcher receives: the changes after its revision, or a full snapshot when the
-/// change log no longer reaches back that far.
+/// Where a watcher stands in a registry's history: the epoch of the registry's store and the
+/// last revision it applied.
+///
+/// A registry whose store starts empty (a restarted in-memory registry, a flushed Redis)
+/// starts a new epoch with revisions from 0 again, so a revision alone could match a
+/// different change: a watcher presenting another epoch gets a full snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The epoch the revision belongs to; 0 when unknown (taken as the registry's current one).
+    pub epoch: u64,
+    /// The last revision applied.
+    pub revision: u64,
+}
+
+/// What a watcher receives: the changes after its revision, a full snapshot when the change
+/// log no longer reaches back that far (or the watcher has none), or word that the registry is
+/// still warming up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WatchAnswer {
     /// Changes, oldest first, up to `revision` (empty when the wait timed out).
     Changes {
+        /// The epoch the revisions belong to.
+        #[serde(default)]
+        epoch: u64,
         /// The revision after the last change.
         revision: u64,
         /// The changes.
@@ -173,4 +194,32 @@ pub enum WatchAnswer {
     },
     /// Everything, at the snapshot's revision.
     Snapshot(Snapshot),
+    /// The registry restarted on an empty store since the watcher's cursor and is still
+    /// waiting for instances to register again: its catalogue is not yet complete, so the
+    /// watcher keeps what it holds and asks again with the same cursor.
+    Warming {
+        /// The registry's new epoch.
+        epoch: u64,
+        /// How much longer the registry expects to warm up, in milliseconds.
+        remaining_ms: u64,
+    },
+}
+
+impl WatchAnswer {
+    /// The cursor a watcher stands at after applying this answer to `before`.
+    pub fn cursor(&self, before: Option<Cursor>) -> Option<Cursor> {
+        match self {
+            Self::Changes {
+                epoch, revision, ..
+            } => Some(Cursor {
+                epoch: *epoch,
+                revision: *revision,
+            }),
+            Self::Snapshot(snapshot) => Some(Cursor {
+                epoch: snapshot.epoch,
+                revision: snapshot.revision,
+            }),
+            Self::Warming { .. } => before,
+        }
+    }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{ApiError, Writer, check_access, target};
 use crate::{
-    model::{Registration, WatchAnswer},
+    model::{Cursor, Registration, WatchAnswer},
     registry::{LeaseRequest, Registry},
     render::{Key, into_bytes},
     validate,
@@ -75,7 +75,9 @@ struct StatusBody {
 #[derive(Debug, Deserialize)]
 struct WatchQuery {
     #[serde(default)]
-    since: u64,
+    since: Option<u64>,
+    #[serde(default)]
+    epoch: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
 }
@@ -248,8 +250,8 @@ async fn shared_snapshot(registry: &Registry, revision: u64) -> Result<Response,
             // `WatchAnswer::Snapshot`'s shape, written registration by registration.
             let snapshot = registry.store().shared_snapshot().await?;
             let mut out = format!(
-                "{{\"kind\":\"snapshot\",\"revision\":{},\"registrations\":[",
-                snapshot.revision
+                "{{\"kind\":\"snapshot\",\"epoch\":{},\"revision\":{},\"registrations\":[",
+                snapshot.epoch, snapshot.revision
             )
             .into_bytes();
             for (i, registration) in snapshot.registrations.iter().enumerate() {
@@ -280,16 +282,30 @@ async fn watch(
         .timeout
         .unwrap_or(Duration::from_secs(30))
         .min(MAX_WATCH);
-    // A new watcher, or one far behind, needs the whole registry: every such watcher shares
-    // one rendering instead of copying the change log or the catalogue for itself.
     let current = registry.store().revision().await?;
-    if current > 0
-        && query.since <= current
-        && (query.since == 0 || current - query.since > SNAPSHOT_AFTER)
-    {
+    let cursor = match (query.since, query.epoch) {
+        (None, _) => None,
+        // A watcher from before epochs starting out.
+        (Some(0), None) if current > 0 => None,
+        (Some(revision), epoch) => Some(Cursor {
+            epoch: epoch.unwrap_or(0),
+            revision,
+        }),
+    };
+    // A new watcher, one far behind, or one from before a restart once the registry is warm,
+    // needs the whole registry: every such watcher shares one rendering instead of copying
+    // the change log or the catalogue for itself.
+    let whole = match cursor {
+        None => true,
+        Some(cursor) if cursor.epoch == 0 || cursor.epoch == registry.epoch() => {
+            cursor.revision <= current && current - cursor.revision > SNAPSHOT_AFTER
+        }
+        Some(_) => registry.warming().is_none(),
+    };
+    if whole {
         return shared_snapshot(&registry, current).await;
     }
-    let mut answer = registry.watch(query.since, timeout).await?;
+    let mut answer = registry.watch(cursor, timeout).await?;
     match &mut answer {
         WatchAnswer::Snapshot(snapshot) => strip_owners(&mut snapshot.registrations),
         WatchAnswer::Changes { events, .. } => {
@@ -297,6 +313,7 @@ async fn watch(
                 event.registration.owner = None;
             }
         }
+        WatchAnswer::Warming { .. } => {}
     }
     Ok(Json(answer).into_response())
 }

@@ -21,6 +21,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
     revisions: watch::Sender<u64>,
     log_size: usize,
+    epoch: u64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +74,7 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             revisions: watch::Sender::new(0),
             log_size: log_size.max(1),
+            epoch: super::new_epoch(),
         }
     }
 
@@ -110,6 +112,10 @@ fn key(service: &ServiceId, id: &str) -> (ServiceId, String) {
 }
 
 impl Store for MemoryStore {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn put(&self, registration: Registration) -> StoreFuture<'_, Event> {
         let mut state = self.state();
         let key = key(registration.service(), &registration.instance.id);
@@ -218,6 +224,7 @@ impl Store for MemoryStore {
     fn snapshot(&self) -> StoreFuture<'_, Snapshot> {
         let state = self.state();
         let snapshot = Snapshot {
+            epoch: self.epoch,
             revision: state.revision,
             registrations: state
                 .registrations
@@ -231,6 +238,7 @@ impl Store for MemoryStore {
     fn shared_snapshot(&self) -> StoreFuture<'_, SharedSnapshot> {
         let state = self.state();
         let snapshot = SharedSnapshot {
+            epoch: self.epoch,
             revision: state.revision,
             registrations: state.registrations.values().cloned().collect(),
         };

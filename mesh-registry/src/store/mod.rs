@@ -23,10 +23,26 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[error("registry store failed: {0}")]
 pub struct StoreError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
 
+/// A new random epoch (never 0, which stands for "unknown" in a watcher's cursor).
+pub(crate) fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // The standard library seeds every `RandomState` from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.finish().max(1)
+}
+
 /// Every registration at one revision, shared with the store where it can be: what the
 /// registry renders its catalogue answers from without copying the catalogue first.
 #[derive(Debug, Clone)]
 pub struct SharedSnapshot {
+    /// The epoch of the store the snapshot comes from.
+    pub epoch: u64,
     /// The revision the snapshot reflects.
     pub revision: u64,
     /// Every registration, ordered by service then instance id.
@@ -36,6 +52,11 @@ pub struct SharedSnapshot {
 /// The registry's storage. Every change gets the next revision and is kept in a bounded log,
 /// so watchers can resume from the revision they last saw.
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// The store's epoch: chosen at random when the store starts empty, kept while it holds
+    /// its revisions, so a watcher's revision is only ever compared with revisions of the same
+    /// history.
+    fn epoch(&self) -> u64;
+
     /// Adds or replaces a registration (its `last_updated_ms` is the time of the change).
     fn put(&self, registration: Registration) -> StoreFuture<'_, Event>;
 
@@ -84,6 +105,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         Box::pin(async move {
             let snapshot = self.snapshot().await?;
             Ok(SharedSnapshot {
+                epoch: snapshot.epoch,
                 revision: snapshot.revision,
                 registrations: snapshot.registrations.into_iter().map(Arc::new).collect(),
             })

@@ -74,6 +74,7 @@ pub struct RedisStore {
     revisions: watch::Sender<u64>,
     poller: OnceLock<()>,
     this: Weak<RedisStore>,
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -119,6 +120,13 @@ impl RedisStore {
             counts: format!("{prefix}renewal-count"),
         };
         let mut probe = connection.clone();
+        // The first replica to reach an empty prefix chooses the epoch; the others read it.
+        let epoch_key = format!("{prefix}epoch");
+        let _: bool = probe
+            .set_nx(&epoch_key, super::new_epoch())
+            .await
+            .map_err(store_error)?;
+        let epoch: u64 = probe.get(&epoch_key).await.map_err(store_error)?;
         let revision: Option<u64> = probe.get(&keys.revision).await.map_err(store_error)?;
         Ok(Arc::new_cyclic(|this| Self {
             connection,
@@ -132,6 +140,7 @@ impl RedisStore {
             revisions: watch::Sender::new(revision.unwrap_or(0)),
             poller: OnceLock::new(),
             this: this.clone(),
+            epoch,
         }))
     }
 
@@ -183,6 +192,10 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn put(&self, registration: Registration) -> StoreFuture<'_, Event> {
         Box::pin(async move {
             let field = field(registration.service(), &registration.instance.id);
@@ -345,6 +358,7 @@ impl Store for RedisStore {
             registrations
                 .sort_by(|a, b| (a.service(), &a.instance.id).cmp(&(b.service(), &b.instance.id)));
             Ok(Snapshot {
+                epoch: self.epoch,
                 revision,
                 registrations,
             })

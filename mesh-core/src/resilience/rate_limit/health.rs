@@ -76,3 +76,25 @@ impl StoreHealth {
         Some(std::mem::take(&mut state.unlogged))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn trouble_is_logged_once_per_interval_with_a_count() {
+        let health = StoreHealth::default();
+        assert_eq!(health.failed(true), Some(1), "the first failure is logged");
+        for _ in 0..999 {
+            assert_eq!(health.failed(false), None, "then not for {LOG_EVERY:?}");
+        }
+        tokio::time::advance(LOG_EVERY).await;
+        assert_eq!(
+            health.failed(false),
+            Some(1000),
+            "then once, counting what went unlogged"
+        );
+        health.succeeded();
+        assert!(!health.skip(), "a store that answers is asked again");
+    }
+}
