@@ -8,20 +8,26 @@
 # Needs wrk and nginx (Debian: `apt-get install wrk nginx-light`) and python3 (to sign the
 # bench's token). The upstream is an nginx answering a fixed 200; the contenders are
 #
-#   nginx             proxy_pass with upstream keep-alive, one worker (it has one core);
-#   mesh-gateway      the minimal public `Path=/**` route, the release binary;
-#   mesh-gateway+jwt  the same route with `auth: required` (an HS256 token, verified and
-#                     cached) and a per-user rate limit that the load never exhausts.
+#   nginx             proxy_pass to an `upstream` block with keep-alive, one worker (it has one
+#                     core), access log off;
+#   nginx+log         the same with nginx's default access log (`combined`, to a file);
+#   mesh-gateway      the minimal public `Path=/**` route to the fixed upstream, the release
+#                     binary, access log off (`MESH_LOG=warn`);
+#   mesh-gateway+log  the same with the default settings: the JSON access log on, to a file;
+#   mesh-gateway+jwt  the quiet route with `auth: required` (an HS256 token, verified and
+#                     cached) and a per-user rate limit that the load never exhausts;
+#   mesh-gateway+lb   the quiet route as `lb://app`, the upstream registered in a
+#                     mesh-registry as the instance of `app`.
 #
-# Both gateways serve as the binary does, on the relay path (docs/gateway.md): each request
-# after a token's first is relayed from its bytes.
+# The gateways serve as the binary does, on the relay path where their routes allow it
+# (docs/gateway.md). Each is compared with nginx, but mesh-gateway+log with nginx+log.
 #
 # With two cores, wrk gets core 0 and the upstream and the proxy share core 1, so every proxy
-# pays for its own CPU. Access logs are off on both sides. Each round runs the three contenders
-# back to back, starting with a different one each round; printed are the medians of
-# throughput and latency percentiles and, for the ratios to nginx, the median (and quartiles)
-# of each round's own ratio, since the VM's speed drifts between rounds, and the proxy's own
-# CPU time (user and system) per request, read from /proc around each round.
+# pays for its own CPU. Each round runs the contenders back to back, starting with a different
+# one each round; printed are the medians of throughput and latency percentiles and, for the
+# ratios to the baseline, the median (and quartiles) of each round's own ratio, since the VM's
+# speed drifts between rounds, and the proxy's own CPU time (user and system) per request, read
+# from /proc around each round.
 # docs/performance.md records the results.
 set -euo pipefail
 
@@ -43,6 +49,10 @@ if [[ -z ${GATEWAY:-} ]]; then
     cargo build --release -q -p mesh-gateway
     GATEWAY=target/release/mesh-gateway
 fi
+if [[ -z ${REGISTRY:-} ]]; then
+    cargo build --release -q -p mesh-registry
+    REGISTRY=target/release/mesh-registry
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -58,8 +68,12 @@ free_port() {
 }
 UPSTREAM=$(free_port)
 NGINX_PORT=$(free_port)
+NGINX_LOG_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
+LOG_PORT=$(free_port)
 JWT_PORT=$(free_port)
+LB_PORT=$(free_port)
+REGISTRY_PORT=$(free_port)
 
 # Core 1 for upstream and proxies, core 0 for wrk (one core each way when there are two).
 if [[ $(nproc) -ge 2 ]]; then
@@ -70,7 +84,7 @@ else
     load=()
 fi
 
-nginx_conf() { # name, body of the http block
+nginx_conf() { # name, body of the http block, access log
     mkdir -p "$work/$1/logs"
     cat >"$work/$1/nginx.conf" <<EOF
 daemon off;
@@ -79,7 +93,7 @@ error_log $work/$1/logs/error.log;
 pid $work/$1/nginx.pid;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    access_log ${3:-off};
     client_body_temp_path $work/$1;
     proxy_temp_path $work/$1;
     fastcgi_temp_path $work/$1;
@@ -99,11 +113,37 @@ pids+=($!)
 "${serve[@]}" "$NGINX" -c "$work/proxy/nginx.conf" -p "$work/proxy" &
 pids+=($!)
 NGINX_PID=$!
+nginx_conf logged "upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
+    server { listen 127.0.0.1:$NGINX_LOG_PORT; location / {
+        proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" \
+    "$work/logged/logs/access.log"
+"${serve[@]}" "$NGINX" -c "$work/logged/nginx.conf" -p "$work/logged" &
+pids+=($!)
+NGINX_LOG_PID=$!
+
+# The registry, with the upstream as the one instance of `app`, renewed while the bench runs.
+MESH_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT MESH_LOG=warn "$REGISTRY" >"$work/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/health" && break
+    sleep 0.1
+done
+curl -fsS -o /dev/null -X POST -H 'content-type: application/json' \
+    -d "{\"id\": \"app-1\", \"host\": \"127.0.0.1\", \"port\": $UPSTREAM, \"renewal_interval\": \"10s\", \"lease_duration\": \"300s\"}" \
+    "http://127.0.0.1:$REGISTRY_PORT/v1/services/app/instances"
+(while sleep 10; do
+    curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$REGISTRY_PORT/v1/services/app/instances/app-1/heartbeat" || true
+done) &
+pids+=($!)
 
 SECRET="a bench secret of at least thirty-two bytes"
 cat >"$work/plain.yaml" <<EOF
 registry: { register: false }
 routes: [{id: all, uri: "http://127.0.0.1:$UPSTREAM", predicates: ["Path=/**"], auth: public}]
+EOF
+cat >"$work/lb.yaml" <<EOF
+registry: { url: "http://127.0.0.1:$REGISTRY_PORT", register: false }
+routes: [{id: all, uri: "lb://app", predicates: ["Path=/**"], auth: public}]
 EOF
 cat >"$work/jwt.yaml" <<EOF
 registry: { register: false }
@@ -125,12 +165,20 @@ print((head + b"." + body + b"." + signature).decode())
 EOF
 )
 
-MESH_LOG=warn MESH_GATEWAY_MANAGEMENT_ADDR=127.0.0.1:0 MESH_GATEWAY_ADDR=127.0.0.1:$PLAIN_PORT "${serve[@]}" "$GATEWAY" --config "$work/plain.yaml" >"$work/plain.log" 2>&1 &
-pids+=($!)
+gateway() { # port, config, log filter; the pid in $!
+    MESH_LOG=$3 MESH_GATEWAY_MANAGEMENT_ADDR=127.0.0.1:0 MESH_GATEWAY_ADDR=127.0.0.1:$1 \
+        "${serve[@]}" "$GATEWAY" --config "$2" >"$2.log" 2>&1 &
+    pids+=($!)
+}
+gateway "$PLAIN_PORT" "$work/plain.yaml" warn
 PLAIN_PID=$!
-MESH_LOG=warn MESH_GATEWAY_MANAGEMENT_ADDR=127.0.0.1:0 MESH_GATEWAY_ADDR=127.0.0.1:$JWT_PORT "${serve[@]}" "$GATEWAY" --config "$work/jwt.yaml" >"$work/jwt.log" 2>&1 &
-pids+=($!)
+cp "$work/plain.yaml" "$work/logged.yaml"
+gateway "$LOG_PORT" "$work/logged.yaml" info
+LOG_PID=$!
+gateway "$JWT_PORT" "$work/jwt.yaml" warn
 JWT_PID=$!
+gateway "$LB_PORT" "$work/lb.yaml" warn
+LB_PID=$!
 
 wait_up() { # port, extra curl args
     for _ in $(seq 100); do
@@ -143,8 +191,11 @@ wait_up() { # port, extra curl args
 }
 wait_up "$UPSTREAM"
 wait_up "$NGINX_PORT"
+wait_up "$NGINX_LOG_PORT"
 wait_up "$PLAIN_PORT"
+wait_up "$LOG_PORT"
 wait_up "$JWT_PORT" -H "Authorization: Bearer $TOKEN"
+wait_up "$LB_PORT"
 
 # CPU time (user and system, in clock ticks) a process and its children (nginx's worker)
 # have used so far.
@@ -177,32 +228,44 @@ round() { # port, the contender's pid, extra wrk args
             }' "$work/wrk.out"
 }
 
+contenders=(nginx nginx+log mesh-gateway mesh-gateway+log mesh-gateway+jwt mesh-gateway+lb)
+declare -A baseline=([nginx]=nginx [nginx+log]=nginx [mesh-gateway]=nginx [mesh-gateway+log]=nginx+log
+    [mesh-gateway+jwt]=nginx [mesh-gateway+lb]=nginx)
+measure() { # contender
+    case $1 in
+        nginx) round "$NGINX_PORT" "$NGINX_PID" ;;
+        nginx+log) round "$NGINX_LOG_PORT" "$NGINX_LOG_PID" ;;
+        mesh-gateway) round "$PLAIN_PORT" "$PLAIN_PID" ;;
+        mesh-gateway+log) round "$LOG_PORT" "$LOG_PID" ;;
+        mesh-gateway+jwt) round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN" ;;
+        mesh-gateway+lb) round "$LB_PORT" "$LB_PID" ;;
+    esac
+}
 declare -A results ratios
-for contender in nginx mesh-gateway mesh-gateway+jwt; do results[$contender]=""; ratios[$contender]=""; done
-# A warm-up round each, not counted.
-round "$NGINX_PORT" "$NGINX_PID" >/dev/null
-round "$PLAIN_PORT" "$PLAIN_PID" >/dev/null
-round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN" >/dev/null
-# The VM's speed drifts within seconds, so each round measures all three back to back, starting
-# with a different one each round, and each gateway is compared with nginx in its own round.
-contenders=(nginx mesh-gateway mesh-gateway+jwt)
+for contender in "${contenders[@]}"; do
+    results[$contender]=""
+    ratios[$contender]=""
+    measure "$contender" >/dev/null # a warm-up round each, not counted
+done
+# The VM's speed drifts within seconds, so each round measures every contender back to back,
+# starting with a different one each round, and each is compared with its baseline in its own
+# round.
+n=${#contenders[@]}
 for r in $(seq "$ROUNDS"); do
     declare -A row=()
-    for k in 0 1 2; do
-        contender=${contenders[$(((k + r) % 3))]}
-        case $contender in
-            nginx) row[$contender]=$(round "$NGINX_PORT" "$NGINX_PID") ;;
-            mesh-gateway) row[$contender]=$(round "$PLAIN_PORT" "$PLAIN_PID") ;;
-            mesh-gateway+jwt) row[$contender]=$(round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN") ;;
-        esac
+    line="round $r:"
+    for k in $(seq 0 $((n - 1))); do
+        contender=${contenders[$(((k + r) % n))]}
+        row[$contender]=$(measure "$contender")
     done
-    echo "round $r: nginx ${row[nginx]} | mesh-gateway ${row[mesh-gateway]} | mesh-gateway+jwt ${row[mesh-gateway+jwt]}  (req/s p50_ms p99_ms cpu_us)"
     for contender in "${contenders[@]}"; do
+        line+=" $contender ${row[$contender]} |"
         results[$contender]+="${row[$contender]}"$'\n'
-        # Throughput and p99 relative to nginx's in the same round.
-        ratios[$contender]+="$(awk -v a="${row[$contender]}" -v b="${row[nginx]}" \
+        # Throughput and p99 relative to the baseline's in the same round.
+        ratios[$contender]+="$(awk -v a="${row[$contender]}" -v b="${row[${baseline[$contender]}]}" \
             'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.3f %.3f", x[1] / y[1], x[3] / y[3] }')"$'\n'
     done
+    echo "$line (req/s p50_ms p99_ms cpu_us)"
 done
 
 median() { # the median of one number per line
@@ -215,13 +278,14 @@ column() { # rows, column number
     printf '%s' "$1" | awk -v c="$2" '{ print $c }'
 }
 echo
-echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | throughput vs nginx, median of rounds (quartiles) | p99 vs nginx, median of rounds | proxy CPU per request |"
-echo "|---|---|---|---|---|---|---|"
+echo "| contender | req/s (median of $ROUNDS) | p50 | p99 | baseline | throughput vs baseline, median of rounds (quartiles) | p99 vs baseline, median of rounds | proxy CPU per request |"
+echo "|---|---|---|---|---|---|---|---|"
 for contender in "${contenders[@]}"; do
     rows=${results[$contender]}
     read -r rate rate_q1 rate_q3 <<<"$(column "${ratios[$contender]}" 1 | quartiles)"
     awk -v c="$contender" -v r="$(column "$rows" 1 | median)" -v a="$(column "$rows" 2 | median)" \
         -v b="$(column "$rows" 3 | median)" -v t="$rate" -v t1="$rate_q1" -v t3="$rate_q3" \
         -v p="$(column "${ratios[$contender]}" 2 | median)" -v u="$(column "$rows" 4 | median)" \
-        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %.2f (%.2f–%.2f) | %.2f | %.1f µs |\n", c, r, a, b, t, t1, t3, p, u }'
+        -v base="${baseline[$contender]}" \
+        'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %s | %.2f (%.2f–%.2f) | %.2f | %.1f µs |\n", c, r, a, b, base, t, t1, t3, p, u }'
 done

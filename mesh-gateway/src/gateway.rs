@@ -27,6 +27,7 @@ use mesh_core::{
 use tokio::time::Instant;
 
 use crate::{
+    access_log::{AccessLog, Record},
     auth::EdgeAuth,
     config::{GatewayConfig, RouteAuth},
     cors::Cors,
@@ -300,16 +301,14 @@ impl Inner {
             started,
         }) = logged
         {
-            tracing::info!(
-                target: "mesh_gateway::access",
-                route = %route_id,
-                method = %method,
-                path = %path,
+            AccessLog::stdout().record(&Record {
+                route: route_id,
+                method: method.as_str(),
+                path: &path,
                 status,
-                duration_ms = started.elapsed().as_millis() as u64,
-                request_id = %request_id.to_str().unwrap_or_default(),
-                "request"
-            );
+                duration: started.elapsed(),
+                request_id: request_id.to_str().unwrap_or_default(),
+            });
         }
         route_id.clone()
     }

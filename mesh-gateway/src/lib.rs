@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_log;
 mod auth;
 mod config;
 mod cors;

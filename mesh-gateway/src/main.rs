@@ -1,12 +1,14 @@
 //! `mesh-gateway --config gateway.yaml`: the edge gateway. Listens on `MESH_GATEWAY_ADDR`
 //! (default `127.0.0.1:8080`; `server.address` in the file wins over the default, the variable
 //! over both). `/health…` and `/metrics` are served apart, on `MESH_GATEWAY_MANAGEMENT_ADDR`
-//! (default `127.0.0.1:8081`, `management.address` in the file), never on the public port. The same file holds the routes and the gateway's own mesh settings (`registry`,
-//! `clients`, …); `MESH_*` variables override it. The file is watched: a change swaps the
-//! routes without dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets
-//! the log filter; logs (the access log among them, target `mesh_gateway::access`) are JSON
-//! lines unless `MESH_LOG_FORMAT=text`. Requests are served by one thread per core
-//! (`server.threads` to change it).
+//! (default `127.0.0.1:8081`, `management.address` in the file), never on the public port.
+//! The same file holds the routes and the gateway's own mesh settings (`registry`, `clients`,
+//! …); `MESH_*` variables override it. The file is watched: a change swaps the routes without
+//! dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets the log
+//! filter; logs are JSON lines unless `MESH_LOG_FORMAT=text`. The access log (target
+//! `mesh_gateway::access`, on at the default `info`) is JSON lines on standard output, written
+//! in batches off the request path (`mesh_gateway::access_log`). Requests are served by one
+//! thread per core (`server.threads` to change it).
 
 use std::path::PathBuf;
 
@@ -79,6 +81,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(config = %file.display(), "mesh-gateway starting");
     // Requests on routes that only rewrite heads are relayed from their bytes; the rest go
     // through the gateway as a service.
-    mesh.server(gateway.clone()).relay(gateway).serve().await?;
+    let served = mesh.server(gateway.clone()).relay(gateway).serve().await;
+    mesh_gateway::access_log::AccessLog::stdout().flush();
+    served?;
     Ok(())
 }

@@ -13,10 +13,13 @@
 use std::{borrow::Cow, sync::Arc};
 
 use axum::response::IntoResponse;
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, Either};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
+    client::RawCall,
     error::MeshError,
-    http1::{RawRequest, is_hop_by_hop},
+    http1::{RawAnswer, RawRequest, is_hop_by_hop},
     resilience::{
         rate_limit::KeyParts,
         timeout::{TIMEOUT_HEADER, TimeoutLayer},
@@ -69,9 +72,12 @@ impl Inner {
         let mut captures = Captures::new();
         let index = self.route_of(request, &mut captures)?;
         let route = &self.routes[index];
-        let (Origin::Fixed(authority), Some(rewrite)) = (&route.upstream, &route.relay) else {
+        let rewrite = route.relay.as_ref()?;
+        if let Origin::Service(client) = &route.upstream
+            && !client.relays()
+        {
             return None;
-        };
+        }
         let target = rewrite.target(request, &route.filters, &captures)?;
         // A bearer token is read in place; a cookie's is relayed upstream.
         let (verified, relayed_token) = match &route.auth {
@@ -121,29 +127,47 @@ impl Inner {
             .filter(|(_, _, put)| *put == Put::Replace)
             .map(|(name, _, _)| name.clone())
             .collect();
-        let exchange = self.pool.relay(
-            authority,
-            request.method(),
-            request.body(),
-            |out, host| upstream.write_head(out, request, host),
-            move |status, name| {
-                is_replaced_in_answer(status, name)
-                    || cors_replaced
+        let drop = move |status: StatusCode, name: &[u8]| {
+            is_replaced_in_answer(status, name)
+                || cors_replaced
+                    .iter()
+                    .any(|replaced| is_named(name, replaced))
+                || removed.as_ref().is_some_and(|rewrite| {
+                    rewrite
+                        .response_removed
                         .iter()
-                        .any(|replaced| is_named(name, replaced))
-                    || removed.as_ref().is_some_and(|rewrite| {
-                        rewrite
-                            .response_removed
-                            .iter()
-                            .any(|removed| is_named(name, removed))
-                    })
-            },
-        );
-        let exchange = match exchange {
-            Ok(exchange) => exchange,
-            Err(error) => {
-                let answer = self.failed(index, error, origin, request_id, logged);
-                return Some(Box::pin(std::future::ready(answer)));
+                        .any(|removed| is_named(name, removed))
+                })
+        };
+        let exchange = match &route.upstream {
+            Origin::Fixed(authority) => {
+                let exchange = self.pool.relay(
+                    authority,
+                    request.method(),
+                    request.body(),
+                    &mut |out, host| upstream.write_head(out, request, host),
+                    drop,
+                );
+                match exchange {
+                    Ok(exchange) => Either::Left(exchange),
+                    Err(error) => {
+                        let answer = self.failed(index, error, origin, request_id, logged);
+                        return Some(Box::pin(std::future::ready(answer)));
+                    }
+                }
+            }
+            Origin::Service(client) => {
+                // Balanced, retried and broken by the service's client stack, which also sets
+                // the trace context and the deadline upstream.
+                let mut fields = Vec::with_capacity(512);
+                upstream.write_fields(&mut fields, request, false);
+                let body = Bytes::copy_from_slice(request.body());
+                let call = RawCall::new(fields, body, Arc::new(drop));
+                let (client, method) = (client.clone(), request.method().clone());
+                let target = target.into_owned();
+                let relayed: BoxFuture<'static, Result<RawAnswer, MeshError>> =
+                    Box::pin(async move { client.relay(method, &target, call).await });
+                Either::Right(relayed)
             }
         };
         Some(Box::pin(async move {
@@ -234,6 +258,12 @@ impl Upstream<'_> {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\n");
+        self.write_fields(out, request, true);
+    }
+
+    /// Writes the fields of [`write_head`](Self::write_head) after `Host`; the trace context
+    /// and the timeout budget only when `own_context` (a mesh client sets its own).
+    fn write_fields(&self, out: &mut Vec<u8>, request: &RawRequest<'_>, own_context: bool) {
         let mut client_host = None;
         let mut forwarded_for = None;
         let (mut forwarded_host, mut forwarded_proto) = (false, false);
@@ -288,9 +318,11 @@ impl Upstream<'_> {
         write_ip(out, request.peer().ip());
         out.extend_from_slice(b"\r\n");
         add_field(out, REQUEST_ID_HEADER.as_str(), self.request_id);
-        add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
-        if let Some(budget) = self.budget {
-            add_field(out, TIMEOUT_HEADER.as_str(), budget);
+        if own_context {
+            add_raw_field(out, b"traceparent", &upstream_context().to_header_bytes());
+            if let Some(budget) = self.budget {
+                add_field(out, TIMEOUT_HEADER.as_str(), budget);
+            }
         }
         if let Some(token) = self.relayed_token {
             // Relayed, so services behind the gateway can call each other on the user's behalf.

@@ -1040,21 +1040,22 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
-/// Routes the relay path takes: a public one, one that needs a role, one with a rate limit.
-fn relayable_routes(upstream: SocketAddr, run: &str) -> String {
+/// Routes the relay path takes, to `uri`: a public one, one that needs a role, one with a rate
+/// limit.
+fn relayable_routes(uri: &str, run: &str) -> String {
     format!(
         r#"
 routes:
   - id: plain-{run}
-    uri: http://{upstream}
+    uri: {uri}
     predicates: [Path=/plain/**]
     auth: public
   - id: member-{run}
-    uri: http://{upstream}
+    uri: {uri}
     predicates: [Path=/member/**]
     auth: [customer]
   - id: burst-{run}
-    uri: http://{upstream}
+    uri: {uri}
     predicates: [Path=/burst]
     auth: public
     rate_limit: {{ replenish_rate: 1, burst_capacity: 2, key: peer_ip }}
@@ -1066,14 +1067,37 @@ trusted_proxies: [127.0.0.1]
     )
 }
 
-/// What a plain route sends upstream and answers is the same on both paths: forwarding
-/// headers, request ID, trace context, no hop-by-hop field and no client identity; bodies,
-/// `HEAD`, chunked answers, an upstream's `401`. On the relay path the server counts each of
-/// those requests as relayed; on the typed path none is.
+/// What a plain route to a fixed upstream sends upstream and answers is the same on both
+/// paths: forwarding headers, request ID, trace context, no hop-by-hop field and no client
+/// identity; bodies, `HEAD`, chunked answers, an upstream's `401`. On the relay path the server
+/// counts each of those requests as relayed; on the typed path none is.
 async fn plain_routes_forward_and_answer_alike(serving: Serving) {
+    forward_and_answer_alike(serving, false).await;
+}
+
+/// The same through an `lb://` route, whose requests the relay path sends through the
+/// service's client stack once its first call has built it.
+async fn lb_routes_forward_and_answer_alike(serving: Serving) {
+    forward_and_answer_alike(serving, true).await;
+}
+
+async fn forward_and_answer_alike(serving: Serving, balanced: bool) {
     let upstream = echo().await;
     let run = format!("{}-{}", std::process::id(), nanos());
-    let gateway = gateway(serving, &relayable_routes(upstream, &run), None).await;
+    let (uri, registry) = if balanced {
+        let registry = Arc::new(Registry::new(RegistryConfig::default()));
+        let service = format!("echo-{run}");
+        let instance =
+            mesh_core::discovery::Instance::new(service.as_str(), "127.0.0.1", upstream.port());
+        registry
+            .register(instance, mesh_registry::LeaseRequest::default(), None)
+            .await
+            .unwrap();
+        (format!("lb://{service}"), Some(registry))
+    } else {
+        (format!("http://{upstream}"), None)
+    };
+    let gateway = gateway(serving, &relayable_routes(&uri, &run), registry).await;
     let addr = gateway.local_addr();
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, answer, body) = call(
@@ -1156,7 +1180,12 @@ async fn plain_routes_forward_and_answer_alike(serving: Serving) {
     assert_eq!(refusal["www-authenticate"], "Bearer");
     assert_ne!(refusal["x-request-id"], "upstream");
 
-    assert_eq!(relayed(&gateway).await, on_relay_path(serving, 6));
+    // An `lb://` route's first call builds its client's stack, on the typed path.
+    let first_typed = u64::from(balanced);
+    assert_eq!(
+        relayed(&gateway).await,
+        on_relay_path(serving, 6 - first_typed)
+    );
     let ok = format!("mesh_gateway_requests_total{{route=\"plain-{run}\",status=\"200\"}}");
     assert_eq!(
         metric(addr, &ok).await,
@@ -1171,7 +1200,12 @@ async fn plain_routes_forward_and_answer_alike(serving: Serving) {
 async fn relayed_routes_keep_their_auth_and_rate_limit(serving: Serving) {
     let upstream = echo().await;
     let run = format!("{}-{}", std::process::id(), nanos());
-    let gateway = gateway(serving, &relayable_routes(upstream, &run), None).await;
+    let gateway = gateway(
+        serving,
+        &relayable_routes(&format!("http://{upstream}"), &run),
+        None,
+    )
+    .await;
     let addr = gateway.local_addr();
     assert_eq!(
         call(addr, "GET", "/member/cart", &[]).await.0,
@@ -1264,5 +1298,6 @@ on_both_paths!(
     a_protocol_switch_tunnels_through_the_route_and_its_auth,
     replicas_share_verified_tokens_and_rate_limits_through_redis,
     plain_routes_forward_and_answer_alike,
+    lb_routes_forward_and_answer_alike,
     relayed_routes_keep_their_auth_and_rate_limit,
 );

@@ -20,6 +20,7 @@
 
 mod layers;
 pub mod pool;
+mod raw;
 mod settings;
 pub mod stack;
 
@@ -41,6 +42,7 @@ use self::{
 };
 pub use self::{
     pool::ResponseBody,
+    raw::{DropField, RawCall},
     settings::{ClientSettings, Switchable, TokenRelay},
 };
 use crate::{
@@ -251,6 +253,43 @@ impl MeshClient {
         let call: BoxFuture<'static, Result<Response<ResponseBody>, BoxError>> =
             Box::pin(current.stack.clone().oneshot(request));
         call.await.map_err(MeshError::from_boxed)
+    }
+
+    /// Sends a request given as bytes — `method`, `target` (path and query) and `raw`, the
+    /// fields and body a proxy passes on — through the stack to one instance, and answers with
+    /// the upstream's head as bytes: what a relaying proxy sends by service ID without
+    /// building a typed request. Every layer decides as for [`send`](Self::send); the answer's
+    /// status is what they see. Calls go over HTTP/1.1: see [`relays`](Self::relays).
+    pub async fn relay(
+        &self,
+        method: Method,
+        target: &str,
+        raw: RawCall,
+    ) -> Result<crate::http1::RawAnswer, MeshError> {
+        let uri: Uri = target.parse().map_err(|e| {
+            MeshError::new(
+                ErrorKind::BadRequest,
+                format!("`{target}` is not a request target: {e}"),
+            )
+        })?;
+        let mut request = Request::new(BoxBody::default());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        request.extensions_mut().insert(raw);
+        raw::answer(self.send(request).await?)
+    }
+
+    /// Whether [`relay`](Self::relay) can send this client's calls now: its stack is built (a
+    /// first call was sent) and its calls go over HTTP/1.1 (not `clients.<service>.http2`,
+    /// not a gRPC channel).
+    pub fn relays(&self) -> bool {
+        self.inner.profile != Profile::Grpc
+            && self
+                .inner
+                .current
+                .load()
+                .as_ref()
+                .is_some_and(|current| !current.layers.settings().http2)
     }
 
     /// `GET path`, decoding a JSON answer.

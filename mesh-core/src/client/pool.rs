@@ -170,14 +170,16 @@ impl Http1Pool {
     /// fields come as [`RawAnswer::fields`] says, but for those `drop` picks. Connections and
     /// failures are as [`send`](Self::send)'s: an idempotent request without a body that got
     /// no answer on a reused connection goes again on another.
-    pub fn relay(
+    pub fn relay<D>(
         self: &Arc<Self>,
         authority: &Authority,
         method: &Method,
         body: &[u8],
-        encode: impl FnOnce(&mut Vec<u8>, &[u8]),
-        drop: impl Fn(StatusCode, &[u8]) -> bool + Send + Sync + 'static,
-    ) -> Result<impl Future<Output = Result<RawAnswer, MeshError>> + Send + 'static, MeshError>
+        encode: &mut dyn FnMut(&mut Vec<u8>, &[u8]),
+        drop: D,
+    ) -> Result<impl Future<Output = Result<RawAnswer, MeshError>> + Send + use<D>, MeshError>
+    where
+        D: Fn(StatusCode, &[u8]) -> bool + Send + Sync + 'static,
     {
         let replayable = body.is_empty() && is_idempotent(method);
         let (key, host, mut checked_out) = self.checkout(authority)?;
@@ -731,13 +733,13 @@ mod tests {
             .trim_end_matches('/')
             .parse()
             .unwrap();
-        let encode = |out: &mut Vec<u8>, host: &[u8]| {
+        let mut encode = |out: &mut Vec<u8>, host: &[u8]| {
             out.extend_from_slice(format!("{method} /relayed HTTP/1.1\r\nhost: ").as_bytes());
             out.extend_from_slice(host);
             out.extend_from_slice(b"\r\nx-mark: 1\r\n");
         };
         let drop = |_: StatusCode, name: &[u8]| name.eq_ignore_ascii_case(b"x-dropped");
-        pool.relay(&authority, &method, body, encode, drop)
+        pool.relay(&authority, &method, body, &mut encode, drop)
             .unwrap()
             .await
     }

@@ -25,13 +25,14 @@ use super::{
     ClientSettings,
     layers::{InjectContextLayer, RecordMetricsLayer},
     pool::{Http1Pool, ResponseBody},
+    raw::{self, RawCall},
     settings::{Switchable, TokenRelay},
 };
 use crate::{
     BoxBody,
     balance::BalanceLayer,
     discovery::Discovery,
-    error::{BoxError, ConfigError},
+    error::{BoxError, ConfigError, ErrorKind, MeshError},
     resilience::{
         bulkhead::BulkheadLayer,
         circuit_breaker::{CircuitBreakerLayer, ServerErrorsAreFailures},
@@ -59,13 +60,23 @@ impl Service<Request<BoxBody>> for Transport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<BoxBody>) -> Self::Future {
-        match self {
-            Self::Http1(pool) => {
+    fn call(&mut self, mut request: Request<BoxBody>) -> Self::Future {
+        let relayed = request.extensions_mut().remove::<RawCall>();
+        match (self, relayed) {
+            (Self::Http1(pool), Some(relayed)) => match raw::send(pool, request, relayed) {
+                Ok(exchange) => Box::pin(exchange),
+                Err(error) => Box::pin(std::future::ready(Err(error.into()))),
+            },
+            (Self::Http2(_), Some(_)) => Box::pin(std::future::ready(Err(MeshError::new(
+                ErrorKind::Internal,
+                "a call relayed from its bytes needs HTTP/1.1 to the service",
+            )
+            .into()))),
+            (Self::Http1(pool), None) => {
                 let pool = pool.clone();
                 Box::pin(async move { pool.send(request).await.map_err(BoxError::from) })
             }
-            Self::Http2(client) => {
+            (Self::Http2(client), None) => {
                 let call = client.request(request);
                 Box::pin(async move {
                     match call.await {

@@ -80,10 +80,12 @@ pub(crate) fn find(
 }
 
 /// Whether the requests of `route` may be relayed from their bytes (their filters permitting,
-/// [`HeadRewrite::of`]): a fixed upstream, and nothing that needs the request as a request.
+/// [`HeadRewrite::of`]): nothing that needs the request as a request. A fixed upstream is
+/// reached through the gateway's pool; an `lb://` service through its client's stack
+/// ([`MeshClient::relay`]), which balances, retries and breaks as for a typed call.
 /// Every option is named here, so a new one does not compile until it is decided which path
 /// serves it.
-fn relays(route: &RouteConfig, upstream: &Upstream, shared_store: bool) -> bool {
+fn relays(route: &RouteConfig, shared_store: bool) -> bool {
     let RouteConfig {
         // Decided per request, or compiled into the route either way.
         id: _,
@@ -107,8 +109,7 @@ fn relays(route: &RouteConfig, upstream: &Upstream, shared_store: bool) -> bool 
     let limit_relays = rate_limit
         .as_ref()
         .is_none_or(|limit| !shared_store && !limit.includes_headers());
-    matches!(upstream, Upstream::Fixed(_))
-        && limit_relays
+    limit_relays
         && retry.is_none()
         && circuit_breaker.is_none()
         && fallback.is_none()
@@ -183,7 +184,7 @@ pub(crate) fn compile(
         .rate_limit
         .as_ref()
         .is_some_and(RateLimitConfig::includes_headers);
-    let relay = relays(route, &upstream, store.is_some())
+    let relay = relays(route, store.is_some())
         .then(|| HeadRewrite::of(&filters))
         .flatten()
         .map(Arc::new);
