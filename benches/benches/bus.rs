@@ -1,5 +1,6 @@
 //! The event bus on RabbitMQ against raw lapin with the same settings, in one run: publish
-//! throughput with confirms, and publish-to-handle latency.
+//! throughput with confirms, one at a time and pipelined ([`IN_FLIGHT`] publishes awaiting
+//! their confirms on the one channel), and publish-to-handle latency.
 //!
 //! Run with `cargo bench -p mesh-benches --bench bus` (RabbitMQ at `MESH_TEST_AMQP_URL`, by
 //! default `amqp://guest:guest@127.0.0.1:5672/%2f`). Results are recorded in
@@ -26,6 +27,8 @@ use mesh::{
 use serde::{Deserialize, Serialize};
 
 const MESSAGES: usize = 1_000;
+/// Publishes in flight at once in the pipelined mode.
+const IN_FLIGHT: usize = 64;
 const LATENCY_SAMPLES: usize = 300;
 /// Raw and mesh runs alternate, so a slow moment of the broker hits both; medians are reported.
 const ROUNDS: usize = 5;
@@ -49,9 +52,28 @@ fn event(n: usize) -> Event {
         .with_subject("bench")
 }
 
+/// Publishes per second of `MESSAGES` publishes made by `publish`, `in_flight` at a time.
+async fn rate<F: Future<Output = ()>>(in_flight: usize, publish: impl Fn(usize) -> F) -> f64 {
+    let started = Instant::now();
+    futures_util::stream::iter(0..MESSAGES)
+        .map(publish)
+        .buffer_unordered(in_flight)
+        .collect::<Vec<()>>()
+        .await;
+    MESSAGES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one side measured: publishes per second one at a time and pipelined, and latencies.
+struct Measured {
+    one_at_a_time: f64,
+    pipelined: f64,
+    latencies: Vec<Duration>,
+}
+
 /// Raw lapin: persistent, mandatory publishes on a confirm channel to a topic exchange, each
-/// confirm awaited, and a manual-ack consumer — what the bus does, without the bus.
-async fn raw(url: &str, exchange: &str) -> (f64, Vec<Duration>) {
+/// confirm awaited by its publisher, and a manual-ack consumer — what the bus does, without
+/// the bus.
+async fn raw(url: &str, exchange: &str) -> Measured {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -133,25 +155,27 @@ async fn raw(url: &str, exchange: &str) -> (f64, Vec<Duration>) {
             delivery.ack(BasicAckOptions::default()).await.unwrap();
         }
     });
-    let started = Instant::now();
-    for n in 0..MESSAGES {
-        publish(serde_json::to_vec(&event(n)).unwrap()).await;
-    }
-    let throughput = MESSAGES as f64 / started.elapsed().as_secs_f64();
-    for _ in 0..MESSAGES {
+    let encoded = |n: usize| publish(serde_json::to_vec(&event(n)).unwrap());
+    let one_at_a_time = rate(1, encoded).await;
+    let pipelined = rate(IN_FLIGHT, encoded).await;
+    for _ in 0..2 * MESSAGES {
         received.recv().await.unwrap();
     }
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {
         let sent = Instant::now();
-        publish(serde_json::to_vec(&event(n)).unwrap()).await;
+        encoded(n).await;
         received.recv().await.unwrap();
         latencies.push(sent.elapsed());
     }
-    (throughput, latencies)
+    Measured {
+        one_at_a_time,
+        pipelined,
+        latencies,
+    }
 }
 
-async fn mesh_bus(url: &str, exchange: &str) -> (f64, Vec<Duration>) {
+async fn mesh_bus(url: &str, exchange: &str) -> Measured {
     let bus = AmqpBus::connect(url)
         .await
         .unwrap()
@@ -175,22 +199,27 @@ async fn mesh_bus(url: &str, exchange: &str) -> (f64, Vec<Duration>) {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     *handled.lock().unwrap() = Some(sender);
 
-    let started = Instant::now();
-    for n in 0..MESSAGES {
-        bus.publish(event(n)).await.unwrap();
-    }
-    let throughput = MESSAGES as f64 / started.elapsed().as_secs_f64();
-    for _ in 0..MESSAGES {
+    let publish = |n: usize| {
+        let bus = &bus;
+        async move { bus.publish(event(n)).await.unwrap() }
+    };
+    let one_at_a_time = rate(1, publish).await;
+    let pipelined = rate(IN_FLIGHT, publish).await;
+    for _ in 0..2 * MESSAGES {
         receiver.recv().await.unwrap();
     }
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {
         let sent = Instant::now();
-        bus.publish(event(n)).await.unwrap();
+        publish(n).await;
         receiver.recv().await.unwrap();
         latencies.push(sent.elapsed());
     }
-    (throughput, latencies)
+    Measured {
+        one_at_a_time,
+        pipelined,
+        latencies,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -205,28 +234,39 @@ async fn main() {
         return;
     }
     let run = std::process::id();
-    let (mut raw_rates, mut mesh_rates) = (Vec::new(), Vec::new());
-    let (mut raw_latency, mut mesh_latency) = (Vec::new(), Vec::new());
+    let (mut raw_runs, mut mesh_runs) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let (rate, latency) = raw(&url, &format!("mesh.bench.raw.{run}.{round}")).await;
-        raw_rates.push(rate);
-        raw_latency.extend(latency);
-        let (rate, latency) = mesh_bus(&url, &format!("mesh.bench.mesh.{run}.{round}")).await;
-        mesh_rates.push(rate);
-        mesh_latency.extend(latency);
+        raw_runs.push(raw(&url, &format!("mesh.bench.raw.{run}.{round}")).await);
+        mesh_runs.push(mesh_bus(&url, &format!("mesh.bench.mesh.{run}.{round}")).await);
     }
-    raw_rates.sort_by(f64::total_cmp);
-    mesh_rates.sort_by(f64::total_cmp);
-    let (raw_rate, mesh_rate) = (raw_rates[ROUNDS / 2], mesh_rates[ROUNDS / 2]);
-    raw_latency.sort();
-    mesh_latency.sort();
+    let median = |runs: &[Measured], rate: fn(&Measured) -> f64| {
+        let mut rates: Vec<f64> = runs.iter().map(rate).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[ROUNDS / 2]
+    };
+    let pooled = |runs: &[Measured]| {
+        let mut latencies: Vec<Duration> =
+            runs.iter().flat_map(|run| run.latencies.clone()).collect();
+        latencies.sort();
+        latencies
+    };
+    let (raw_latency, mesh_latency) = (pooled(&raw_runs), pooled(&mesh_runs));
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("| measure | raw lapin | mesh bus | ratio |");
     println!("|---|---|---|---|");
-    println!(
-        "| publishes per second, each confirmed (median of {ROUNDS} × {MESSAGES}) | {raw_rate:.0} | {mesh_rate:.0} | {:.2} |",
-        mesh_rate / raw_rate
-    );
+    for (name, rate) in [
+        (
+            "one at a time",
+            (|m| m.one_at_a_time) as fn(&Measured) -> f64,
+        ),
+        ("pipelined, 64 in flight", |m| m.pipelined),
+    ] {
+        let (raw_rate, mesh_rate) = (median(&raw_runs, rate), median(&mesh_runs, rate));
+        println!(
+            "| publishes per second, each confirmed, {name} (median of {ROUNDS} × {MESSAGES}) | {raw_rate:.0} | {mesh_rate:.0} | {:.2} |",
+            mesh_rate / raw_rate
+        );
+    }
     for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
         let (raw, mesh) = (percentile(&raw_latency, p), percentile(&mesh_latency, p));
         println!(

@@ -249,9 +249,63 @@ async fn a_handler_continues_the_publishers_trace(bus: &dyn Bus) {
     );
 }
 
+/// Many publishes in flight at once (on one confirm channel, for RabbitMQ): each caller is
+/// told of its own event — confirmed, or returned as unroutable — and every confirmed event is
+/// handled.
+async fn publishes_in_flight_together_are_each_answered(bus: &dyn Bus) {
+    use futures_util::StreamExt;
+    #[derive(Serialize, Deserialize)]
+    struct Stray {
+        seq: u32,
+    }
+    impl EventType for Stray {
+        const TYPE: &'static str = "stray.created";
+    }
+    let service = format!("coach-{}", nonce());
+    let (seen, handler) = collector();
+    let _subscription = bus
+        .subscribe(config(&service, "pipelined"), Arc::new(handler))
+        .await
+        .unwrap();
+    let answers: Vec<(u32, Result<(), BusError>)> = futures_util::stream::iter(0..200u32)
+        .map(|seq| async move {
+            // Every tenth event is of a type nobody subscribed to.
+            let event = if seq % 10 == 0 {
+                Event::new("x", &Stray { seq }).unwrap()
+            } else {
+                event(&format!("client-{}", seq % 7), seq)
+            };
+            (seq, bus.publish(event).await)
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for (seq, answer) in &answers {
+        match answer {
+            Ok(()) => assert_ne!(seq % 10, 0, "event {seq} was unroutable"),
+            Err(BusError::Unroutable(ty)) => {
+                assert_eq!((seq % 10, ty.as_str()), (0, "stray.created"));
+            }
+            Err(error) => panic!("event {seq}: {error}"),
+        }
+    }
+    let mut confirmed: Vec<u32> = answers
+        .iter()
+        .filter(|(_, answer)| answer.is_ok())
+        .map(|(seq, _)| *seq)
+        .collect();
+    confirmed.sort();
+    assert_eq!(confirmed.len(), 180);
+    eventually(|| seen.lock().unwrap().len() == confirmed.len()).await;
+    let mut handled = seen.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, confirmed);
+}
+
 async fn behaviour_suite(bus: &dyn Bus) {
     a_handler_continues_the_publishers_trace(bus).await;
     an_event_nobody_subscribed_to_is_refused(bus).await;
+    publishes_in_flight_together_are_each_answered(bus).await;
     failing_twice_then_succeeding_runs_three_times_with_growing_delays(bus).await;
     an_always_failing_event_lands_in_the_dead_letter_queue(bus).await;
     a_redelivered_event_is_handled_once_and_a_panic_is_a_failure(bus).await;

@@ -1,5 +1,6 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
@@ -48,7 +49,11 @@ pub struct AmqpBus {
     url: String,
     exchange: String,
     dedupe: Arc<dyn DedupeStore>,
-    publisher: Mutex<Option<(Connection, Channel)>>,
+    /// The publishing connection and its confirm channel, read without a lock by every
+    /// publish (many may be in flight on the channel, each awaiting its own confirm).
+    publisher: ArcSwapOption<(Connection, Channel)>,
+    /// Held while the publishing connection is reopened, so one publish reopens it.
+    reopening: Mutex<()>,
 }
 
 fn unavailable(error: lapin::Error) -> BusError {
@@ -63,7 +68,8 @@ impl AmqpBus {
             url: url.to_string(),
             exchange: DEFAULT_EXCHANGE.to_string(),
             dedupe: Arc::new(MemoryDedupe::default()),
-            publisher: Mutex::new(None),
+            publisher: ArcSwapOption::empty(),
+            reopening: Mutex::new(()),
         };
         bus.publisher_channel().await?;
         Ok(bus)
@@ -78,7 +84,7 @@ impl AmqpBus {
     /// Publishes to `exchange` instead of `mesh.events`.
     pub async fn with_exchange(mut self, exchange: &str) -> Result<Self, BusError> {
         self.exchange = exchange.to_string();
-        *self.publisher.lock().await = None;
+        self.publisher.store(None);
         self.publisher_channel().await?;
         Ok(self)
     }
@@ -165,26 +171,33 @@ impl AmqpBus {
 
     /// Whether the publishing connection is up, for a readiness check.
     pub async fn is_connected(&self) -> bool {
-        self.publisher
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|(connection, channel)| {
-                connection.status().connected() && channel.status().connected()
-            })
+        self.connected_channel().is_some()
     }
 
-    /// The publishing channel, reopened when the connection was lost.
+    /// The publishing channel, when it and its connection are up.
+    fn connected_channel(&self) -> Option<Channel> {
+        self.publisher
+            .load()
+            .as_deref()
+            .filter(|(connection, channel)| {
+                connection.status().connected() && channel.status().connected()
+            })
+            .map(|(_, channel)| channel.clone())
+    }
+
+    /// The publishing channel, reopened (by one caller, the others waiting for it) when the
+    /// connection was lost.
     async fn publisher_channel(&self) -> Result<Channel, BusError> {
-        let mut publisher = self.publisher.lock().await;
-        if let Some((connection, channel)) = publisher.as_ref()
-            && connection.status().connected()
-            && channel.status().connected()
-        {
-            return Ok(channel.clone());
+        if let Some(channel) = self.connected_channel() {
+            return Ok(channel);
+        }
+        let _one = self.reopening.lock().await;
+        if let Some(channel) = self.connected_channel() {
+            return Ok(channel);
         }
         let (connection, channel) = open(&self.url, &self.exchange).await?;
-        *publisher = Some((connection, channel.clone()));
+        self.publisher
+            .store(Some(Arc::new((connection, channel.clone()))));
         Ok(channel)
     }
 
@@ -304,7 +317,10 @@ impl Bus for AmqpBus {
             let result = match self.try_publish(&event, &payload).await {
                 Err(BusError::Unavailable(error)) => {
                     tracing::warn!(%error, "publish failed, reconnecting");
-                    *self.publisher.lock().await = None;
+                    // Unless another publish has reopened it meanwhile.
+                    if self.connected_channel().is_none() {
+                        self.publisher.store(None);
+                    }
                     self.try_publish(&event, &payload).await
                 }
                 other => other,
