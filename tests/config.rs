@@ -117,6 +117,70 @@ async fn errors_name_the_key_and_the_file() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// mesh's own config server, behind credentials, read by mesh's config client with the
+/// credentials in its URL (as Spring clients write them).
+#[tokio::test]
+async fn a_service_reads_mesh_s_config_server_with_the_credentials_in_its_url() {
+    let repo = dir("config-repo");
+    std::fs::write(
+        repo.join("application.yml"),
+        "clients:\n  inventory:\n    retry:\n      max_attempts: 9\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("orders-prod.yml"),
+        "clients:\n  inventory:\n    retry:\n      max_attempts: 4\n",
+    )
+    .unwrap();
+    let registry = mesh_registry::Registry::new(mesh_registry::RegistryConfig {
+        auth: mesh_registry::AuthConfig {
+            users: vec![mesh_registry::User::new("orders", "orders-pw")],
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let server = mesh_registry::config_server::ConfigServer::open(&repo, None).unwrap();
+    let router = mesh_registry::api::router_with(
+        std::sync::Arc::new(registry),
+        Some(std::sync::Arc::new(server)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(mesh_registry::serve_router(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+
+    let dir = dir("client");
+    let with = |url: String| {
+        std::fs::write(
+            dir.join("mesh.yaml"),
+            format!("config_server:\n  url: {url}\n  fail_fast: true\n"),
+        )
+        .unwrap();
+        MeshConfig::builder("orders")
+            .file(dir.join("mesh.yaml"))
+            .profile("prod")
+            .load()
+    };
+    let config = with(format!("http://orders:orders-pw@{addr}/config"))
+        .await
+        .unwrap();
+    let retry: RetryConfig = config
+        .snapshot()
+        .section("clients.inventory.retry")
+        .unwrap();
+    assert_eq!(retry, RetryConfig::default().max_attempts(4));
+    let refused = with(format!("http://orders:wrong-pw@{addr}/config"))
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("401"), "{refused}");
+    assert!(!refused.message().contains("wrong-pw"), "{refused}");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(repo).unwrap();
+}
+
 #[tokio::test]
 async fn the_config_server_layer_sits_between_the_files_and_the_environment() {
     // Spring Cloud Config's answer: the first property source has the highest precedence.

@@ -9,17 +9,21 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 
 /// GETs `url` asking for JSON: the body of a 2xx answer, read up to `max_bytes`, within
-/// `timeout`; otherwise why not.
+/// `timeout`; otherwise why not. Credentials in the URL's userinfo are sent as HTTP Basic.
 pub(crate) async fn get_json_bytes(
     client: &Client<HttpConnector, Empty<Bytes>>,
     url: &str,
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<Bytes, String> {
-    let request = Request::get(url)
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+    let (url, credentials) = crate::userinfo::split(url);
+    let mut request = Request::get(url).header(header::ACCEPT, "application/json");
+    if let Some(authorization) =
+        credentials.and_then(|(user, password)| crate::userinfo::basic(&user, &password))
+    {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
     let exchange = async {
         let response = client.request(request).await.map_err(|e| e.to_string())?;
         let status = response.status();

@@ -84,6 +84,7 @@ mod fetch;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod userinfo;
 
 pub use self::{body::BoxBody, error::MeshError};
 

@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod config_server;
 pub mod eureka;
 pub mod grpc;
 pub mod registry;
@@ -61,6 +62,15 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    mesh_core::server::serve_connections(listener, api::router(registry), IDLE_TIMEOUT, shutdown)
-        .await
+    serve_router(listener, api::router(registry), shutdown).await
+}
+
+/// [`serve`] for a router of one's own: the registry's API with the config server's
+/// ([`api::router_with`]), say.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    mesh_core::server::serve_connections(listener, router, IDLE_TIMEOUT, shutdown).await
 }

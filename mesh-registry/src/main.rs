@@ -26,13 +26,37 @@
 //!   watchers that followed the registry before are held while instances register again.
 //! - `MESH_REGISTRY_REDIS_URL`: keep registrations (with their owners) in Redis, so replicas
 //!   sharing it serve one registry; in memory otherwise.
+//! - `--config-dir DIR` or `MESH_CONFIG_DIR`: serve Spring Cloud Config's API under `/config`
+//!   from the YAML and `.properties` files of `DIR` (at a label, when `DIR` is a git
+//!   repository); `MESH_CONFIG_ENCRYPT_KEY` decrypts `{cipher}` values and enables
+//!   `/config/encrypt` and `/config/decrypt`. The same credentials as writes are needed.
 //! - `MESH_LOG`: the log filter (default `info`).
 //!
 //! SIGTERM or Ctrl-C stops it gracefully.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use mesh_registry::{Registry, RegistryConfig, auth::bind_address};
+use mesh_registry::{Registry, RegistryConfig, auth::bind_address, config_server::ConfigServer};
+
+/// The config server's directory: `--config-dir DIR`, else `MESH_CONFIG_DIR`.
+fn config_dir() -> Result<Option<std::path::PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("--config-dir") => {
+            return args
+                .next()
+                .map(|dir| Some(dir.into()))
+                .ok_or_else(|| "--config-dir needs a directory".to_owned());
+        }
+        Some("--help" | "-h") => {
+            println!("usage: mesh-registry [--config-dir DIR]");
+            std::process::exit(0);
+        }
+        Some(other) => return Err(format!("unknown argument `{other}`")),
+        None => {}
+    }
+    Ok(std::env::var_os("MESH_CONFIG_DIR").map(Into::into))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,8 +95,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?),
     };
     registry.spawn_eviction();
+    let config = match config_dir()? {
+        Some(dir) => {
+            let key = std::env::var("MESH_CONFIG_ENCRYPT_KEY").ok();
+            let server = ConfigServer::open(&dir, key.as_deref())?;
+            tracing::info!(dir = %dir.display(), encryption = key.is_some(), "config server on /config");
+            Some(Arc::new(server))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(bind.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "mesh-registry listening");
-    mesh_registry::serve(listener, registry, mesh_core::server::shutdown_signal()).await?;
+    let router = mesh_registry::api::router_with(registry, config);
+    mesh_registry::serve_router(listener, router, mesh_core::server::shutdown_signal()).await?;
     Ok(())
 }

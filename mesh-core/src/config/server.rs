@@ -44,8 +44,12 @@ pub(super) async fn fetch(
         uri.push('/');
         uri.push_str(label);
     }
+    let shown = crate::userinfo::redact(&uri);
     let unreachable = |e: &dyn std::fmt::Display| {
-        MeshError::new(ErrorKind::Unavailable, format!("config server {uri}: {e}"))
+        MeshError::new(
+            ErrorKind::Unavailable,
+            format!("config server {shown}: {e}"),
+        )
     };
     let client = Client::builder(TokioExecutor::new()).build_http();
     let body = get_json_bytes(&client, &uri, MAX_ANSWER_BYTES, FETCH_TIMEOUT)

@@ -14,6 +14,7 @@ use super::model::{Action, Cursor, WatchAnswer};
 use crate::{
     discovery::{Discovery, Instance, Publisher, ServiceId},
     error::{ErrorKind, MeshError},
+    userinfo,
 };
 
 /// Largest registry answer read (a snapshot of a large registry is a few MiB).
@@ -81,8 +82,8 @@ impl RegistryClient {
     /// assert!(!format!("{client:?}").contains("s3cret"));
     /// ```
     pub fn new(url: &str) -> Result<Self, MeshError> {
-        let (base, credentials) = split_credentials(url);
-        let shown = redact(url);
+        let (base, credentials) = userinfo::split(url);
+        let shown = userinfo::redact(url);
         let uri: Uri = base.parse().map_err(|e| {
             MeshError::new(ErrorKind::Config, format!("registry url `{shown}`: {e}"))
         })?;
@@ -94,18 +95,12 @@ impl RegistryClient {
         }
         let authorization = credentials
             .map(|(user, password)| {
-                let mut value = HeaderValue::try_from(format!(
-                    "Basic {}",
-                    base64_encode(format!("{user}:{password}").as_bytes())
-                ))
-                .map_err(|_| {
+                userinfo::basic(&user, &password).ok_or_else(|| {
                     MeshError::new(
                         ErrorKind::Config,
                         format!("registry url `{shown}`: credentials are not a header value"),
                     )
-                })?;
-                value.set_sensitive(true);
-                Ok::<_, MeshError>(value)
+                })
             })
             .transpose()?;
         let mut connector = HttpConnector::new();
@@ -481,74 +476,6 @@ impl Follower {
     }
 }
 
-/// Splits `http://user:password@host:port/…` into the URL without its userinfo and the
-/// percent-decoded user and password.
-fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return (url.to_string(), None);
-    };
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    (
-        format!("{scheme}://{host}{tail}"),
-        Some((percent_decode(user), percent_decode(password))),
-    )
-}
-
-/// `url` with its password, if any, replaced by `***`: what errors show.
-fn redact(url: &str) -> String {
-    match split_credentials(url) {
-        (base, Some((user, _))) => base.replacen("://", &format!("://{user}:***@"), 1),
-        (base, None) => base,
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 with padding (RFC 4648), for the Basic credentials.
-fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Percent-encodes an instance id for a path segment (ids hold `:` and may hold `/`).
 fn encode(id: &str) -> String {
     id.bytes()
@@ -566,22 +493,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_come_from_the_userinfo_and_never_show() {
-        assert_eq!(
-            split_credentials("http://orders:s%3Acret@127.0.0.1:8761/x"),
-            (
-                "http://127.0.0.1:8761/x".to_string(),
-                Some(("orders".to_string(), "s:cret".to_string()))
-            )
-        );
-        assert_eq!(
-            split_credentials("http://127.0.0.1:8761"),
-            ("http://127.0.0.1:8761".to_string(), None)
-        );
-        assert_eq!(
-            redact("http://orders:hunter2@registry:8761"),
-            "http://orders:***@registry:8761"
-        );
+    fn a_registry_url_s_credentials_are_sent_and_never_shown() {
         let client = RegistryClient::new("http://orders:hunter2@127.0.0.1:8761").unwrap();
         assert_eq!(&*client.base, "http://127.0.0.1:8761");
         assert_eq!(
@@ -597,20 +509,5 @@ mod tests {
                 .authorization
                 .is_none()
         );
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), expected);
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! The registry's HTTP API: native `/v1`, Eureka's `/eureka` (and `/eureka/v2`), health and
 //! metrics.
 
+mod config;
 mod eureka;
 mod metrics;
 mod native;
@@ -22,6 +23,7 @@ use mesh_core::{
 
 use crate::{
     auth::{Caller, challenge},
+    config_server::ConfigServer,
     grpc::WatchService,
     registry::{Access, RegisterError, Registry},
     store::StoreError,
@@ -38,18 +40,28 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// some; reads too when it says so. Every error is mesh's JSON error, except on the gRPC
 /// stream, which answers in gRPC's terms.
 pub fn router(registry: Arc<Registry>) -> Router {
+    router_with(registry, None)
+}
+
+/// [`router`], with the config server's API under `/config` when `config` is given. Its
+/// endpoints take the credentials the registry's writes take.
+pub fn router_with(registry: Arc<Registry>, config: Option<Arc<ConfigServer>>) -> Router {
     let grpc = tonic::service::Routes::new(WatchService::new(registry.clone()).into_server())
         .into_axum_router()
         .layer(middleware::from_fn(only_grpc));
-    Router::new()
+    let api = Router::new()
         .route("/health", get(health))
         .route("/health/live", get(health))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::render))
         .nest("/v1", native::routes())
         .nest("/eureka", eureka::routes())
-        .nest("/eureka/v2", eureka::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .nest("/eureka/v2", eureka::routes());
+    let api = match config {
+        Some(config) => api.nest("/config", config::routes(config, registry.clone())),
+        None => api,
+    };
+    api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(registry.clone())
         .merge(grpc)
