@@ -287,3 +287,187 @@ async fn watching_the_files_publishes_a_change_without_a_call() {
     watcher.abort();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("git")
+        .args(["-c", "user.name=mesh", "-c", "user.email=mesh@example.com"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {output:?}");
+}
+
+/// The rate limit `clients.inventory.rate_limit` in a configuration file.
+fn rate_limit(rate: u32) -> String {
+    format!(
+        "clients:\n  inventory:\n    rate_limit:\n      replenish_rate: {rate}\n      burst_capacity: {rate}\n"
+    )
+}
+
+/// A change committed to the config repository reaches a running service through
+/// `POST /actuator/busrefresh` on `bus`: its configuration and its client's rate limit change
+/// without a restart; a refresh for another service changes nothing.
+async fn a_committed_change_reaches_a_running_service_over(
+    bus: std::sync::Arc<dyn mesh::bus::Bus>,
+) {
+    let repo = dir(&format!(
+        "refresh-repo-{}",
+        std::process::id() ^ rand_suffix()
+    ));
+    std::fs::write(repo.join("orders.yml"), rate_limit(5)).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "five"]);
+    let server = mesh_registry::config_server::ConfigServer::open(&repo, None)
+        .unwrap()
+        .with_bus(bus.clone());
+    let router = mesh_registry::api::router_with(
+        std::sync::Arc::new(mesh_registry::Registry::new(Default::default())),
+        Some(std::sync::Arc::new(server)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = listener.local_addr().unwrap();
+    tokio::spawn(mesh_registry::serve_router(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+
+    // The service `orders`, calling `inventory` at a fixed address.
+    let inventory = Router::new().route("/stock", get(|| async { Json(json!(3)) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let inventory_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { mesh::axum::serve(listener, inventory).await });
+    let service_dir = dir(&format!("refresh-service-{}", rand_suffix()));
+    std::fs::write(
+        service_dir.join("mesh.yaml"),
+        format!(
+            "config_server:\n  url: http://{registry}/config\n  fail_fast: true\nregistry:\n  register: false\nclients:\n  inventory:\n    instances: [\"{inventory_addr}\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = MeshConfig::builder("orders")
+        .file(service_dir.join("mesh.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    let orders = mesh::Mesh::builder("orders")
+        .config(config)
+        .bus(bus.clone())
+        .build()
+        .await
+        .unwrap();
+    let running = orders
+        .server(Router::new().route("/", get(|| async { "orders" })))
+        .start()
+        .await
+        .unwrap();
+    let client = orders.client("inventory");
+    let limit = |client: &mesh::MeshClient| {
+        client
+            .settings()
+            .and_then(|settings| settings.rate_limit)
+            .map(|limit| format!("{limit:?}"))
+            .unwrap_or_default()
+    };
+    let _: u32 = client.get_json("/stock").await.unwrap();
+    assert!(
+        limit(&client).contains("replenish_rate: 5"),
+        "{}",
+        limit(&client)
+    );
+
+    std::fs::write(repo.join("orders.yml"), rate_limit(50)).unwrap();
+    git(&repo, &["commit", "-q", "-am", "fifty"]);
+    let refresh = |path: &'static str| async move {
+        let (status, _, _) = mesh_test_post(registry, path).await;
+        status
+    };
+    // For another service: nothing changes.
+    assert_eq!(
+        refresh("/actuator/busrefresh/payments").await,
+        http::StatusCode::NO_CONTENT
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: u32 = client.get_json("/stock").await.unwrap();
+    assert!(
+        limit(&client).contains("replenish_rate: 5"),
+        "{}",
+        limit(&client)
+    );
+    // For every service: the new limit is in force without a restart.
+    assert_eq!(
+        refresh("/actuator/busrefresh").await,
+        http::StatusCode::NO_CONTENT
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let _: u32 = client.get_json("/stock").await.unwrap();
+        if limit(&client).contains("replenish_rate: 50") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", limit(&client));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await.unwrap();
+    std::fs::remove_dir_all(repo).unwrap();
+    std::fs::remove_dir_all(service_dir).unwrap();
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+async fn mesh_test_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("http://{addr}{path}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_change_reaches_a_running_service_over_the_memory_bus() {
+    a_committed_change_reaches_a_running_service_over(std::sync::Arc::new(
+        mesh::bus::MemoryBus::new(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_change_reaches_a_running_service_over_rabbitmq() {
+    let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
+        eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
+        return;
+    };
+    let bus = mesh::bus::AmqpBus::connect(&url)
+        .await
+        .unwrap()
+        .with_exchange(&format!("mesh.test.refresh.{}", rand_suffix()))
+        .await
+        .unwrap();
+    a_committed_change_reaches_a_running_service_over(std::sync::Arc::new(bus)).await;
+}

@@ -29,7 +29,9 @@
 //! - `--config-dir DIR` or `MESH_CONFIG_DIR`: serve Spring Cloud Config's API under `/config`
 //!   from the YAML and `.properties` files of `DIR` (at a label, when `DIR` is a git
 //!   repository); `MESH_CONFIG_ENCRYPT_KEY` decrypts `{cipher}` values and enables
-//!   `/config/encrypt` and `/config/decrypt`. The same credentials as writes are needed.
+//!   `/config/encrypt` and `/config/decrypt`; `MESH_BUS_URL` (`amqp://…`) carries the
+//!   refreshes `POST /actuator/busrefresh[/{destination}]` publishes. The same credentials as
+//!   writes are needed.
 //! - `MESH_LOG`: the log filter (default `info`).
 //!
 //! SIGTERM or Ctrl-C stops it gracefully.
@@ -98,7 +100,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = match config_dir()? {
         Some(dir) => {
             let key = std::env::var("MESH_CONFIG_ENCRYPT_KEY").ok();
-            let server = ConfigServer::open(&dir, key.as_deref())?;
+            let mut server = ConfigServer::open(&dir, key.as_deref())?;
+            // Refreshes go out on the bus `MESH_BUS_URL` names (RabbitMQ, for services in
+            // other processes).
+            if let Ok(url) = std::env::var("MESH_BUS_URL") {
+                let settings = mesh_core::bus::BusSettings {
+                    url,
+                    ..Default::default()
+                };
+                server = server.with_bus(settings.connect(None).await?);
+            }
             tracing::info!(dir = %dir.display(), encryption = key.is_some(), "config server on /config");
             Some(Arc::new(server))
         }

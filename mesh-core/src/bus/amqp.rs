@@ -263,16 +263,37 @@ async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusEr
         .map_err(unavailable)
 }
 
+/// How long a queue lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifetime {
+    /// Durable, until deleted.
+    Durable,
+    /// As long as the connection that declared it: exclusive, auto-deleted.
+    Subscription,
+}
+
 async fn declare_queue(
     channel: &Channel,
     name: &str,
     arguments: FieldTable,
 ) -> Result<(), BusError> {
+    declare_queue_for(channel, name, arguments, Lifetime::Durable).await
+}
+
+async fn declare_queue_for(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+    lifetime: Lifetime,
+) -> Result<(), BusError> {
+    let transient = lifetime == Lifetime::Subscription;
     channel
         .queue_declare(
             name.into(),
             QueueDeclareOptions {
-                durable: true,
+                durable: !transient,
+                exclusive: transient,
+                auto_delete: transient,
                 ..QueueDeclareOptions::default()
             },
             arguments,
@@ -407,8 +428,14 @@ impl Consumer {
             "x-message-ttl".into(),
             AMQPValue::LongLongInt(config.message_ttl.as_millis() as i64),
         );
-        declare_queue(&channel, &self.runner.queue, arguments).await?;
-        declare_queue(&channel, &config.dead_letter_queue(), FieldTable::default()).await?;
+        let lives = if config.transient {
+            Lifetime::Subscription
+        } else {
+            Lifetime::Durable
+        };
+        declare_queue_for(&channel, &self.runner.queue, arguments, lives).await?;
+        let dead_letters = config.dead_letter_queue();
+        declare_queue_for(&channel, &dead_letters, FieldTable::default(), lives).await?;
         for pattern in &config.patterns {
             channel
                 .queue_bind(

@@ -46,6 +46,11 @@ pub struct SubscriptionConfig {
     /// How long an unconsumed event stays queued.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub message_ttl: Duration,
+    /// Whether the queue lives only as long as this subscription (RabbitMQ: exclusive and
+    /// auto-deleted, not durable): for events every instance sees once, with a queue of its
+    /// own named after it (a configuration refresh), not for a consumer group's work.
+    #[serde(default)]
+    pub transient: bool,
 }
 
 fn default_prefetch() -> u16 {
@@ -89,6 +94,7 @@ impl SubscriptionConfig {
             multiplier: default_multiplier(),
             max_backoff: default_max(),
             message_ttl: default_ttl(),
+            transient: false,
         }
     }
 

@@ -38,8 +38,11 @@
 //! # Ok(()) }
 //! ```
 
+mod refresh;
 mod server;
 mod tree;
+
+pub use self::refresh::RefreshRequested;
 
 use std::{
     collections::BTreeMap,

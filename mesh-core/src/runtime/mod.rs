@@ -26,6 +26,7 @@
 
 mod backends;
 mod endpoints;
+mod refresh;
 mod registration;
 mod serving;
 

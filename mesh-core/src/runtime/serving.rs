@@ -36,6 +36,8 @@ pub struct Running {
     /// The management address and its server, when the endpoints are served apart.
     management: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
     drain_timeout: Duration,
+    /// The subscription to configuration refreshes, when a config server is configured.
+    _refresh: Option<crate::bus::Subscription>,
 }
 
 /// A server being set up by [`Mesh::server`]: its application, and optionally a relay and a
@@ -241,11 +243,13 @@ impl Mesh {
             let task = tokio::spawn(serve);
             (local_addr, task)
         };
+        let instance = self.instance(&server, local_addr, described.as_ref());
+        let refresh = self.follow_refresh(&instance.id).await;
         let registration = match (&self.inner.clients.registry, registry_settings.register) {
             (Some(registry), true) => Some(
                 Registration::start(
                     registry.clone(),
-                    self.instance(&server, local_addr, described.as_ref()),
+                    instance,
                     registry_settings.renewal_interval,
                     registry_settings.lease_duration,
                 )
@@ -263,6 +267,7 @@ impl Mesh {
             server: server_task,
             management,
             drain_timeout: server.drain_timeout,
+            _refresh: refresh,
         })
     }
 

@@ -43,6 +43,41 @@ pub(super) fn routes<S>(server: Arc<ConfigServer>, registry: Arc<Registry>) -> R
         .with_state(Config { server, registry })
 }
 
+/// Spring Cloud Bus's endpoints: `POST /actuator/busrefresh[/{destination}]`.
+pub(super) fn actuator_routes<S>(server: Arc<ConfigServer>, registry: Arc<Registry>) -> Router<S> {
+    Router::<Config>::new()
+        .route("/actuator/busrefresh", post(refresh_all))
+        .route("/actuator/busrefresh/{destination}", post(refresh_one))
+        .with_state(Config { server, registry })
+}
+
+async fn refresh_all(
+    State(config): State<Config>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    refresh(&config, &headers, None).await
+}
+
+async fn refresh_one(
+    State(config): State<Config>,
+    Path(destination): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    refresh(&config, &headers, Some(destination)).await
+}
+
+/// Publishes the refresh; `204` as Spring Cloud Bus answers.
+async fn refresh(
+    config: &Config,
+    headers: &HeaderMap,
+    destination: Option<String>,
+) -> Result<Response, ApiError> {
+    config.admit(headers).await?;
+    let request = config.server.refresh(destination).await?;
+    tracing::info!(destination = ?request.destination, version = ?request.version, "configuration refresh published");
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
 impl Config {
     /// Refuses the request unless its credentials are good (or none are configured).
     async fn admit(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -58,9 +93,13 @@ impl Config {
 impl From<ConfigError> for ApiError {
     fn from(error: ConfigError) -> Self {
         let kind = match &error {
-            ConfigError::NoSuchLabel(_) | ConfigError::NoKey => ErrorKind::NotFound,
+            ConfigError::NoSuchLabel(_) | ConfigError::NoKey | ConfigError::NoBus => {
+                ErrorKind::NotFound
+            }
             ConfigError::BadName(_) | ConfigError::CannotDecrypt(_) => ErrorKind::BadRequest,
-            ConfigError::Setup(_) | ConfigError::Read(_) => ErrorKind::Unavailable,
+            ConfigError::Setup(_) | ConfigError::Read(_) | ConfigError::Bus(_) => {
+                ErrorKind::Unavailable
+            }
         };
         ApiError(MeshError::new(kind, error.to_string()))
     }

@@ -58,7 +58,9 @@ pub fn router_with(registry: Arc<Registry>, config: Option<Arc<ConfigServer>>) -
         .nest("/eureka", eureka::routes())
         .nest("/eureka/v2", eureka::routes());
     let api = match config {
-        Some(config) => api.nest("/config", config::routes(config, registry.clone())),
+        Some(config) => api
+            .nest("/config", config::routes(config.clone(), registry.clone()))
+            .merge(config::actuator_routes(config, registry.clone())),
         None => api,
     };
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -26,8 +26,12 @@ pub mod cipher;
 mod properties;
 mod source;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
+use mesh_core::{
+    bus::{Bus, BusError, Event},
+    config::RefreshRequested,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -59,6 +63,12 @@ pub enum ConfigError {
     /// A value given to decrypt does not decrypt.
     #[error(transparent)]
     CannotDecrypt(#[from] cipher::CannotDecrypt),
+    /// A refresh asked of a server without a bus.
+    #[error("no bus is configured for refreshes (MESH_BUS_URL)")]
+    NoBus,
+    /// The bus did not take the refresh.
+    #[error("publishing the refresh failed: {0}")]
+    Bus(String),
 }
 
 /// Spring Cloud Config's `Environment`: what `GET /config/{application}/{profile}[/{label}]`
@@ -90,10 +100,20 @@ pub struct PropertySource {
 }
 
 /// A config server over one directory or git repository.
-#[derive(Debug)]
 pub struct ConfigServer {
     source: Source,
     cipher: Option<Cipher>,
+    bus: Option<Arc<dyn Bus>>,
+}
+
+impl std::fmt::Debug for ConfigServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigServer")
+            .field("source", &self.source)
+            .field("encryption", &self.cipher.is_some())
+            .field("bus", &self.bus.is_some())
+            .finish()
+    }
 }
 
 impl ConfigServer {
@@ -103,7 +123,35 @@ impl ConfigServer {
         Ok(Self {
             source: Source::open(dir)?,
             cipher: encrypt_key.filter(|key| !key.is_empty()).map(Cipher::new),
+            bus: None,
         })
+    }
+
+    /// Publishes refreshes on `bus` (`POST /actuator/busrefresh`).
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Tells the services `destination` names (every one when `None`; a service ID,
+    /// `service:**`, or `service:instance`) to read their configuration again: a
+    /// [`RefreshRequested`] on the bus, naming the commit of the default label.
+    pub async fn refresh(
+        &self,
+        destination: Option<String>,
+    ) -> Result<RefreshRequested, ConfigError> {
+        let bus = self.bus.as_ref().ok_or(ConfigError::NoBus)?;
+        let request = RefreshRequested {
+            destination,
+            version: self.source.files(None)?.version,
+        };
+        let event = Event::new("mesh-registry", &request)
+            .map_err(|error| ConfigError::Bus(error.to_string()))?;
+        match bus.publish(event).await {
+            // Nobody follows refreshes: there is nothing to refresh.
+            Ok(()) | Err(BusError::Unroutable(_)) => Ok(request),
+            Err(error) => Err(ConfigError::Bus(error.to_string())),
+        }
     }
 
     /// The environment of `application` under `profiles` (comma-separated; `default` when
