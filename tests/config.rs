@@ -417,6 +417,20 @@ async fn a_committed_change_reaches_a_running_service_over(
         assert!(tokio::time::Instant::now() < deadline, "{}", limit(&client));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A change the server cannot read: the service keeps its last good configuration.
+    std::fs::write(repo.join("orders.yml"), "clients: [unclosed\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "broken"]);
+    assert_eq!(
+        refresh("/actuator/busrefresh/orders").await,
+        http::StatusCode::NO_CONTENT
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: u32 = client.get_json("/stock").await.unwrap();
+    assert!(
+        limit(&client).contains("replenish_rate: 50"),
+        "{}",
+        limit(&client)
+    );
     running.shutdown().await.unwrap();
     std::fs::remove_dir_all(repo).unwrap();
     std::fs::remove_dir_all(service_dir).unwrap();

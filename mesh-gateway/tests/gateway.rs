@@ -1301,3 +1301,132 @@ on_both_paths!(
     lb_routes_forward_and_answer_alike,
     relayed_routes_keep_their_auth_and_rate_limit,
 );
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("git")
+        .args(["-c", "user.name=mesh", "-c", "user.email=mesh@example.com"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {output:?}");
+}
+
+/// A route changed in the config repository and committed reaches a running gateway through
+/// `POST /actuator/busrefresh` on `bus`, without a restart.
+async fn a_committed_route_change_reaches_a_running_gateway_over(
+    bus: Arc<dyn mesh_core::bus::Bus>,
+) {
+    let upstream = echo().await;
+    let run = nanos();
+    let root = std::env::temp_dir().join(format!("mesh-gateway-refresh-{run}"));
+    let (repo, own) = (root.join("repo"), root.join("gateway"));
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&own).unwrap();
+    let routes = |prefix: &str| {
+        format!(
+            "routes:\n  - id: moving\n    uri: http://{upstream}\n    predicates: [Path=/{prefix}/**]\n    auth: public\n"
+        )
+    };
+    std::fs::write(repo.join("mesh-gateway.yml"), routes("old")).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "old"]);
+
+    let server = mesh_registry::config_server::ConfigServer::open(&repo, None)
+        .unwrap()
+        .with_bus(bus.clone());
+    let router = mesh_registry::api::router_with(
+        Arc::new(Registry::new(RegistryConfig::default())),
+        Some(Arc::new(server)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = listener.local_addr().unwrap();
+    tokio::spawn(mesh_registry::serve_router(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+
+    // The gateway as the binary starts it: its file names the config server, the routes come
+    // from the server, and the gateway follows the configuration.
+    std::fs::write(
+        own.join("gateway.yaml"),
+        format!("config_server:\n  url: http://{registry}/config\n  fail_fast: true\nregistry:\n  register: false\n"),
+    )
+    .unwrap();
+    let config = MeshConfig::builder("mesh-gateway")
+        .file(own.join("gateway.yaml"))
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .await
+        .unwrap();
+    let mesh = Mesh::builder("mesh-gateway")
+        .config(config.clone())
+        .bus(bus)
+        .build()
+        .await
+        .unwrap();
+    let gateway = Gateway::new(config.snapshot().section("").unwrap(), &mesh).unwrap();
+    let _following = gateway.follow(&config);
+    let running = mesh
+        .server(gateway.clone())
+        .relay(gateway)
+        .start()
+        .await
+        .unwrap();
+    let addr = running.local_addr();
+    assert_eq!(call(addr, "GET", "/old/x", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        call(addr, "GET", "/new/x", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    std::fs::write(repo.join("mesh-gateway.yml"), routes("new")).unwrap();
+    git(&repo, &["commit", "-q", "-am", "new"]);
+    let (status, _, _) = send(registry, "POST", "/actuator/busrefresh", &[], "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call(addr, "GET", "/new/x", &[]).await.0 != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the route never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call(addr, "GET", "/old/x", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    running.shutdown().await.unwrap();
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_route_change_reaches_a_running_gateway_over_the_memory_bus() {
+    a_committed_route_change_reaches_a_running_gateway_over(Arc::new(
+        mesh_core::bus::MemoryBus::new(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_route_change_reaches_a_running_gateway_over_rabbitmq() {
+    let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
+        eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
+        return;
+    };
+    let bus = mesh_core::bus::AmqpBus::connect(&url)
+        .await
+        .unwrap()
+        .with_exchange(&format!("mesh.test.gateway-refresh.{}", nanos()))
+        .await
+        .unwrap();
+    a_committed_route_change_reaches_a_running_gateway_over(Arc::new(bus)).await;
+}
