@@ -288,21 +288,7 @@ async fn watching_the_files_publishes_a_change_without_a_call() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("git")
-        .args(["-c", "user.name=mesh", "-c", "user.email=mesh@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {output:?}");
-}
+use mesh_testkit::git;
 
 /// The rate limit `clients.inventory.rate_limit` in a configuration file.
 fn rate_limit(rate: u32) -> String {

@@ -7,13 +7,11 @@
 use std::{
     any::Any,
     collections::BTreeMap,
-    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    thread::JoinHandle,
     time::Duration,
 };
 
@@ -27,65 +25,12 @@ use mesh_core::{
 };
 use mesh_gateway::{Gateway, GatewayConfig};
 use mesh_registry::{LeaseRequest, Registry, RegistryConfig};
+use mesh_testkit::Process;
 use serde_json::json;
-use tokio::{net::TcpListener, sync::oneshot, time::Instant};
+use tokio::{net::TcpListener, time::Instant};
 
 /// Concurrent streams of requests: the load every scenario runs under.
 const STREAMS: usize = 16;
-
-/// A server in a "process" of its own: a thread with its own runtime. [`Process::kill`] drops
-/// the runtime with every socket it holds, as a crash would: no deregistration, no draining.
-struct Process {
-    addr: SocketAddr,
-    kill: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Process {
-    /// Runs `start` on the new runtime; it answers with the address served and whatever must
-    /// stay alive while the process runs.
-    fn spawn<F, Fut>(start: F) -> Self
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = (SocketAddr, Box<dyn Any>)>,
-    {
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (kill, killed) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (addr, alive) = start().await;
-                started_tx.send(addr).unwrap();
-                let _ = killed.await;
-                std::mem::forget(alive);
-            });
-            runtime.shutdown_background();
-        });
-        let addr = started_rx.recv().unwrap();
-        Self {
-            addr,
-            kill: Some(kill),
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(mut self) {
-        let _ = self.kill.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(kill) = self.kill.take() {
-            let _ = kill.send(());
-        }
-    }
-}
 
 /// How an instance finds its registry.
 #[derive(Clone)]

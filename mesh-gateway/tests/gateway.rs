@@ -1302,21 +1302,7 @@ on_both_paths!(
     relayed_routes_keep_their_auth_and_rate_limit,
 );
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("git")
-        .args(["-c", "user.name=mesh", "-c", "user.email=mesh@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {output:?}");
-}
+use mesh_testkit::git;
 
 /// A route changed in the config repository and committed reaches a running gateway through
 /// `POST /actuator/busrefresh` on `bus`, without a restart.

@@ -2,7 +2,7 @@
 //! with values of their own): Spring Cloud Config's JSON, resolution order, the renderings,
 //! secrets, labels, and credentials.
 
-use std::{path::Path, process::Command, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
@@ -12,27 +12,11 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use mesh_registry::{
     AuthConfig, Registry, RegistryConfig, User, api::router_with, config_server::ConfigServer,
 };
+use mesh_testkit::{TempDir, git};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 const KEY: &str = "the config server's test key";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=mesh", "-c", "user.email=mesh@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).unwrap();
@@ -78,31 +62,6 @@ fn repository(secret: &str) -> (TempDir, String, String) {
     let next = git(path, &["rev-parse", "HEAD"]);
     git(path, &["checkout", "-q", "main"]);
     (dir, main, next)
-}
-
-/// A directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!("{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 async fn serve(registry: RegistryConfig, config: ConfigServer) -> String {

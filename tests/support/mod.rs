@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -43,44 +43,26 @@ pub async fn mesh(name: &str, registry: &Arc<Registry>, config: serde_json::Valu
 
 /// A service on a runtime of its own, so that it can crash: [`Killable::kill`] drops the
 /// runtime with every connection, without deregistering.
-pub struct Killable {
-    pub addr: SocketAddr,
-    kill: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Killable(mesh_testkit::Process);
 
 impl Killable {
     pub fn start(name: &str, router: Router, registry: &Arc<Registry>) -> Self {
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
-        let name = name.to_owned();
-        let registry = registry.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let running = start(&name, router, &registry, serde_json::json!({})).await;
-                started_tx.send(running.local_addr()).unwrap();
-                let _ = killed.await;
-                // A crash: no deregistration, no draining.
-                std::mem::forget(running);
-            });
-            runtime.shutdown_background();
-        });
-        let addr = started_rx.recv().unwrap();
-        Self {
-            addr,
-            kill: Some(kill),
-            thread: Some(thread),
-        }
+        let (name, registry) = (name.to_owned(), registry.clone());
+        Self(mesh_testkit::Process::spawn(move || async move {
+            let running = start(&name, router, &registry, serde_json::json!({})).await;
+            (
+                running.local_addr(),
+                Box::new(running) as Box<dyn std::any::Any>,
+            )
+        }))
     }
 
-    pub fn kill(mut self) {
-        let _ = self.kill.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap();
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn kill(self) {
+        self.0.kill();
     }
 }
 
