@@ -303,15 +303,13 @@ fn rate_limit(rate: u32) -> String {
 async fn a_committed_change_reaches_a_running_service_over(
     bus: std::sync::Arc<dyn mesh::bus::Bus>,
 ) {
-    let repo = dir(&format!(
-        "refresh-repo-{}",
-        std::process::id() ^ rand_suffix()
-    ));
+    let repo = mesh_testkit::TempDir::new("mesh-refresh-repo");
+    let repo = repo.path();
     std::fs::write(repo.join("orders.yml"), rate_limit(5)).unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "five"]);
-    let server = mesh_registry::config_server::ConfigServer::open(&repo, None)
+    git(repo, &["init", "-q"]);
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "five"]);
+    let server = mesh_registry::config_server::ConfigServer::open(repo, None)
         .unwrap()
         .with_bus(bus.clone());
     let router = mesh_registry::api::router_with(
@@ -331,7 +329,8 @@ async fn a_committed_change_reaches_a_running_service_over(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let inventory_addr = listener.local_addr().unwrap();
     tokio::spawn(async move { mesh::axum::serve(listener, inventory).await });
-    let service_dir = dir(&format!("refresh-service-{}", rand_suffix()));
+    let service_dir = mesh_testkit::TempDir::new("mesh-refresh-service");
+    let service_dir = service_dir.path();
     std::fs::write(
         service_dir.join("mesh.yaml"),
         format!(
@@ -372,7 +371,7 @@ async fn a_committed_change_reaches_a_running_service_over(
     );
 
     std::fs::write(repo.join("orders.yml"), rate_limit(50)).unwrap();
-    git(&repo, &["commit", "-q", "-am", "fifty"]);
+    git(repo, &["commit", "-q", "-am", "fifty"]);
     let refresh = |path: &'static str| async move {
         let (status, _, _) = mesh_test_post(registry, path).await;
         status
@@ -405,7 +404,7 @@ async fn a_committed_change_reaches_a_running_service_over(
     }
     // A change the server cannot read: the service keeps its last good configuration.
     std::fs::write(repo.join("orders.yml"), "clients: [unclosed\n").unwrap();
-    git(&repo, &["commit", "-q", "-am", "broken"]);
+    git(repo, &["commit", "-q", "-am", "broken"]);
     assert_eq!(
         refresh("/actuator/busrefresh/orders").await,
         http::StatusCode::NO_CONTENT
@@ -418,15 +417,6 @@ async fn a_committed_change_reaches_a_running_service_over(
         limit(&client)
     );
     running.shutdown().await.unwrap();
-    std::fs::remove_dir_all(repo).unwrap();
-    std::fs::remove_dir_all(service_dir).unwrap();
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
 }
 
 async fn mesh_test_post(
@@ -459,15 +449,7 @@ async fn a_committed_change_reaches_a_running_service_over_the_memory_bus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_change_reaches_a_running_service_over_rabbitmq() {
-    let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
-        eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
-        return;
-    };
-    let bus = mesh::bus::AmqpBus::connect(&url)
-        .await
-        .unwrap()
-        .with_exchange(&format!("mesh.test.refresh.{}", rand_suffix()))
-        .await
-        .unwrap();
-    a_committed_change_reaches_a_running_service_over(std::sync::Arc::new(bus)).await;
+    if let Some(bus) = mesh_testkit::rabbitmq_bus("refresh").await {
+        a_committed_change_reaches_a_running_service_over(bus).await;
+    }
 }

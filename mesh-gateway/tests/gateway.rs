@@ -1404,15 +1404,7 @@ async fn a_committed_route_change_reaches_a_running_gateway_over_the_memory_bus(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_route_change_reaches_a_running_gateway_over_rabbitmq() {
-    let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
-        eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
-        return;
-    };
-    let bus = mesh_core::bus::AmqpBus::connect(&url)
-        .await
-        .unwrap()
-        .with_exchange(&format!("mesh.test.gateway-refresh.{}", nanos()))
-        .await
-        .unwrap();
-    a_committed_route_change_reaches_a_running_gateway_over(Arc::new(bus)).await;
+    if let Some(bus) = mesh_testkit::rabbitmq_bus("gateway-refresh").await {
+        a_committed_route_change_reaches_a_running_gateway_over(bus).await;
+    }
 }

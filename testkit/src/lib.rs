@@ -1,5 +1,6 @@
 //! Helpers the tests of mesh's crates share: temporary directories, git repositories made with
-//! the `git` command, and servers in a "process" of their own that can crash.
+//! the `git` command, servers in a "process" of their own that can crash, and the test
+//! RabbitMQ as a bus.
 //!
 //! ```
 //! let dir = mesh_testkit::TempDir::new("doc");
@@ -16,8 +17,35 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
+    sync::Arc,
     thread::JoinHandle,
 };
+
+use mesh_core::bus::{AmqpBus, Bus};
+
+/// A number no other run shares: nanoseconds since the epoch.
+pub fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos())
+}
+
+/// The RabbitMQ at `MESH_TEST_AMQP_URL` as a bus publishing to an exchange of its own
+/// (`mesh.test.{name}.{unique}`), or `None`, saying the test is skipped, when the variable is
+/// unset.
+pub async fn rabbitmq_bus(name: &str) -> Option<Arc<dyn Bus>> {
+    let Ok(url) = std::env::var("MESH_TEST_AMQP_URL") else {
+        eprintln!("skipped: MESH_TEST_AMQP_URL is not set");
+        return None;
+    };
+    let bus = AmqpBus::connect(&url)
+        .await
+        .expect("the test RabbitMQ answers")
+        .with_exchange(&format!("mesh.test.{name}.{}", unique()))
+        .await
+        .expect("the test exchange is declared");
+    Some(Arc::new(bus))
+}
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
 #[derive(Debug)]
@@ -26,10 +54,7 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// A new directory whose name starts with `name`.
     pub fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
-        let path = std::env::temp_dir().join(format!("{name}-{}-{nanos}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("{name}-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&path).expect("creating a temporary directory");
         Self(path)
     }
