@@ -197,6 +197,10 @@ wait_up "$LOG_PORT"
 wait_up "$JWT_PORT" -H "Authorization: Bearer $TOKEN"
 wait_up "$LB_PORT"
 
+rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+IDLE_RSS="$(rss_mib "$PLAIN_PID") MiB (lb:// $(rss_mib "$LB_PID") MiB)"
+load_started=$(date +%s)
+
 # CPU time (user and system, in clock ticks) a process and its children (nginx's worker)
 # have used so far.
 cpu_ticks() { # pid
@@ -289,3 +293,6 @@ for contender in "${contenders[@]}"; do
         -v base="${baseline[$contender]}" \
         'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %s | %.2f (%.2f–%.2f) | %.2f | %.1f µs |\n", c, r, a, b, base, t, t1, t3, p, u }'
 done
+
+echo
+echo "gateway resident memory: idle ${IDLE_RSS}; after $(( $(date +%s) - load_started )) s of rounds at $CONNECTIONS connections $(rss_mib "$PLAIN_PID") MiB (lb:// $(rss_mib "$LB_PID") MiB)"
