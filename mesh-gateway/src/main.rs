@@ -5,7 +5,8 @@
 //! The same file holds the routes and the gateway's own mesh settings (`registry`, `clients`,
 //! …); `MESH_*` variables override it. The file is watched: a change swaps the routes without
 //! dropping a request (an invalid file is logged and ignored). `MESH_LOG` sets the log
-//! filter; logs are JSON lines unless `MESH_LOG_FORMAT=text`. The access log (target
+//! filter; logs are ECS JSON lines (`mesh_core::observe::logging`), text in a terminal or with
+//! `MESH_LOG_FORMAT=text`. The access log (target
 //! `mesh_gateway::access`, on at the default `info`) is JSON lines on standard output, written
 //! in batches off the request path (`mesh_gateway::access_log`). Requests are served by one
 //! thread per core (`server.threads` to change it).
@@ -14,12 +15,6 @@ use std::path::PathBuf;
 
 use mesh_core::{Mesh, config::MeshConfig};
 use mesh_gateway::{Gateway, GatewayConfig};
-use tracing_subscriber::{
-    Layer,
-    filter::{FilterExt, filter_fn},
-    layer::SubscriberExt,
-    util::SubscriberInitExt,
-};
 
 /// A proxy allocates and frees buffers and headers on every request; mimalloc's per-thread
 /// heaps do that with less work than the system allocator.
@@ -28,21 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("MESH_LOG").unwrap_or_else(|_| "info".into());
-    // Log lines are events; a request's span would cost every request its formatted fields
-    // while adding nothing a line needs (the access log names the request), so spans are left
-    // out and, with no one else interested, never built.
-    let lines = filter.and(filter_fn(|metadata| !metadata.is_span()));
-    // JSON lines by default, for log shippers; `MESH_LOG_FORMAT=text` for people.
-    let format = if std::env::var("MESH_LOG_FORMAT").as_deref() == Ok("text") {
-        tracing_subscriber::fmt::layer().boxed()
-    } else {
-        tracing_subscriber::fmt::layer().json().boxed()
-    };
-    tracing_subscriber::registry()
-        .with(format.with_filter(lines))
-        .init();
+    // Events only, as ECS JSON lines (text in a terminal): a request's span would cost every
+    // request its formatted fields while adding nothing a line needs (the access log names
+    // the request, and the trace ids come from the request's context).
+    mesh_core::observe::logging::init("mesh-gateway", "info")?;
     let mut args = std::env::args().skip(1);
     let mut file = PathBuf::from("gateway.yaml");
     while let Some(arg) = args.next() {

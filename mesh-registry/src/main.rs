@@ -32,7 +32,8 @@
 //!   `/config/encrypt` and `/config/decrypt`; `MESH_BUS_URL` (`amqp://…`) carries the
 //!   refreshes `POST /actuator/busrefresh[/{destination}]` publishes. The same credentials as
 //!   writes are needed.
-//! - `MESH_LOG`: the log filter (default `info`).
+//! - `MESH_LOG`: the log filter (default `info`); `MESH_LOG_FORMAT` `json` (ECS lines, the
+//!   default when standard output is not a terminal) or `text`.
 //!
 //! SIGTERM or Ctrl-C stops it gracefully.
 
@@ -62,12 +63,7 @@ fn config_dir() -> Result<Option<std::path::PathBuf>, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    mesh_core::observe::logging::init("mesh-registry", "info")?;
     let configured =
         std::env::var("MESH_REGISTRY_ADDR").unwrap_or_else(|_| "127.0.0.1:8761".into());
     let config = RegistryConfig::from_env_with(|name| std::env::var(name).ok())?;

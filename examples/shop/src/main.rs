@@ -56,9 +56,9 @@ fn args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MESH_LOG")
-        .unwrap_or_else(|_| "warn,shop=info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(error) = mesh::observe::logging::init("shop", "warn,shop=info") {
+        eprintln!("shop: logging: {error}");
+    }
     let args = match args() {
         Ok(args) => args,
         Err(error) => {

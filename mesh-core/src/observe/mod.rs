@@ -1,4 +1,5 @@
-//! Observability: W3C trace-context propagation, Prometheus metrics and health checks.
+//! Observability: W3C trace-context propagation, Prometheus metrics, health checks, and logs
+//! for ELK ([`logging`]).
 //!
 //! A server extracts the caller's `traceparent` (or starts a trace) and makes it the
 //! [current](TraceContext::current) context of the handler's task; every call the handler
@@ -7,6 +8,8 @@
 
 #[cfg(feature = "runtime")]
 pub mod health;
+#[cfg(feature = "runtime")]
+pub mod logging;
 #[cfg(feature = "runtime")]
 pub mod prometheus;
 mod series;
