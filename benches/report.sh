@@ -31,8 +31,13 @@ section() { # name, command...: runs it, keeping what it printed
         exit 1
     }
 }
-# The markdown table lines (and the line just before them) of a section's output.
-tables() { grep -E '^\||^paired:|^gateway resident' "$work/$1.out" || true; }
+# The markdown tables of a section's output, with the lines that introduce or follow them,
+# each block set apart by an empty line.
+tables() {
+    grep -E '^\||^paired:|^gateway resident' "$work/$1.out" |
+        awk '{ table = ($0 ~ /^\|/); if (NR > 1 && table != last) print ""; print; last = table }' ||
+        true
+}
 
 section gateway bash benches/gateway.sh
 section layers cargo bench -q -p mesh-benches --bench layers -- paired

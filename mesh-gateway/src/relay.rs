@@ -1,5 +1,7 @@
 //! The relay path: a request whose route needs nothing but its head rewritten is passed on
-//! from its bytes, with no `http::Request`, no header map and no layer.
+//! from its bytes, with no `http::Request` and no header map: to a fixed upstream through the
+//! gateway's pool, to an `lb://` service through that service's client stack
+//! (`MeshClient::relay`, whose layers decide on the request's method and target alone).
 //!
 //! A request is relayed when its route is relayable (`Route::relay`) and, on a route that
 //! needs a token, its token (bearer, or the gateway's cookie) is in the token cache here and
