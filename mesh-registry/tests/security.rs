@@ -1092,11 +1092,13 @@ fn without_credentials_the_binary_listens_on_loopback_only_and_says_why() {
     let _ = child.kill();
     let _ = child.wait();
     let log = lines.join("\n");
-    assert!(log.contains("WARN"), "{log}");
-    assert!(
-        log.contains("no registry credentials are configured"),
-        "{log}"
-    );
+    // ECS JSON lines: the warning is one, at level `warn`.
+    let warning: serde_json::Value = lines
+        .iter()
+        .find(|line| line.contains("no registry credentials are configured"))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap_or_else(|| panic!("no warning: {log}"));
+    assert_eq!(warning["log.level"], "warn", "{log}");
     assert!(log.contains("MESH_REGISTRY_USERS"), "{log}");
     assert!(
         lines.last().unwrap().contains(&format!("127.0.0.1:{port}")),
