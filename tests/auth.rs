@@ -3,7 +3,11 @@
 mod support;
 
 use std::{
-    sync::Arc,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -214,29 +218,75 @@ async fn an_rsa_service_refuses_an_hmac_token_signed_with_its_public_key() {
     );
 }
 
-#[tokio::test]
-async fn jwks_keys_are_chosen_by_kid_and_an_unreachable_jwks_is_a_503() {
-    let jwks: Value = serde_json::from_str(JWKS).unwrap();
-    let keys = Router::new().route("/jwks.json", get(move || async move { Json(jwks) }));
+/// A JWKS endpoint that counts its fetches: `jwks` while `up`, a 500 otherwise.
+async fn counted_jwks(jwks: Value, up: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let keys = Router::new().route(
+        "/jwks.json",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = up
+                .load(Ordering::SeqCst)
+                .then(|| Json(jwks.clone()))
+                .ok_or(StatusCode::INTERNAL_SERVER_ERROR);
+            async move { answer }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { mesh::axum::serve(listener, keys).await });
+    (addr, fetches)
+}
 
+#[tokio::test]
+async fn jwks_keys_are_chosen_by_kid_and_unknown_kids_cannot_hammer_the_key_server() {
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let (addr, fetches) = counted_jwks(jwks, Arc::new(AtomicBool::new(true))).await;
     let running = service(json!({"jwks_url": format!("http://{addr}/jwks.json")})).await;
     let good = rs256(&claims(json!({})), Some("test-key-1"));
     assert_eq!(
         get_with(&running, "/me", Some(&good)).await.0,
         StatusCode::OK
     );
-    let unknown = rs256(&claims(json!({})), Some("rotated-away"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // Each forged `kid` is refused. An unknown `kid` may ask for the set again (a rotation
+    // may have published it), but not within ten seconds of the last fetch: forged ones
+    // cannot make the service hammer its key server.
+    for n in 0..20 {
+        let unknown = rs256(&claims(json!({})), Some(&format!("forged-{n}")));
+        assert_eq!(
+            get_with(&running, "/me", Some(&unknown)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
     assert_eq!(
-        get_with(&running, "/me", Some(&unknown)).await.0,
-        StatusCode::UNAUTHORIZED
+        get_with(&running, "/me", Some(&good)).await.0,
+        StatusCode::OK,
+        "the known key still verifies"
     );
+}
 
+#[tokio::test]
+async fn an_unreachable_or_failing_jwks_is_a_503_and_is_not_asked_on_every_request() {
+    let good = rs256(&claims(json!({})), Some("test-key-1"));
     let unreachable = service(json!({"jwks_url": "http://127.0.0.1:1/jwks.json"})).await;
     let (status, body) = get_with(&unreachable, "/me", Some(&good)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let jwks: Value = serde_json::from_str(JWKS).unwrap();
+    let (addr, fetches) = counted_jwks(jwks, Arc::new(AtomicBool::new(false))).await;
+    let failing = service(json!({"jwks_url": format!("http://{addr}/jwks.json")})).await;
+    for _ in 0..10 {
+        let (status, body) = get_with(&failing, "/me", Some(&good)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "tried once, then held off"
+    );
 }
 
 #[tokio::test]

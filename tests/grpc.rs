@@ -5,12 +5,14 @@ mod support;
 
 use std::{
     net::SocketAddr,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use mesh::{
     auth::{JwtConfig, JwtVerifier},
+    observe::TraceContext,
     server::{
         Application,
         layers::{CatchPanicLayer, JwtAuthLayer, RequestMetricsLayer, ServerTraceLayer},
@@ -131,9 +133,13 @@ fn bearer() -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, toni
     }
 }
 
-/// Panics when a call carries `x-panic`: a handler's bug.
+/// Panics when a call carries `x-panic` (a handler's bug); notes the trace context each
+/// call is served in.
 #[derive(Clone)]
-struct PanicOnDemand<S>(S);
+struct PanicOnDemand<S> {
+    inner: S,
+    seen: Arc<Mutex<Vec<TraceContext>>>,
+}
 
 impl<S, B> Service<http::Request<B>> for PanicOnDemand<S>
 where
@@ -144,54 +150,113 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> S::Future {
+        self.seen.lock().unwrap().extend(TraceContext::current());
         assert!(!request.headers().contains_key("x-panic"), "a bug");
-        self.0.call(request)
+        self.inner.call(request)
     }
 }
 
-#[tokio::test]
-async fn the_server_layers_guard_a_plain_tonic_server() {
-    let verifier = JwtVerifier::new(JwtConfig::with_secret(SECRET)).unwrap();
-    let layers = ServiceBuilder::new()
-        .layer(RequestMetricsLayer::new("stock"))
-        .layer(ServerTraceLayer::new("stock"))
-        .layer(CatchPanicLayer::new())
-        .layer(JwtAuthLayer::new(verifier))
-        .layer(tower::layer::layer_fn(PanicOnDemand));
-    let (reporter, service) = health_reporter();
-    reporter
-        .set_service_status("a", ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(layers)
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+/// The calls `mesh_server_requests_total` counted for `route` while `run` ran.
+fn requests_counted(route: &str, run: impl AsyncFnOnce()) -> u64 {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A runtime of one thread inside the local recorder: every task it polls records there.
+    metrics::with_local_recorder(&recorder, || runtime.block_on(run()));
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == "mesh_server_requests_total"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "route" && l.value() == route)
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(count) => count,
+            other => panic!("a counter, not {other:?}"),
+        })
+        .sum()
+}
+
+#[test]
+fn the_server_layers_guard_a_plain_tonic_server() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let parent = TraceContext::root();
+    let counted = requests_counted("/grpc.health.v1.Health/Check", async || {
+        let verifier = JwtVerifier::new(JwtConfig::with_secret(SECRET)).unwrap();
+        let noted = seen.clone();
+        let layers = ServiceBuilder::new()
+            .layer(RequestMetricsLayer::new("stock"))
+            .layer(ServerTraceLayer::new("stock"))
+            .layer(CatchPanicLayer::new())
+            .layer(JwtAuthLayer::new(verifier))
+            .layer(tower::layer::layer_fn(move |inner| PanicOnDemand {
+                inner,
+                seen: noted.clone(),
+            }));
+        let (reporter, service) = health_reporter();
+        reporter
+            .set_service_status("a", ServingStatus::Serving)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(layers)
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let channel = connect(addr).await;
+
+        let mut anonymous = HealthClient::new(channel.clone());
+        let refused = anonymous.check(check("a")).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+        // Served in the trace its `traceparent` names, as a child span.
+        let mut signed_in = HealthClient::with_interceptor(channel, bearer());
+        let mut request = tonic::Request::new(check("a"));
+        request
+            .metadata_mut()
+            .insert("traceparent", parent.to_string().parse().unwrap());
+        let answer = signed_in.check(request).await.unwrap().into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32);
+
+        // A panic is an INTERNAL status, and the server goes on.
+        let mut request = tonic::Request::new(check("a"));
+        request
+            .metadata_mut()
+            .insert("x-panic", "1".parse().unwrap());
+        let failed = signed_in.check(request).await.unwrap_err();
+        assert_eq!(failed.code(), Code::Internal, "{failed:?}");
+        assert!(signed_in.check(check("a")).await.is_ok());
+    });
+    // The anonymous call stopped at the JWT layer; the other three reached the service.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0].trace_id(), parent.trace_id());
+    assert_ne!(
+        seen[0].span_id(),
+        parent.span_id(),
+        "the server's span is a child"
     );
-    let channel = connect(addr).await;
-
-    let mut anonymous = HealthClient::new(channel.clone());
-    let refused = anonymous.check(check("a")).await.unwrap_err();
-    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
-
-    let mut signed_in = HealthClient::with_interceptor(channel, bearer());
-    let answer = signed_in.check(check("a")).await.unwrap().into_inner();
-    assert_eq!(answer.status, ServingStatus::Serving as i32);
-
-    // A panic is an INTERNAL status, and the server goes on.
-    let mut request = tonic::Request::new(check("a"));
-    request
-        .metadata_mut()
-        .insert("x-panic", "1".parse().unwrap());
-    let failed = signed_in.check(request).await.unwrap_err();
-    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
-    assert!(signed_in.check(check("a")).await.is_ok());
+    assert_ne!(
+        seen[1].trace_id(),
+        parent.trace_id(),
+        "a call without one starts a trace"
+    );
+    // Every call is counted under its gRPC method, the refused and the failed too.
+    assert_eq!(counted, 4);
 }
 
 /// An HTTP/2 connection over TLS (ALPN `h2`) to `addr`, as a tower service for tonic.

@@ -12,7 +12,7 @@
 //! ```
 //! use mesh_gateway::{Gateway, GatewayConfig};
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mesh_core::error::MeshError> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mesh_core::MeshError> {
 //! let config = GatewayConfig::from_yaml(r#"
 //! routes:
 //!   - id: all

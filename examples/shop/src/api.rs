@@ -1,7 +1,7 @@
 //! The shop's contracts: one `#[mesh::service]` trait per service, and the events on the bus.
 //! Each trait is both the service's router and the typed client the others call it with.
 
-use mesh::{EventType, error::MeshError};
+use mesh::{EventType, MeshError};
 use serde::{Deserialize, Serialize};
 
 /// A product of the catalog.

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use mesh::{auth::Caller, axum::http::StatusCode, error::MeshError};
+use mesh::{MeshError, auth::Caller, axum::http::StatusCode};
 
 use crate::{
     api::{Inventory, Reservation, Restock, Stock},

@@ -6,10 +6,9 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use mesh::{
-    Mesh,
+    Mesh, MeshError,
     bus::{Bus, MemoryBus, Subscription},
     config::MeshConfig,
-    error::MeshError,
     gateway::{Gateway, GatewayConfig},
     registry::RegistryApi,
     registry_server::{Registry, RegistryConfig},

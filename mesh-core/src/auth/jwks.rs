@@ -15,7 +15,7 @@ use jsonwebtoken::{
 };
 use tokio::{sync::Mutex, time::Instant};
 
-use super::{AuthError, verify::Family};
+use super::{AuthError, family::Family};
 use crate::{
     error::{ErrorKind, MeshError},
     fetch::get_json_bytes,
@@ -25,8 +25,9 @@ use crate::{
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// How long the JWKS endpoint has to answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// The least time between two fetches triggered by unknown `kid`s, so forged `kid`s cannot
-/// make the service hammer its key server.
+/// The least time between two fetches that are not due (triggered by unknown `kid`s, or after
+/// a fetch failed), so forged `kid`s or a key server that is down cannot make every request
+/// wait on a fetch.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 
 type KeyMap = HashMap<Option<String>, (DecodingKey, Family)>;
@@ -35,8 +36,17 @@ pub(super) struct Jwks {
     url: String,
     http: Client<HttpConnector, Empty<Bytes>>,
     keys: ArcSwap<KeyMap>,
-    fetched: Mutex<Option<Instant>>,
+    fetches: Mutex<Fetches>,
     refresh: Duration,
+}
+
+/// When the set was last fetched, and last tried.
+#[derive(Default)]
+struct Fetches {
+    /// The last fetch that succeeded: the keys are stale `refresh` after it.
+    succeeded: Option<Instant>,
+    /// The last fetch tried, whatever its outcome.
+    tried: Option<Instant>,
 }
 
 impl Jwks {
@@ -55,7 +65,7 @@ impl Jwks {
             url: url.to_owned(),
             http: Client::builder(TokioExecutor::new()).build_http(),
             keys: ArcSwap::from_pointee(HashMap::new()),
-            fetched: Mutex::new(None),
+            fetches: Mutex::new(Fetches::default()),
             refresh,
         })
     }
@@ -63,8 +73,10 @@ impl Jwks {
     /// The key for `kid` (a JWKS with one key also serves tokens without a `kid`).
     pub(super) async fn key(&self, kid: Option<&str>) -> Result<(DecodingKey, Family), AuthError> {
         let stale = {
-            let fetched = self.fetched.lock().await;
-            fetched.is_none_or(|at| at.elapsed() >= self.refresh)
+            let fetches = self.fetches.lock().await;
+            fetches
+                .succeeded
+                .is_none_or(|at| at.elapsed() >= self.refresh)
         };
         if !stale && let Some(key) = self.lookup(kid) {
             return Ok(key);
@@ -82,17 +94,24 @@ impl Jwks {
         key.cloned()
     }
 
-    /// Fetches the set again: always when stale, otherwise at most every `MIN_REFETCH`.
+    /// Fetches the set again when it is stale or asked for an unknown `kid`; either way at
+    /// most every `MIN_REFETCH`, unless the last fetch succeeded and the set is due.
     async fn fetch(&self, stale: bool) -> Result<(), AuthError> {
-        let mut fetched = self.fetched.lock().await;
-        if !stale && fetched.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
-            return Ok(());
+        let mut fetches = self.fetches.lock().await;
+        let due = stale && fetches.succeeded == fetches.tried;
+        if !due && fetches.tried.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
+            return if self.keys.load().is_empty() {
+                Err(AuthError::KeysUnavailable)
+            } else {
+                Ok(())
+            };
         }
+        fetches.tried = Some(Instant::now());
         match self.download().await {
             Ok(keys) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
                 self.keys.store(Arc::new(keys));
-                *fetched = Some(Instant::now());
+                fetches.succeeded = fetches.tried;
                 Ok(())
             }
             Err(error) => {

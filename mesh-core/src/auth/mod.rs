@@ -30,6 +30,7 @@
 
 mod caller;
 mod config;
+mod family;
 mod issue;
 mod jwks;
 mod password;

@@ -29,14 +29,23 @@ pub(crate) struct BodyReader {
     state: BodyState,
 }
 
+/// Where the reader is in an answer's body (RFC 9112 §6.3 for the framing, §7.1 for chunks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyState {
+    /// A `Content-Length` body with this many bytes still to come; `Done` at zero.
     Length(u64),
+    /// A body that ends when the connection does (an answer with neither length nor chunks).
     UntilClose,
+    /// Before a chunk-size line (`1a;ext=v\r\n`): to `ChunkData`, or `Trailers` for the
+    /// last chunk (size 0).
     ChunkSize,
+    /// Inside a chunk with this many bytes still to come; `ChunkEnd` at zero.
     ChunkData(u64),
+    /// The CRLF that closes a chunk's data: back to `ChunkSize`. Anything else is malformed.
     ChunkEnd,
+    /// Trailer lines after the last chunk, read past up to the empty line: then `Done`.
     Trailers,
+    /// The body has ended; the connection may carry the next answer.
     Done,
 }
 
@@ -72,6 +81,8 @@ impl BodyReader {
                     let take = remaining.min(read.len() as u64);
                     let data = read.split_to(take as usize).freeze();
                     let left = remaining - take;
+                    // A length body ends with its last byte; a chunk's data is followed by
+                    // its CRLF.
                     self.state = match self.state {
                         BodyState::Length(_) if left == 0 => BodyState::Done,
                         BodyState::Length(_) => BodyState::Length(left),
@@ -80,9 +91,13 @@ impl BodyReader {
                     };
                     return Poll::Ready(Some(Ok(data)));
                 }
+                // Everything read belongs to the body; only the connection's end ends it.
                 BodyState::UntilClose if !read.is_empty() => {
                     return Poll::Ready(Some(Ok(read.split().freeze())));
                 }
+                // A size line (extensions ignored): a size of 0 is the last chunk, followed by
+                // trailers. An over-long or unparsable line (a size that overflows u64 too)
+                // is refused rather than waited on.
                 BodyState::ChunkSize if !read.is_empty() => {
                     match httparse::parse_chunk_size(read) {
                         Ok(httparse::Status::Complete((used, size))) => {
@@ -98,6 +113,7 @@ impl BodyReader {
                         _ => return Poll::Ready(Some(Err(malformed("a chunk size")))),
                     }
                 }
+                // The data must be followed by exactly CRLF, or the chunk's size lied.
                 BodyState::ChunkEnd if read.len() >= 2 => {
                     if &read[..2] != b"\r\n" {
                         return Poll::Ready(Some(Err(malformed("a chunk's end"))));
@@ -124,6 +140,8 @@ impl BodyReader {
                 }
                 _ => {}
             }
+            // The state needs more bytes than are buffered: read more. The connection's end
+            // ends an until-close body and cuts short any other.
             let read = ready!(self.conn.poll_fill(cx))?;
             if read == 0 {
                 if self.state == BodyState::UntilClose {

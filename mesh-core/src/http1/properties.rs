@@ -1,6 +1,7 @@
 //! Properties of the codec, checked on generated messages: heads encode and parse back to
-//! themselves, chunked bodies decode to what was encoded however the bytes arrive, and the
-//! framing of an answer is what RFC 9112 §6.3 says.
+//! themselves (requests through `httparse` and through the server's own reader), chunked
+//! bodies decode to what was encoded however the bytes arrive, and the framing of an answer
+//! and of a request is what RFC 9112 §6.3 says.
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -16,6 +17,7 @@ use super::{
     conn::{Conn, FramingFields, Parsed, parse_head, typed_head},
     encode::{encode_answer_head, encode_request_head, write_body},
     framing::Framing,
+    request::{self, MAX_BUFFERED_BODY, build_request, scan_request},
 };
 
 /// Field names the codec manages itself (framing, connection, date) are left out: they are
@@ -219,5 +221,87 @@ proptest! {
             })
         };
         prop_assert_eq!(framing, expected);
+    }
+
+    #[test]
+    fn request_heads_are_read_back_by_the_servers_own_reader(
+        method in prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::PUT), Just(Method::DELETE)],
+        target in "/[a-zA-Z0-9._~/-]{0,40}(\\?[a-z0-9=&]{0,20})?",
+        fields in fields(),
+        body in proptest::collection::vec(any::<u8>(), 0..2_000),
+        pieces in 1usize..4,
+    ) {
+        let mut request = http::Request::new(());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = target.parse().unwrap();
+        *request.headers_mut() = header_map(&fields);
+        request.headers_mut().insert(http::header::HOST, HeaderValue::from_static("shop.test"));
+        let (parts, ()) = request.into_parts();
+        let mut out = Vec::new();
+        encode_request_head(&mut out, &parts, Some(body.len() as u64), false);
+        let head = out.len();
+        out.extend_from_slice(&body);
+        // The same request twice on one connection: the reader takes exactly the first.
+        let whole = out.repeat(2);
+        // Before the last byte of the body arrives, the reader waits for it.
+        let mut spans = Vec::new();
+        let cut = head + body.len() - body.len().min(pieces);
+        let early = scan_request(&whole[..cut], &mut spans, 32 * 1024);
+        let waits = matches!(early, request::Parsed::AwaitingBody | request::Parsed::Incomplete);
+        prop_assert!(body.is_empty() || waits, "read before its body arrived");
+        let mut read = BytesMut::from(&whole[..]);
+        for _ in 0..2 {
+            let request::Parsed::Request(scanned) = scan_request(&read, &mut spans, 32 * 1024) else {
+                panic!("the request was not read: {}", String::from_utf8_lossy(&out));
+            };
+            prop_assert_eq!(scanned.length(), out.len());
+            prop_assert!(scanned.keep_alive);
+            let built = build_request(&mut read, &spans, scanned).expect("a request the http crate takes");
+            let (got, received) = built.request.into_parts();
+            prop_assert_eq!(&got.method, &method);
+            prop_assert_eq!(got.uri.to_string(), target.clone());
+            for (name, _) in &fields {
+                let sent: Vec<&HeaderValue> = parts.headers.get_all(name).iter().collect();
+                let read: Vec<&HeaderValue> = got.headers.get_all(name).iter().collect();
+                prop_assert_eq!(sent, read, "{}", name);
+            }
+            let received = runtime().block_on(axum::body::to_bytes(received, usize::MAX)).unwrap();
+            prop_assert_eq!(&received[..], &body[..]);
+        }
+        prop_assert!(read.is_empty(), "both requests were taken whole");
+    }
+
+    #[test]
+    fn a_requests_framing_is_what_rfc_9112_says(
+        lengths in proptest::collection::vec(prop_oneof![Just("0"), Just("7"), Just("12"), Just("+7"), Just("x"), Just("99999999999999999999999")], 0..3),
+        coding in proptest::option::of(prop_oneof![Just("chunked"), Just("gzip, chunked"), Just("chunked, gzip"), Just("identity")]),
+    ) {
+        let mut head = String::from("POST /orders HTTP/1.1\r\nhost: shop.test\r\n");
+        for length in &lengths {
+            head.push_str(&format!("content-length: {length}\r\n"));
+        }
+        if let Some(coding) = coding {
+            head.push_str(&format!("transfer-encoding: {coding}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.clone().into_bytes();
+        bytes.extend_from_slice(&[b'a'; 12]);
+        let mut spans = Vec::new();
+        let read = match scan_request(&bytes, &mut spans, 32 * 1024) {
+            request::Parsed::Request(scanned) => Some(scanned.length() - head.len()),
+            request::Parsed::Elsewhere => None,
+            _ => panic!("a whole request neither read nor handed on"),
+        };
+        // RFC 9112 §6.3 for a request: a Transfer-Encoding decides the framing (chunked when
+        // it is the final coding, else 400), an invalid or conflicting Content-Length is a
+        // 400, and no length at all is an empty body. This reader takes only the plain
+        // lengths; the rest it hands to hyper, whose answers the smuggling matrix checks.
+        let valid = |l: &&str| !l.starts_with('+') && l.parse::<u64>().is_ok();
+        let plain = coding.is_none()
+            && lengths.iter().all(valid)
+            && lengths.windows(2).all(|pair| pair[0] == pair[1]);
+        let expected = plain.then(|| lengths.first().map_or(0, |l| l.parse::<usize>().unwrap()));
+        prop_assert_eq!(read, expected);
+        prop_assert!(expected.is_none_or(|length| length <= MAX_BUFFERED_BODY));
     }
 }
