@@ -10,6 +10,7 @@ use mesh::{
     config::MeshConfig,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,35 @@ async fn an_event_goes_round(mesh: &Mesh) {
         .expect("the event arrives")
         .unwrap();
     assert_eq!(got, OrderPlaced { order: 7 });
+}
+
+#[tokio::test]
+async fn services_naming_one_in_process_bus_share_it_and_no_other_hears_it() {
+    let url = format!("memory://backends-{}", fastrand_id());
+    let on = |url: &str| json!({"bus": {"url": url}});
+    let publisher = mesh("order-service", on(&url)).await;
+    let consumer = mesh("notification-service", on(&url)).await;
+    let elsewhere = mesh("audit-service", on("memory")).await;
+    let (sent, mut received) = mpsc::unbounded_channel();
+    let mut subscriptions = Vec::new();
+    for service in [&consumer, &elsewhere] {
+        let sent = sent.clone();
+        let name = service.name().to_string();
+        let handler = Arc::new(move |_: Event| {
+            sent.send(name.clone()).ok();
+            async { Ok(()) }
+        });
+        let config = SubscriptionConfig::new(service.name().as_str(), "orders", ["order.*"]);
+        let bus = service.bus().await.unwrap();
+        subscriptions.push(bus.subscribe(config, handler).await.unwrap());
+    }
+    let event = Event::new("order-service", &OrderPlaced { order: 7 }).unwrap();
+    publisher.bus().await.unwrap().publish(event).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
+    assert_eq!(heard.unwrap().as_deref(), Some("notification-service"));
+    // The service on a bus of its own heard nothing.
+    tokio::task::yield_now().await;
+    assert!(received.try_recv().is_err());
 }
 
 fn fastrand_id() -> String {

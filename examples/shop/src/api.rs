@@ -193,6 +193,12 @@ pub trait Orders {
     /// The caller's orders.
     #[get("/orders")]
     async fn mine(&self) -> Result<Vec<Order>, MeshError>;
+
+    /// Charges one of the caller's `PENDING_PAYMENT` orders again (its idempotency key is the
+    /// order, so a charge that went through before is not made twice); `409` for an order
+    /// that is not pending.
+    #[post("/orders/{id}/payment")]
+    async fn retry_payment(&self, id: String) -> Result<Order, MeshError>;
 }
 
 /// A message for a user, from an event.

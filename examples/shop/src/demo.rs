@@ -347,12 +347,14 @@ pub async fn run(gateway: SocketAddr, admin_password: &str) -> Result<(), String
     expect(outage.status == StatusCode::OK, || {
         format!("outage on: {} {}", outage.status, outage.body)
     })?;
+    let mut pending = Vec::new();
     for n in 1..=7 {
         let order = shop.order(&alice, "tea", 1).await?;
         expect(
             order.status == StatusCode::OK && order.body["status"] == "PENDING_PAYMENT",
             || format!("order {n} in the outage: {} {}", order.status, order.body),
         )?;
+        pending.push(order.body["id"].as_str().unwrap_or_default().to_owned());
         println!(
             "     order {n}: PENDING_PAYMENT ({})",
             order.body["reason"].as_str().unwrap_or_default()
@@ -398,6 +400,32 @@ pub async fn run(gateway: SocketAddr, admin_password: &str) -> Result<(), String
     shown(format!(
         "order {paid} paid once the wait was over, and the next one too: closed"
     ));
+    let before = payment_stats(&shop, &admin).await?;
+    for id in &pending {
+        let path = format!("/api/orders/{id}/payment");
+        let paid = shop.post(&path, Some(&alice), json!(null)).await?;
+        expect(paid.body["status"] == "PAID", || {
+            format!("paying {id} again: {} {}", paid.status, paid.body)
+        })?;
+    }
+    let again = shop
+        .post(
+            &format!("/api/orders/{}/payment", pending[0]),
+            Some(&alice),
+            json!(null),
+        )
+        .await?;
+    expect(again.status == StatusCode::CONFLICT, || {
+        format!("paying a paid order: {} {}", again.status, again.body)
+    })?;
+    let after = payment_stats(&shop, &admin).await?;
+    let charged = after.0 - before.0;
+    expect(charged == 7, || {
+        format!("{charged} charges for the 7 pending orders, not 7")
+    })?;
+    shown(
+        "the 7 PENDING_PAYMENT orders are paid again (POST /api/orders/{id}/payment), one charge each; a paid one is 409",
+    );
 
     step(8, "A token with a forged role is refused at the edge");
     let forged = raise_role(&alice);

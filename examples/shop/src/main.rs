@@ -113,9 +113,11 @@ async fn main() {
         shop.gateway,
         started.elapsed().as_millis()
     );
-    if let Some(registry) = shop.registry {
-        println!("Its registry: http://{registry}/eureka/apps (Eureka's API) and /v1/services.");
-    }
+    println!(
+        "Its registry: http://{0}/eureka/apps (Eureka's API) and /v1/services; its config \
+         server: http://{0}/config/order-service/default.",
+        shop.registry
+    );
     let outcome = if args.demo {
         shop::demo::run(shop.gateway, &admin_password).await
     } else {

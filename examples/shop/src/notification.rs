@@ -109,7 +109,7 @@ async fn deliver(
             let OrderPlaced { order } = event.data()?;
             let text = match order.status {
                 OrderStatus::PendingPayment => format!(
-                    "order {} is placed; payment is delayed and will be retried",
+                    "order {} is placed; its payment is delayed: pay again once it is back",
                     order.id
                 ),
                 _ => format!("order {} is placed", order.id),

@@ -62,6 +62,32 @@ impl OrderService {
         Ok(())
     }
 
+    /// Tells the others how a charge ended: `order.paid` or `order.failed` (nothing while it
+    /// is pending).
+    async fn tell_outcome(&self, order: &Order) -> Result<(), MeshError> {
+        match order.status {
+            OrderStatus::Paid => {
+                self.publish(
+                    order,
+                    &OrderPaid {
+                        order: order.clone(),
+                    },
+                )
+                .await
+            }
+            OrderStatus::Failed => {
+                self.publish(
+                    order,
+                    &OrderFailed {
+                        order: order.clone(),
+                    },
+                )
+                .await
+            }
+            OrderStatus::PendingPayment => Ok(()),
+        }
+    }
+
     /// Prices the lines from the catalog.
     async fn total(&self, lines: &[Line]) -> Result<u64, MeshError> {
         let mut total = 0u64;
@@ -160,27 +186,7 @@ impl Orders for OrderService {
             },
         )
         .await?;
-        match order.status {
-            OrderStatus::Paid => {
-                self.publish(
-                    &order,
-                    &OrderPaid {
-                        order: order.clone(),
-                    },
-                )
-                .await?
-            }
-            OrderStatus::Failed => {
-                self.publish(
-                    &order,
-                    &OrderFailed {
-                        order: order.clone(),
-                    },
-                )
-                .await?
-            }
-            OrderStatus::PendingPayment => {}
-        }
+        self.tell_outcome(&order).await?;
         Ok(order)
     }
 
@@ -193,6 +199,21 @@ impl Orders for OrderService {
                 format!("no order `{id}`"),
             )),
         }
+    }
+
+    async fn retry_payment(&self, id: String) -> Result<Order, MeshError> {
+        let order = self.order(id.clone()).await?;
+        if order.status != OrderStatus::PendingPayment {
+            return Err(MeshError::custom(
+                mesh::axum::http::StatusCode::CONFLICT,
+                "not_pending",
+                format!("order `{id}` is not waiting for its payment"),
+            ));
+        }
+        let order = self.pay(order).await?;
+        self.orders.put(&id, order.clone()).await?;
+        self.tell_outcome(&order).await?;
+        Ok(order)
     }
 
     async fn mine(&self) -> Result<Vec<Order>, MeshError> {

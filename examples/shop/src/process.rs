@@ -65,8 +65,21 @@ pub async fn run(
             MeshError::new(ErrorKind::Config, format!("`{address}` is not host:port"))
         })?;
         let registry = Arc::new(Registry::new(RegistryConfig::default()));
-        let (addr, task) = serve_registry(addr, registry).await?;
-        println!("registry at http://{addr}");
+        // Its config server's refreshes go out on the bus `MESH_BUS_URL` names.
+        let config = MeshConfig::builder("config-server")
+            .defaults(json!({"registry": {"register": false}}))
+            .env_vars(env.clone())
+            .load()
+            .await?;
+        let bus = Mesh::builder("config-server")
+            .config(config)
+            .registry(registry.clone())
+            .build()
+            .await?
+            .bus()
+            .await?;
+        let (addr, task) = serve_registry(addr, registry, bus, &env).await?;
+        println!("registry and config server at http://{addr}");
         shutdown.await;
         task.abort();
         return Ok(());
@@ -78,7 +91,7 @@ pub async fn run(
     let mut defaults = if matches!(name, "gateway" | "auth") {
         json!({})
     } else {
-        service_config(&jwks_url)
+        service_config(&jwks_url, &format!("{registry_url}/config"))
     };
     defaults["server"]["address"] = address.into();
     defaults["registry"]["url"] = registry_url.into();

@@ -1,17 +1,19 @@
 //! The whole shop in one process: an embedded registry, the services each as its own mesh
 //! service (its own port, registration, server layers and clients), and the gateway in front.
-//! On embedded defaults the services share one in-memory bus; with `MESH_BUS_URL` (and
-//! `MESH_REDIS_URL`) each connects to RabbitMQ (and Redis) as it would in its own process.
+//! On embedded defaults the services share one in-process bus (`bus.url: memory://shop-N`);
+//! with `MESH_BUS_URL` (and `MESH_REDIS_URL`) each connects to RabbitMQ (and Redis) as it
+//! would in its own process.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use mesh::{
     Mesh, MeshError,
-    bus::{Bus, MemoryBus, Subscription},
+    bus::{Bus, Subscription},
     config::MeshConfig,
+    error::ErrorKind,
     gateway::{Gateway, GatewayConfig},
     registry::RegistryApi,
-    registry_server::{Registry, RegistryConfig},
+    registry_server::{Registry, RegistryConfig, config_server::ConfigServer},
     runtime::Running,
 };
 use serde_json::{Value, json};
@@ -35,8 +37,8 @@ const GATEWAY_ROUTES: &str = include_str!("gateway.yaml");
 pub struct ShopOptions {
     /// Where the gateway listens (port 0: any free port).
     pub gateway_addr: SocketAddr,
-    /// Where the registry's API (native and Eureka) is served, for a look inside; none: not
-    /// served (the services use the embedded registry either way).
+    /// Where the registry's API (native and Eureka) and the config server are served; none:
+    /// any free port.
     pub registry_addr: Option<SocketAddr>,
     /// The `admin` user's password.
     pub admin_password: String,
@@ -49,8 +51,8 @@ pub struct ShopOptions {
 pub struct Shop {
     /// Where the gateway listens: the only address a client needs.
     pub gateway: SocketAddr,
-    /// Where the registry's API listens, when served.
-    pub registry: Option<SocketAddr>,
+    /// Where the registry's API and the config server listen.
+    pub registry: SocketAddr,
     /// The auth service (to rotate its signing key).
     pub auth: Auth,
     /// The bus the services publish on.
@@ -58,7 +60,7 @@ pub struct Shop {
     /// Every service's bus subscription and server, stopped by [`Shop::shutdown`].
     subscription: Subscription,
     services: Vec<Running>,
-    registry_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    registry_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl std::fmt::Debug for Shop {
@@ -70,28 +72,19 @@ impl std::fmt::Debug for Shop {
     }
 }
 
-/// What every service of the shop is configured with: tokens verified against the auth
-/// service's keys, and the order service's payment client's breaker and retries.
-pub fn service_config(jwks_url: &str) -> Value {
+/// Where the configuration the shop's config server serves lives (`order-service.yml`: the
+/// payment client's breaker and retries); `SHOP_CONFIG_DIR` moves it.
+pub const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+
+/// What every service of the shop is configured with in code: tokens verified against the
+/// auth service's keys, and the rest of its configuration read from the config server at
+/// `config_url` (the registry's `/config`), which must answer.
+pub fn service_config(jwks_url: &str, config_url: &str) -> Value {
     json!({
         "server": {
             "auth": {"jwt": {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE}},
         },
-        "clients": {
-            "payment-service": {
-                // Five failed calls in a row open the circuit; a second later one call tries.
-                "circuit_breaker": {
-                    "sliding_window_size": 5,
-                    "minimum_number_of_calls": 5,
-                    "failure_rate_threshold": 100.0,
-                    "wait_duration_in_open_state": "1s",
-                    "permitted_number_of_calls_in_half_open_state": 1,
-                },
-                // Charges are idempotent (keyed by order): retried when a call could not
-                // connect or timed out, not when the provider answers that it is down.
-                "retry": {"max_attempts": 3, "retry_on_status": [502, 504]},
-            },
-        },
+        "config_server": {"url": config_url, "fail_fast": true},
     })
 }
 
@@ -100,33 +93,46 @@ impl Shop {
     pub async fn start(options: ShopOptions) -> Result<Shop, MeshError> {
         let registry = Arc::new(Registry::new(RegistryConfig::default()));
         let registry_api: Arc<dyn RegistryApi> = registry.clone();
-        let (registry_addr, registry_task) = match options.registry_addr {
-            Some(addr) => {
-                let (addr, task) = serve_registry(addr, registry.clone()).await?;
-                (Some(addr), Some(task))
-            }
-            None => (None, None),
-        };
-        let memory = bus_is_memory(&options.env);
-        let shared: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-        let builder = |name: &'static str, config: Value| {
+        // One shop, one in-process bus (a process may run several shops: each its own),
+        // unless the environment names a broker.
+        static SHOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let shop_bus = format!(
+            "memory://shop-{}",
+            SHOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let builder = |name: &'static str, mut config: Value| {
             let registry = registry_api.clone();
             let env = options.env.clone();
-            let shared = shared.clone();
+            config["bus"]["url"] = shop_bus.clone().into();
             async move {
                 let config = MeshConfig::builder(name)
                     .defaults(config)
                     .env_vars(env)
                     .load()
                     .await?;
-                let mut builder = Mesh::builder(name).config(config).registry(registry);
-                if memory {
-                    builder = builder.bus(shared);
-                }
-                builder.build().await
+                Mesh::builder(name)
+                    .config(config)
+                    .registry(registry)
+                    .build()
+                    .await
             }
         };
         let mut services = Vec::new();
+
+        // The registry serves the config server too; its refreshes go out on the shop's bus.
+        let config_bus = builder("config-server", json!({"registry": {"register": false}}))
+            .await?
+            .bus()
+            .await?;
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (registry_addr, registry_task) = serve_registry(
+            options.registry_addr.unwrap_or(any),
+            registry.clone(),
+            config_bus,
+            &options.env,
+        )
+        .await?;
+        let config_url = format!("http://{registry_addr}/config");
 
         let store = Store::from_env(&options.env).await?;
         let auth_mesh = builder("auth-service", json!({})).await?;
@@ -134,7 +140,7 @@ impl Shop {
         let auth_running = auth_mesh.server(auth.clone().router()).start().await?;
         let jwks_url = format!("http://{}/.well-known/jwks.json", auth_running.local_addr());
         services.push(auth_running);
-        let config = service_config(&jwks_url);
+        let config = service_config(&jwks_url, &config_url);
         let mut subscription = None;
         for service in Service::ALL {
             let mesh = builder(service.id(), config.clone()).await?;
@@ -142,13 +148,12 @@ impl Shop {
             services.push(started.running);
             subscription = subscription.or(started.subscription);
         }
-        let subscription = subscription.ok_or_else(|| {
-            MeshError::new(mesh::error::ErrorKind::Internal, "no service subscribed")
-        })?;
+        let subscription = subscription
+            .ok_or_else(|| MeshError::new(ErrorKind::Internal, "no service subscribed"))?;
         let bus = services
             .last()
             .map(|running| running.mesh().clone())
-            .ok_or_else(|| MeshError::new(mesh::error::ErrorKind::Internal, "no service"))?
+            .ok_or_else(|| MeshError::new(ErrorKind::Internal, "no service"))?
             .bus()
             .await?;
 
@@ -177,9 +182,7 @@ impl Shop {
         while let Some(service) = self.services.pop() {
             service.shutdown().await?;
         }
-        if let Some(task) = self.registry_task.take() {
-            task.abort();
-        }
+        self.registry_task.abort();
         Ok(())
     }
 }
@@ -274,13 +277,6 @@ pub async fn start_gateway(mesh: &Mesh, jwks_url: &str) -> Result<Running, MeshE
     mesh.server(gateway.clone()).relay(gateway).start().await
 }
 
-/// Whether the configuration's environment leaves the bus in memory.
-fn bus_is_memory(env: &[(String, String)]) -> bool {
-    env.iter()
-        .filter(|(key, _)| key == "MESH_BUS_URL" || key == "MESH_BUS__URL")
-        .all(|(_, url)| url.is_empty() || url.eq_ignore_ascii_case("memory"))
-}
-
 /// The gateway's routes, verifying tokens with the keys at `jwks_url`; rate limits and the
 /// token cache in Redis when `redis` is set.
 fn gateway_routes(jwks_url: &str, redis: Option<&str>) -> Result<GatewayConfig, MeshError> {
@@ -291,23 +287,34 @@ fn gateway_routes(jwks_url: &str, redis: Option<&str>) -> Result<GatewayConfig, 
     GatewayConfig::from_yaml(&yaml)
 }
 
-/// Serves the registry's API on `addr`.
+/// Serves the registry's API on `addr`, with the config server reading [`CONFIG_DIR`] (or
+/// `SHOP_CONFIG_DIR` of `env`) and publishing its refreshes on `bus`.
 pub async fn serve_registry(
     addr: SocketAddr,
     registry: Arc<Registry>,
+    bus: Arc<dyn Bus>,
+    env: &[(String, String)],
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>), MeshError> {
+    let dir = env
+        .iter()
+        .find(|(key, _)| key == "SHOP_CONFIG_DIR")
+        .map_or(CONFIG_DIR, |(_, dir)| dir.as_str());
+    let config = ConfigServer::open(std::path::Path::new(dir), None)
+        .map_err(|e| MeshError::new(ErrorKind::Config, format!("the config server: {e}")))?
+        .with_bus(bus);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         MeshError::new(
-            mesh::error::ErrorKind::Config,
+            ErrorKind::Config,
             format!("binding the registry's address {addr}: {e}"),
         )
     })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| MeshError::new(mesh::error::ErrorKind::Internal, e.to_string()))?;
-    let task = tokio::spawn(mesh::registry_server::serve(
+        .map_err(|e| MeshError::new(ErrorKind::Internal, e.to_string()))?;
+    let router = mesh::registry_server::api::router_with(registry, Some(Arc::new(config)));
+    let task = tokio::spawn(mesh::registry_server::serve_router(
         listener,
-        registry,
+        router,
         std::future::pending(),
     ));
     Ok((addr, task))

@@ -1,8 +1,12 @@
-//! The shop end to end, over real sockets, through its gateway: the whole demo scenario on the
-//! embedded defaults and (when the machine has them) on RabbitMQ and Redis, and a notification
-//! told once when the broker delivers its event twice.
+//! The shop end to end, over real sockets, through its gateway: the whole demo scenario, a
+//! notification told once when the broker delivers its event twice, and a poison event
+//! dead-lettered — each on the embedded defaults and (when the machine has them) on RabbitMQ,
+//! Redis and PostgreSQL. The config server's answer is checked too.
 
-use mesh::bus::Event;
+use std::time::Duration;
+
+use mesh::bus::{Event, EventType};
+use serde::{Deserialize, Serialize};
 use shop::{
     Shop, ShopOptions,
     api::{Line, Order, OrderPaid, OrderStatus},
@@ -29,8 +33,10 @@ async fn the_demo_scenario_behaves_on_the_embedded_defaults() {
     shop.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_scenario_behaves_on_rabbitmq_redis_and_postgresql() {
+/// The environment that puts the shop on RabbitMQ, Redis and PostgreSQL, with an exchange and
+/// tables of this run's own (so other runs' events and rows stay out); `None` when the machine
+/// does not have all three.
+fn real_backends(test: &str) -> Option<Vec<(String, String)>> {
     let (Ok(amqp), Ok(redis), Ok(database)) = (
         std::env::var("MESH_TEST_AMQP_URL"),
         std::env::var("MESH_TEST_REDIS_URL"),
@@ -39,25 +45,43 @@ async fn the_demo_scenario_behaves_on_rabbitmq_redis_and_postgresql() {
         eprintln!(
             "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
         );
-        return;
+        return None;
     };
-    // An exchange and tables of this run's own, so other runs' events and rows stay out.
-    let run = format!("shop-test-{}", std::process::id());
-    let shop = start(vec![
+    let run = format!("shop-{test}-{}", std::process::id());
+    Some(vec![
         ("MESH_BUS_URL".into(), amqp),
         ("MESH_BUS__EXCHANGE".into(), run.clone()),
         ("MESH_REDIS_URL".into(), redis),
         ("DATABASE_URL".into(), database),
         ("SHOP_DATA_NAMESPACE".into(), run),
     ])
-    .await;
+}
+
+/// On the real backends the scenarios run one after another: the notification service's
+/// queue is one per broker, whatever the exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_behaves_on_rabbitmq_redis_and_postgresql() {
+    let Some(env) = real_backends("demo") else {
+        return;
+    };
+    let shop = start(env).await;
     demo::run(shop.gateway, ADMIN_PASSWORD).await.unwrap();
     shop.shutdown().await.unwrap();
+    if let Some(env) = real_backends("twice") {
+        an_event_delivered_twice_is_told_once(env).await;
+    }
+    if let Some(env) = real_backends("poison") {
+        a_poison_event_is_dead_lettered(env).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_delivered_twice_is_told_once() {
-    let shop = start(Vec::new()).await;
+async fn an_event_delivered_twice_is_told_once_on_the_embedded_defaults() {
+    an_event_delivered_twice_is_told_once(Vec::new()).await;
+}
+
+async fn an_event_delivered_twice_is_told_once(env: Vec<(String, String)>) {
+    let shop = start(env).await;
     let client = ShopClient::new(shop.gateway);
     let (token, _) = client
         .login("carol", "carol's good password")
@@ -100,5 +124,79 @@ async fn an_event_delivered_twice_is_told_once() {
         .filter(|n| n["event_id"] == event.id.as_str())
         .count();
     assert_eq!(told, 1, "{}", inbox.body);
+    shop.shutdown().await.unwrap();
+}
+
+/// An `order.placed` event whose data is not an order: a publisher's bug.
+#[derive(Debug, Serialize, Deserialize)]
+struct Garbled {
+    nonsense: bool,
+}
+
+impl EventType for Garbled {
+    const TYPE: &'static str = "order.placed";
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_on_the_embedded_defaults() {
+    a_poison_event_is_dead_lettered(Vec::new()).await;
+}
+
+/// The notification service tries a poison event three times (1 s, then 2 s apart), then
+/// moves it to its dead-letter queue, and goes on with the next.
+async fn a_poison_event_is_dead_lettered(env: Vec<(String, String)>) {
+    let shop = start(env).await;
+    let poison = Event::new("order-service", &Garbled { nonsense: true })
+        .unwrap()
+        .with_subject("mallory");
+    shop.bus.publish(poison.clone()).await.unwrap();
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters.extend(
+            shop.bus
+                .dead_letters("notification-service.events", 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|letter| letter.event.id == poison.id),
+        );
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let [letter] = &letters[..] else {
+        panic!("{} dead letters of the poison event", letters.len());
+    };
+    assert_eq!(letter.attempts, 3);
+    assert!(letter.reason.contains("order"), "{}", letter.reason);
+    shop.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_config_server_serves_the_order_services_configuration() {
+    let shop = start(Vec::new()).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let url = format!("http://{}/config/order-service/default", shop.registry);
+    let answer = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let environment: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let source = &environment["propertySources"][0];
+    assert!(
+        source["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("order-service.yml"),
+        "{environment}"
+    );
+    assert_eq!(
+        source["source"]["clients.payment-service.circuit_breaker.sliding_window_size"],
+        5
+    );
     shop.shutdown().await.unwrap();
 }

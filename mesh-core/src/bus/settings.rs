@@ -1,7 +1,11 @@
 //! The `bus` section of the configuration: which backend carries a service's events, so the
 //! same code runs on the in-process bus and on RabbitMQ by configuration alone.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, Weak},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -11,14 +15,17 @@ use super::{Bus, BusError, DedupeStore, MemoryBus, MemoryDedupe};
 ///
 /// ```yaml
 /// bus:
-///   url: amqp://guest:guest@127.0.0.1:5672/%2f   # or `memory` (the default); MESH_BUS_URL
+///   url: amqp://guest:guest@127.0.0.1:5672/%2f   # or `memory` (the default), `memory://NAME`; MESH_BUS_URL
 ///   exchange: mesh.events
 ///   dedupe_retention: 24h
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusSettings {
-    /// `memory` for the in-process bus, or an `amqp://` (`amqps://`) broker URL.
+    /// `memory` for an in-process bus of the service's own, `memory://NAME` for the
+    /// in-process bus every service of the process naming `NAME` shares (several services in
+    /// one process talking as they would through a broker), or an `amqp://` (`amqps://`)
+    /// broker URL.
     pub url: String,
     /// The topic exchange events are published to (RabbitMQ); `mesh.events` when unset.
     pub exchange: Option<String>,
@@ -39,9 +46,17 @@ impl Default for BusSettings {
 }
 
 impl BusSettings {
-    /// Whether the URL names the in-process bus.
+    /// Whether the URL names an in-process bus.
     pub fn is_memory(&self) -> bool {
-        self.url.is_empty() || self.url.eq_ignore_ascii_case("memory")
+        self.url.is_empty()
+            || self.url.eq_ignore_ascii_case("memory")
+            || self.shared_memory_name().is_some()
+    }
+
+    /// The name of the shared in-process bus the URL names (`memory://NAME`).
+    fn shared_memory_name(&self) -> Option<&str> {
+        let (scheme, name) = self.url.split_once("://")?;
+        scheme.eq_ignore_ascii_case("memory").then_some(name)
     }
 
     /// Connects the bus these settings name, remembering handled events in `dedupe` (a
@@ -51,6 +66,9 @@ impl BusSettings {
         dedupe: Option<Arc<dyn DedupeStore>>,
     ) -> Result<Arc<dyn Bus>, BusError> {
         let dedupe = dedupe.unwrap_or_else(|| Arc::new(MemoryDedupe::new(self.dedupe_retention)));
+        if let Some(name) = self.shared_memory_name() {
+            return Ok(shared_memory_bus(name, dedupe));
+        }
         if self.is_memory() {
             return Ok(Arc::new(MemoryBus::with_dedupe(dedupe)));
         }
@@ -81,6 +99,23 @@ impl BusSettings {
             "bus.url names RabbitMQ, but mesh was built without its `amqp` feature".into(),
         ))
     }
+}
+
+/// The in-process bus named `name`, shared while any service holds it; the first service to
+/// name it gives it its dedupe store.
+fn shared_memory_bus(name: &str, dedupe: Arc<dyn DedupeStore>) -> Arc<dyn Bus> {
+    static SHARED: LazyLock<Mutex<HashMap<String, Weak<MemoryBus>>>> =
+        LazyLock::new(Mutex::default);
+    let mut shared = SHARED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    shared.retain(|_, bus| bus.strong_count() > 0);
+    if let Some(bus) = shared.get(name).and_then(Weak::upgrade) {
+        return bus;
+    }
+    let bus = Arc::new(MemoryBus::with_dedupe(dedupe));
+    shared.insert(name.to_owned(), Arc::downgrade(&bus));
+    bus
 }
 
 #[cfg(test)]
