@@ -124,6 +124,14 @@ $(cat "$work/shop.out")
 The release \`shop\` binary (registry, gateway and six services in one process on embedded
 defaults) launched five times: the time until its gateway answers \`GET /api/products\`
 through the registry, then its resident memory idle and after a wrk load on that route.
+
+For scale, one Spring Boot service on the JVM — JDBC, Flyway and PostgreSQL, measured on an
+M2 Pro with Java 25 — starts in 1.9 s with a maximum resident set of 389 MB
+([Gillius, "Java 25 Startup Performance for Spring Boot, Quarkus, and Micronaut", October
+2025](https://dev.gillius.org/blog/2025/10/java-25-framework-startup.html)); a Spring Cloud
+shop of the same eight processes (Eureka and Config Server, the gateway and six services) runs
+eight such JVMs. Those figures are another machine's and another application's: they give the
+order of magnitude, not a ratio.
 EOF
 } >"$OUT"
 echo "wrote $OUT" >&2
