@@ -427,6 +427,31 @@ async fn underscored_names_of_managed_fields_are_dropped(serving: Serving) {
             assert_eq!(seen[0].value("x-forwarded-for"), Some("127.0.0.1"));
             assert_eq!(seen[0].value("x_custom"), Some("kept"));
         }
+        // HTTP/2 carries the same names (lowercase, as HTTP/2 requires).
+        let lowercase: Vec<(String, &str)> = fields
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), *value))
+            .collect();
+        let lowercase: Vec<(&str, &str)> =
+            lowercase.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let answer = h2(addr, path, &lowercase).await;
+        assert_eq!(answer.status, 200, "HTTP/2 {path}: {answer:?}");
+        let seen = taken(&seen);
+        let names: Vec<String> = seen[0]
+            .fields
+            .iter()
+            .map(|(name, _)| name.replace('_', "-"))
+            .collect();
+        let expected = usize::from(auth.is_some());
+        let users = names.iter().filter(|n| *n == "x-mesh-user").count();
+        let roles = names.iter().filter(|n| *n == "x-mesh-roles").count();
+        assert_eq!(
+            (users, roles),
+            (expected, expected),
+            "HTTP/2 {path}: {names:?}"
+        );
+        assert!(!names.iter().any(|n| n == "x-real-ip"), "HTTP/2: {names:?}");
+        assert_eq!(seen[0].value("x_custom"), Some("kept"));
     }
 }
 
@@ -626,6 +651,22 @@ async fn framing_rules_are_held_at_the_edge(serving: Serving) {
         assert_eq!(answer.status, 431, "many fields: {many}: {answer:?}");
         assert!(seen.lock().unwrap().is_empty());
     }
+    // Over HTTP/2 the limit is the connection's SETTINGS_MAX_HEADER_LIST_SIZE; a head over it
+    // is answered 431 (hyper's client sends it regardless).
+    let long = "v".repeat(HEAD_LIMIT);
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = http::Request::get(format!("http://{addr}/public/x"))
+        .header("x-long", long.as_str())
+        .body(Full::default())
+        .unwrap();
+    let answer = client.request(request).await.unwrap();
+    assert_eq!(answer.status(), 431, "HTTP/2: {answer:?}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "an HTTP/2 head over the limit went upstream"
+    );
 
     let chunked = "POST /public/upload HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\
                    transfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n";
