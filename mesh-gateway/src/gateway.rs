@@ -21,7 +21,7 @@ use mesh_core::{
     client::pool::Http1Pool,
     config::MeshConfig,
     error::{BoxError, ErrorKind, MeshError},
-    observe::{RouteLabel, StatusCounters},
+    observe::{HopEvent, RouteLabel, StatusCounters},
     resilience::timeout::TIMEOUT_HEADER,
 };
 use tokio::time::Instant;
@@ -367,10 +367,12 @@ impl Inner {
                 Outcome::Answered(answered) => answered,
                 Outcome::Fallback(head) => {
                     // Boxed: a request that `dispatch` routed is dispatched again.
-                    return (
-                        Some(index),
-                        Box::pin(self.clone().dispatch(head, true)).await.1,
-                    );
+                    let mut answer = Box::pin(self.clone().dispatch(head, true)).await.1;
+                    answer.extensions_mut().insert(HopEvent {
+                        name: "fallback",
+                        detail: format!("route {} forwarded to its fallback", route.id),
+                    });
+                    return (Some(index), answer);
                 }
             }
         };

@@ -263,9 +263,11 @@ pub(crate) fn new_request_id() -> HeaderValue {
     HeaderValue::try_from(id).expect("hex digits are a valid header")
 }
 
-/// The trace context of the call to a fixed upstream: a span of the request's trace.
+/// The trace context a call made without the client stack (a fixed upstream, a relayed
+/// request) carries: the request's own span, which such a call is part of, so the upstream's
+/// span is the gateway span's child in an exported trace.
 pub(crate) fn upstream_context() -> TraceContext {
-    TraceContext::current().map_or_else(TraceContext::root, |current| current.child())
+    TraceContext::current().unwrap_or_else(TraceContext::root)
 }
 
 /// The value of cookie `name` in the `Cookie` fields `values`, if any.

@@ -14,6 +14,7 @@ use mesh_core::{
     BoxBody,
     context::PeerAddr,
     error::{BoxError, ErrorKind, MeshError},
+    observe::HopEvent,
     resilience::rate_limit::{Decision, RateLimitStore, RateLimited},
 };
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -112,7 +113,12 @@ where
         }
         (Some(fallback), None) if fallback.uri.is_none() => {
             tracing::debug!(route = %route.id, %error, "upstream failed: fallback answers");
-            Outcome::Answered(Ok(fallback.response()))
+            let mut answer = fallback.response();
+            answer.extensions_mut().insert(HopEvent {
+                name: "fallback",
+                detail: error.to_string(),
+            });
+            Outcome::Answered(Ok(answer))
         }
         _ => Outcome::Answered(Err(error)),
     }

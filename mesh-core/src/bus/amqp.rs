@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, mpsc};
 use super::{
     Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, ReplayFrom,
     Subscription, SubscriptionConfig,
-    policy::{Runner, Verdict},
+    policy::{Runner, Verdict, publish_span},
 };
 
 /// The topic exchange events are published to.
@@ -333,6 +333,7 @@ fn text(value: Option<&AMQPValue>) -> Option<String> {
 impl Bus for AmqpBus {
     fn publish(&self, event: Event) -> BusFuture<'_, ()> {
         Box::pin(async move {
+            let mut span = publish_span(&event, "rabbitmq", &self.exchange);
             let payload = event.to_json()?;
             // One reconnect: a connection that died since the last publish is reopened.
             let result = match self.try_publish(&event, &payload).await {
@@ -346,9 +347,10 @@ impl Bus for AmqpBus {
                 }
                 other => other,
             };
-            if result.is_ok() {
+            match &result {
                 // Counted once the broker confirmed it.
-                metrics::counter!("mesh_bus_published_total").increment(1);
+                Ok(()) => metrics::counter!("mesh_bus_published_total").increment(1),
+                Err(error) => span.fail("publish_failed", || error.to_string()),
             }
             result
         })
@@ -361,6 +363,7 @@ impl Bus for AmqpBus {
     ) -> BusFuture<'_, Subscription> {
         Box::pin(async move {
             let runner = Runner {
+                system: "rabbitmq",
                 queue: config.queue(),
                 handler,
                 dedupe: self.dedupe.clone(),

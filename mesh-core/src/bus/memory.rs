@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::{
     Bus, BusError, BusFuture, DeadLetter, DedupeStore, Event, Handler, MemoryDedupe, ReplayFrom,
     Subscription, SubscriptionConfig,
-    policy::{Runner, Verdict},
+    policy::{Runner, Verdict, publish_span},
     topic,
 };
 
@@ -102,6 +102,7 @@ impl MemoryBus {
 impl Bus for MemoryBus {
     fn publish(&self, event: Event) -> BusFuture<'_, ()> {
         Box::pin(async move {
+            let _span = publish_span(&event, "mesh_memory", "mesh.events");
             let targets: Vec<_> = {
                 let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
                 queues.retain(|_, queue| queue.partitions.iter().all(|p| !p.is_closed()));
@@ -155,6 +156,7 @@ impl Bus for MemoryBus {
                 return Err(BusError::AlreadySubscribed(queue_name));
             }
             let runner = Runner {
+                system: "mesh_memory",
                 queue: queue_name.clone(),
                 handler,
                 dedupe: self.inner.dedupe.clone(),

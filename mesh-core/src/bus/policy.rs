@@ -6,7 +6,10 @@ use tracing::Instrument;
 
 use super::{DedupeStore, Event, Handler};
 use crate::error::panic_message;
-use crate::observe::TraceContext;
+use crate::observe::{
+    TraceContext,
+    span::{HopSpan, Kind, Parent},
+};
 use crate::resilience::retry::Backoff;
 
 /// A consumer group's subscription.
@@ -136,6 +139,41 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
+/// The span of publishing `event` on `system` (`rabbitmq`, say) to the exchange
+/// `destination`, in the trace its `traceparent` names, as the publishing service's.
+pub(crate) fn publish_span(event: &Event, system: &'static str, destination: &str) -> HopSpan {
+    let Some(mut context) = event.traceparent.as_deref().and_then(TraceContext::parse) else {
+        return HopSpan::default();
+    };
+    // The publish span's parent is the hop the event was made in, when that is this task's.
+    let parent = TraceContext::current()
+        .filter(|current| current.trace_id() == context.trace_id())
+        .map(|context| Parent {
+            context,
+            remote: false,
+        });
+    HopSpan::start(
+        &event.source,
+        Kind::Producer,
+        || format!("publish {}", event.ty).into(),
+        &mut context,
+        parent,
+        || {
+            vec![
+                ("messaging.system", system.into()),
+                ("messaging.operation.type", "send".into()),
+                ("messaging.operation.name", "publish".into()),
+                ("messaging.destination.name", destination.to_owned().into()),
+                (
+                    "messaging.rabbitmq.destination.routing_key",
+                    event.ty.clone().into(),
+                ),
+                ("messaging.message.id", event.id.clone().into()),
+            ]
+        },
+    )
+}
+
 /// What to do with an event after one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Verdict {
@@ -151,6 +189,8 @@ pub(crate) enum Verdict {
 /// backend, so they behave alike.
 #[derive(Clone)]
 pub(crate) struct Runner {
+    /// The backend, as OpenTelemetry's `messaging.system` names it.
+    pub(crate) system: &'static str,
     pub(crate) queue: String,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) dedupe: Arc<dyn DedupeStore>,
@@ -170,7 +210,28 @@ impl Runner {
         // The consume span: a child of the publish span the event carries, so the handler's
         // own calls (a MeshClient's, another publish) continue the publisher's trace.
         let publish = event.traceparent.as_deref().and_then(TraceContext::parse);
-        let context = publish.map_or_else(TraceContext::root, |parent| parent.child());
+        let mut context = publish.map_or_else(TraceContext::root, |parent| parent.child());
+        let mut hop = HopSpan::start(
+            &self.config.service,
+            Kind::Consumer,
+            || format!("process {}", event.ty).into(),
+            &mut context,
+            publish.map(|context| Parent {
+                context,
+                remote: true,
+            }),
+            || {
+                vec![
+                    ("messaging.system", self.system.into()),
+                    ("messaging.operation.type", "process".into()),
+                    ("messaging.operation.name", "process".into()),
+                    ("messaging.destination.name", event.ty.clone().into()),
+                    ("messaging.consumer.group.name", self.queue.clone().into()),
+                    ("messaging.message.id", event.id.clone().into()),
+                    ("messaging.delivery.attempt", i64::from(attempt).into()),
+                ]
+            },
+        );
         let span = tracing::debug_span!(
             "bus.consume",
             queue = %self.queue,
@@ -183,11 +244,24 @@ impl Runner {
         );
         let started = tokio::time::Instant::now();
         let outcome = context
-            .scope(AssertUnwindSafe(self.handler.handle(event.clone())).catch_unwind())
+            // Called in the context too: what a handler does before its future belongs to
+            // the event's trace.
+            .scope(
+                AssertUnwindSafe(context.sync_scope(|| self.handler.handle(event.clone())))
+                    .catch_unwind(),
+            )
             .instrument(span)
             .await;
         metrics::histogram!("mesh_bus_handler_seconds", "queue" => self.queue.clone())
             .record(started.elapsed().as_secs_f64());
+        if hop.is_recording() {
+            match &outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => hop.fail("handler_error", || error.to_string()),
+                Err(_) => hop.fail("handler_panic", || "the handler panicked".to_owned()),
+            }
+        }
+        drop(hop);
         let reason = match outcome {
             Ok(Ok(())) => {
                 if let Err(error) = self.dedupe.remember(&self.queue, &event.id).await {

@@ -17,22 +17,34 @@ use tower::{Layer, Service};
 use crate::{
     auth::Caller,
     error::{BoxError, kind_of},
-    observe::{TRACEPARENT, TraceContext, status_label},
+    observe::{
+        TRACEPARENT, TraceContext, method_label,
+        span::{Attempts, HopSpan, Kind, Parent},
+        status_label,
+    },
 };
 
 /// Sends a child of the current trace context (or a new trace) in `traceparent`, and, when
 /// relaying, the current [`Caller`]'s token as `Authorization` unless the request has one.
+/// When the calling service exports traces, the call is a client span (retries are its
+/// events).
 #[derive(Debug, Clone)]
 pub(crate) struct InjectContext<S> {
     inner: S,
     relay_token: bool,
+    service: Arc<str>,
+    caller: Arc<str>,
 }
 
 /// Applies [`InjectContext`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct InjectContextLayer {
     /// Whether the current caller's token goes along (`clients.<service>.token_relay`).
     pub(crate) relay_token: bool,
+    /// The service called.
+    pub(crate) service: Arc<str>,
+    /// The calling service.
+    pub(crate) caller: Arc<str>,
 }
 
 impl<S> Layer<S> for InjectContextLayer {
@@ -42,17 +54,19 @@ impl<S> Layer<S> for InjectContextLayer {
         InjectContext {
             inner,
             relay_token: self.relay_token,
+            service: self.service.clone(),
+            caller: self.caller.clone(),
         }
     }
 }
 
-impl<S, B> Service<Request<B>> for InjectContext<S>
+impl<S, B, ResB> Service<Request<B>> for InjectContext<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = ClientSpanFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -64,7 +78,31 @@ where
             .get::<TraceContext>()
             .copied()
             .or_else(TraceContext::current);
-        let context = parent.map_or_else(TraceContext::root, |p| p.child());
+        let mut context = parent.map_or_else(TraceContext::root, |p| p.child());
+        let method = method_label(request.method());
+        let span = HopSpan::start(
+            &self.caller,
+            Kind::Client,
+            || method.into(),
+            &mut context,
+            parent.map(|context| Parent {
+                context,
+                remote: false,
+            }),
+            || {
+                vec![
+                    ("http.request.method", method.into()),
+                    ("server.address", self.service.to_string().into()),
+                    ("url.full", request.uri().to_string().into()),
+                    ("peer.service", self.service.to_string().into()),
+                ]
+            },
+        );
+        let retried = span.is_recording().then(|| {
+            let retried = Attempts::default();
+            request.extensions_mut().insert(retried.clone());
+            retried
+        });
         request
             .headers_mut()
             .insert(TRACEPARENT, context.to_header());
@@ -75,7 +113,55 @@ where
         {
             request.headers_mut().insert(AUTHORIZATION, value);
         }
-        self.inner.call(request)
+        ClientSpanFuture {
+            inner: self.inner.call(request),
+            span,
+            retried,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`InjectContext`]: the call, ending its span with the answer.
+    pub(crate) struct ClientSpanFuture<F> {
+        #[pin]
+        inner: F,
+        span: HopSpan,
+        retried: Option<Attempts>,
+    }
+}
+
+impl<F, ResB> Future for ClientSpanFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, BoxError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.inner.poll(cx));
+        if this.span.is_recording() {
+            let retried = this.retried.as_ref().map_or(0, |r| r.retried());
+            for attempt in 1..=retried {
+                this.span
+                    .event("retry", vec![("attempt", i64::from(attempt + 1).into())]);
+            }
+            match &output {
+                Ok(response) => {
+                    let status = response.status();
+                    this.span.set("http.response.status_code", status.as_u16());
+                    if status.is_server_error() {
+                        this.span
+                            .fail(status.as_u16().to_string(), || status.to_string());
+                    }
+                }
+                Err(error) => {
+                    let kind = kind_of(error.as_ref()).as_str();
+                    this.span.fail(kind, || error.to_string());
+                }
+            }
+        }
+        Poll::Ready(output)
     }
 }
 

@@ -445,7 +445,8 @@ impl MeshClient {
             ClientContext::fixed_discovery(&inner.service, &settings)?
         };
         let revision = inner.context.config.revision();
-        let layers = Layers::new(inner.service.as_str().into(), settings, discovery)
+        let caller = inner.context.config.name().into();
+        let layers = Layers::new(inner.service.as_str().into(), caller, settings, discovery)
             .map_err(MeshError::from)?;
         inner
             .current

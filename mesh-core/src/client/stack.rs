@@ -100,6 +100,8 @@ pub(crate) type Stack = BoxCloneSyncService<Request<BoxBody>, Response<ResponseB
 #[derive(Debug, Clone)]
 pub(crate) struct Layers {
     name: Arc<str>,
+    /// The calling service: whose spans the calls are.
+    caller: Arc<str>,
     settings: ClientSettings,
     metrics: RecordMetricsLayer,
     timeout: TimeoutLayer,
@@ -114,11 +116,13 @@ pub(crate) struct Layers {
 impl Layers {
     pub(crate) fn new(
         name: Arc<str>,
+        caller: Arc<str>,
         settings: ClientSettings,
         discovery: Discovery,
     ) -> Result<Self, ConfigError> {
         settings.validate()?;
         Ok(Self {
+            caller,
             timeout: TimeoutLayer::try_new(name.clone(), settings.timeout.clone())?,
             retry: RetryLayer::try_new(name.clone(), settings.retry.clone())?,
             breaker: CircuitBreakerLayer::try_new(name.clone(), settings.circuit_breaker.clone())?
@@ -188,6 +192,7 @@ impl Layers {
             },
             metrics: self.metrics.clone(),
             name: name.clone(),
+            caller: self.caller.clone(),
             settings,
         })
     }
@@ -198,6 +203,8 @@ impl Layers {
         let service = ServiceBuilder::new()
             .layer(InjectContextLayer {
                 relay_token: self.settings.token_relay == TokenRelay::Caller,
+                service: self.name.clone(),
+                caller: self.caller.clone(),
             })
             .layer(self.metrics.clone())
             .option_layer(on(Switchable::Timeout).then(|| self.timeout.clone()))

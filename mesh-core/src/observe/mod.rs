@@ -6,6 +6,8 @@
 //! makes through a `MeshClient` carries a child of it, so one
 //! trace ID follows a request across services and into logs and error bodies.
 
+#[cfg(feature = "otlp")]
+pub mod export;
 #[cfg(feature = "runtime")]
 pub mod health;
 #[cfg(feature = "runtime")]
@@ -13,6 +15,7 @@ pub mod logging;
 #[cfg(feature = "runtime")]
 pub mod prometheus;
 mod series;
+pub(crate) mod span;
 mod trace;
 
 #[cfg(feature = "runtime")]
@@ -27,6 +30,32 @@ pub use self::{
 /// own in the response's extensions. Responses without one count as `unmatched`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteLabel(pub std::sync::Arc<str>);
+
+/// Something that happened while a request was answered — a fallback answering for a failed
+/// upstream, say — for the request's span to record as an event. A handler sets it in its
+/// response's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HopEvent {
+    /// The event's name (`fallback`).
+    pub name: &'static str,
+    /// What it was about (the failure the fallback answered).
+    pub detail: String,
+}
+
+/// A request method as a metric label or span name: the standard methods, `OTHER` for the
+/// rest (so a client cannot grow the set of series).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
 
 /// A status code as a metric label, without allocating for the common ones (and by class,
 /// such as `4xx`, for the rare).

@@ -102,6 +102,21 @@ impl TraceContext {
         self.flags & 0x01 == 0x01
     }
 
+    /// The same context, sampled or not as a sampler decided.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn with_sampled(self, sampled: bool) -> Self {
+        Self {
+            flags: (self.flags & !0x01) | u8::from(sampled),
+            ..self
+        }
+    }
+
+    /// The trace ID, span ID and flags as numbers.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn raw(&self) -> (u128, u64, u8) {
+        (self.trace_id, self.span_id, self.flags)
+    }
+
     /// The `traceparent` header value.
     pub fn to_header(&self) -> HeaderValue {
         HeaderValue::from_bytes(&self.to_header_bytes())

@@ -192,6 +192,12 @@ impl MeshBuilder {
             .then(|| JwtVerifier::new(server.auth.jwt.clone()))
             .transpose()?;
         prometheus::install();
+        #[cfg(feature = "otlp")]
+        {
+            let otlp: crate::observe::export::OtlpSettings =
+                config.snapshot().section("observe.otlp")?;
+            crate::observe::export::install(&self.name, otlp.endpoint.as_deref())?;
+        }
         Ok(Mesh {
             inner: Arc::new(Inner {
                 name: ServiceId::new(&self.name),

@@ -150,7 +150,11 @@ impl Running {
         if let Some((_, management)) = self.management.take() {
             management.abort();
         }
-        match tokio::time::timeout(self.drain_timeout, &mut self.server).await {
+        let drained = tokio::time::timeout(self.drain_timeout, &mut self.server).await;
+        // The spans of the requests just drained go out before the process ends.
+        #[cfg(feature = "otlp")]
+        crate::observe::export::shutdown_service(self.mesh.name().as_str()).await;
+        match drained {
             Ok(Ok(Ok(()))) => {
                 tracing::info!(service = %self.mesh.name(), "drained and stopped");
                 Ok(())

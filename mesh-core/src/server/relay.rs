@@ -8,13 +8,16 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::layers::{
-    metrics::{method_label, record},
+    metrics::record,
     stack::ENDPOINTS,
-    trace::{request_context, request_span},
+    trace::{record_answer, record_status, request_context, request_span},
 };
 use crate::{
     http1::{RawAnswer, RawRequest},
-    observe::{RouteLabel, ServerSeries, TraceContext},
+    observe::{
+        RouteLabel, ServerSeries, TraceContext, method_label,
+        span::{HopSpan, Kind, Parent},
+    },
 };
 
 /// The answer a relay gives to a request it took.
@@ -116,14 +119,26 @@ impl Relaying {
             }
         }
         let started = Instant::now();
-        let context = request_context(parent);
+        let mut context = request_context(parent);
         let answer = context.sync_scope(|| self.relay.relay(request))?;
         self.relayed.increment(1);
         let method = method_label(request.method);
+        // Started once the relay took the request (a request it leaves is the layers' to
+        // trace): a new trace's calls upstream were already sent as sampled.
+        let mut hop = relay_span(self.series.service(), method, request, &mut context, parent);
         let span = request_span(self.series.service(), method, request.path(), &context);
         let series = self.series.clone();
         Some(async move {
             let answer = context.scope(answer).instrument(span).await;
+            if hop.is_recording() {
+                match &answer {
+                    Relayed::Raw(raw) => {
+                        record_status(&mut hop, method, raw.route.as_ref(), raw.status)
+                    }
+                    Relayed::Typed(response) => record_answer(&mut hop, method, response),
+                }
+            }
+            drop(hop);
             let (status, route) = match &answer {
                 Relayed::Raw(raw) => (raw.status, raw.route.as_ref()),
                 Relayed::Typed(response) => (
@@ -138,6 +153,42 @@ impl Relaying {
             answer
         })
     }
+}
+
+/// The exported span of a relayed request.
+fn relay_span(
+    service: &str,
+    method: &'static str,
+    request: &RawRequest<'_>,
+    context: &mut TraceContext,
+    parent: Option<TraceContext>,
+) -> HopSpan {
+    let parent = parent.map(|context| Parent {
+        context,
+        remote: true,
+    });
+    HopSpan::start(
+        service,
+        Kind::Server,
+        || method.into(),
+        context,
+        parent,
+        || {
+            let mut attributes = vec![
+                ("http.request.method", method.into()),
+                ("url.path", request.path().to_owned().into()),
+                ("url.scheme", "http".into()),
+                ("network.protocol.version", "1.1".into()),
+            ];
+            if let Some(host) = request
+                .value("host")
+                .and_then(|h| std::str::from_utf8(h).ok())
+            {
+                attributes.push(("server.address", host.to_owned().into()));
+            }
+            attributes
+        },
+    )
 }
 
 #[cfg(test)]

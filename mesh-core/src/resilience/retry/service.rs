@@ -389,6 +389,9 @@ impl<C> Shared<C> {
             }
             tracing::debug!(name = %self.name, attempt, ?delay, "retrying");
             self.record("retried");
+            if let Some(attempts) = head.extensions().get::<crate::observe::span::Attempts>() {
+                attempts.retry();
+            }
             drop(result);
             sleep(delay).await;
             attempt += 1;

@@ -30,7 +30,7 @@ use tower::Service;
 
 pub use self::{future::ResponseFuture, label::label_routes, layer::RequestMetricsLayer};
 use super::answer::is_grpc;
-use crate::observe::ServerSeries;
+use crate::observe::{ServerSeries, method_label};
 
 /// Counts and times the answers of the service inside it; see the [module](self).
 #[derive(Debug, Clone)]
@@ -83,20 +83,6 @@ pub(crate) fn record(
     let series = series.route(method, route.unwrap_or(series.unmatched()));
     series.requests.increment(status.as_u16());
     series.duration.record(started.elapsed().as_secs_f64());
-}
-
-/// The `method` label of a request's metrics.
-pub(crate) fn method_label(method: &http::Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Serves each request in its trace: the W3C `traceparent` it carries (or a new trace), made
 //! current for the service ([`TraceContext::current`]) and for the calls it makes, and a
-//! `request` span with the service, method, path and trace ID.
+//! `request` span with the service, method, path and trace ID. When the service exports
+//! traces ([`observe::export`](crate::observe)) the request is a server span too, named and
+//! attributed after OpenTelemetry's HTTP conventions (`GET /orders/{id}`,
+//! `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, …).
 //!
 //! ```
 //! use mesh_core::axum::{Router, routing::get};
@@ -22,9 +25,12 @@ use std::{
 use tower::Service;
 use tracing::Instrument;
 
+pub(crate) use self::future::{record_answer, record_status};
 pub use self::{future::ResponseFuture, layer::ServerTraceLayer};
-use super::metrics::method_label;
-use crate::observe::TraceContext;
+use crate::observe::{
+    TraceContext, method_label,
+    span::{HopSpan, Kind, Parent},
+};
 
 /// Serves requests in their trace context and span; see the [module](self).
 #[derive(Debug, Clone)]
@@ -43,9 +49,9 @@ impl<S> ServerTrace<S> {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for ServerTrace<S>
+impl<S, B, ResB> Service<http::Request<B>> for ServerTrace<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<ResB>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -56,14 +62,59 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let context = request_context(TraceContext::from_request(&request));
+        let parent = TraceContext::from_request(&request);
+        let mut context = request_context(parent);
         let method = method_label(request.method());
+        let hop = server_span(&self.service, method, &request, &mut context, parent);
         let span = request_span(&self.service, method, request.uri().path(), &context);
         // Called in the context too: what a service does before its future (a proxy's
         // request ID, say) belongs to the request's trace.
         let future = context.sync_scope(|| self.inner.call(request));
-        ResponseFuture::new(context.scope(future).instrument(span))
+        ResponseFuture::new(context.scope(future).instrument(span), hop, method)
     }
+}
+
+/// The exported span of a request served (recording only when the service exports); a new
+/// trace's sampling decision goes into `context`.
+pub(crate) fn server_span<B>(
+    service: &str,
+    method: &'static str,
+    request: &http::Request<B>,
+    context: &mut TraceContext,
+    parent: Option<TraceContext>,
+) -> HopSpan {
+    let parent = parent.map(|context| Parent {
+        context,
+        remote: true,
+    });
+    HopSpan::start(
+        service,
+        Kind::Server,
+        || method.into(),
+        context,
+        parent,
+        || {
+            let version = match request.version() {
+                http::Version::HTTP_2 => "2",
+                http::Version::HTTP_10 => "1.0",
+                _ => "1.1",
+            };
+            let mut attributes = vec![
+                ("http.request.method", method.into()),
+                ("url.path", request.uri().path().to_owned().into()),
+                ("url.scheme", "http".into()),
+                ("network.protocol.version", version.into()),
+            ];
+            if let Some(host) = request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+            {
+                attributes.push(("server.address", host.to_owned().into()));
+            }
+            attributes
+        },
+    )
 }
 
 /// The trace context a request is served in: a new span of the trace its `traceparent`
