@@ -2,7 +2,7 @@
 //! service, its call to the stock service, the event it publishes and the notifier that
 //! handles it — every span received by an in-process OTLP collector (tonic's trace service)
 //! with one trace ID, each parented by the hop before it, named and attributed after
-//! OpenTelemetry's HTTP and messaging conventions.
+//! OpenTelemetry's HTTP and messaging conventions; the caller's W3C baggage reaches every hop.
 
 use std::{
     collections::HashMap,
@@ -17,7 +17,7 @@ use mesh_core::{
     Mesh,
     bus::{Event, EventType, SubscriptionConfig},
     config::MeshConfig,
-    observe::TraceContext,
+    observe::{Baggage, TraceContext},
     registry::RegistryApi,
     runtime::Running,
 };
@@ -174,7 +174,14 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
 
     let stock = mesh("stock", &registry, collector_addr, &bus).await;
     let stock = stock
-        .server(Router::new().route("/stock/{sku}", get(|| async { "7" })))
+        .server(Router::new().route(
+            "/stock/{sku}",
+            get(|| async {
+                Baggage::current()
+                    .map(|b| b.as_str().to_owned())
+                    .unwrap_or_default()
+            }),
+        ))
         .start()
         .await
         .unwrap();
@@ -191,6 +198,11 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
                         .body(Default::default())
                         .unwrap();
                     let answer = client.send(request).await.unwrap();
+                    let status = answer.status().as_u16();
+                    let body = http_body_util::BodyExt::collect(answer.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
                     let event = Event::new(
                         "orders",
                         &OrderPlaced {
@@ -199,7 +211,8 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
                     )
                     .unwrap();
                     publisher.publish(event).await.unwrap();
-                    format!("stock answered {}", answer.status().as_u16())
+                    let baggage = String::from_utf8_lossy(&body);
+                    format!("stock answered {status} with {baggage}")
                 }
             }),
         ))
@@ -216,9 +229,9 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
         .subscribe(
             SubscriptionConfig::new("notifier", "orders", ["order.*"]),
             Arc::new(move |_: Event| {
-                handled
-                    .send(TraceContext::current().map(|c| c.trace_id()))
-                    .ok();
+                let trace = TraceContext::current().map(|c| c.trace_id());
+                let baggage = Baggage::current().map(|b| b.as_str().to_owned());
+                handled.send((trace, baggage)).ok();
                 async { Ok(()) }
             }),
         )
@@ -240,14 +253,18 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
 
     // The caller's trace: every hop continues it.
     let caller = TraceContext::root();
-    let fields = format!("traceparent: {caller}\r\n");
+    let fields = format!("traceparent: {caller}\r\nbaggage: tenant=acme,plan=gold\r\n");
     let (status, body) = fetch(gateway.local_addr(), "/orders/o-1", &fields).await;
-    assert_eq!((status, body.as_str()), (200, "stock answered 200"));
-    let consumed = tokio::time::timeout(Duration::from_secs(10), told.recv())
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "stock answered 200 with tenant=acme,plan=gold")
+    );
+    let (trace, baggage) = tokio::time::timeout(Duration::from_secs(10), told.recv())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(consumed.as_deref(), Some(caller.trace_id().as_str()));
+    assert_eq!(trace.as_deref(), Some(caller.trace_id().as_str()));
+    assert_eq!(baggage.as_deref(), Some("tenant=acme,plan=gold"));
 
     // A graceful shutdown exports what each service queued.
     let services: Vec<Running> = vec![gateway, orders, stock];

@@ -3,7 +3,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::BusError;
-use crate::observe::TraceContext;
+use crate::observe::{Baggage, TraceContext};
 
 /// A typed event payload, declared once with its CloudEvents type, which is also its routing
 /// key on the topic exchange. Through the `mesh` facade, `#[derive(mesh::EventType)]` with
@@ -52,6 +52,10 @@ pub struct Event {
     /// The W3C trace context of the publishing span.
     #[serde(default)]
     pub traceparent: Option<String>,
+    /// The W3C baggage of the request or event it was published for, carried on to its
+    /// handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<String>,
     /// The payload.
     pub data: serde_json::Value,
 }
@@ -73,6 +77,7 @@ impl Event {
                     .map_or_else(TraceContext::root, |current| current.child())
                     .to_string(),
             ),
+            baggage: Baggage::current().map(|baggage| baggage.as_str().to_owned()),
             data,
         })
     }

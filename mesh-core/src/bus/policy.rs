@@ -7,7 +7,7 @@ use tracing::Instrument;
 use super::{DedupeStore, Event, Handler};
 use crate::error::panic_message;
 use crate::observe::{
-    TraceContext,
+    Baggage, TraceContext,
     span::{HopSpan, Kind, Parent},
 };
 use crate::resilience::retry::Backoff;
@@ -243,13 +243,20 @@ impl Runner {
             attempt,
         );
         let started = tokio::time::Instant::now();
+        let baggage = event
+            .baggage
+            .as_deref()
+            .and_then(|b| Baggage::parse(b.as_bytes()));
+        // Called in the context too: what a handler does before its future belongs to the
+        // event's trace.
+        let handling = Baggage::sync_scope(baggage.clone(), || {
+            context.sync_scope(|| self.handler.handle(event.clone()))
+        });
         let outcome = context
-            // Called in the context too: what a handler does before its future belongs to
-            // the event's trace.
-            .scope(
-                AssertUnwindSafe(context.sync_scope(|| self.handler.handle(event.clone())))
-                    .catch_unwind(),
-            )
+            .scope(Baggage::scope(
+                baggage,
+                AssertUnwindSafe(handling).catch_unwind(),
+            ))
             .instrument(span)
             .await;
         metrics::histogram!("mesh_bus_handler_seconds", "queue" => self.queue.clone())

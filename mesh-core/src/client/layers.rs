@@ -18,13 +18,14 @@ use crate::{
     auth::Caller,
     error::{BoxError, kind_of},
     observe::{
-        TRACEPARENT, TraceContext, method_label,
+        BAGGAGE, Baggage, TRACEPARENT, TraceContext, method_label,
         span::{Attempts, HopSpan, Kind, Parent},
         status_label,
     },
 };
 
-/// Sends a child of the current trace context (or a new trace) in `traceparent`, and, when
+/// Sends a child of the current trace context (or a new trace) in `traceparent`, the current
+/// [`Baggage`] in `baggage`, and, when
 /// relaying, the current [`Caller`]'s token as `Authorization` unless the request has one.
 /// When the calling service exports traces, the call is a client span (retries are its
 /// events).
@@ -106,6 +107,11 @@ where
         request
             .headers_mut()
             .insert(TRACEPARENT, context.to_header());
+        if let Some(baggage) = Baggage::current()
+            && !request.headers().contains_key(BAGGAGE)
+        {
+            request.headers_mut().insert(BAGGAGE, baggage.to_header());
+        }
         if self.relay_token
             && !request.headers().contains_key(AUTHORIZATION)
             && let Some(caller) = Caller::current()

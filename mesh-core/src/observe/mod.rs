@@ -6,6 +6,7 @@
 //! makes through a `MeshClient` carries a child of it, so one
 //! trace ID follows a request across services and into logs and error bodies.
 
+mod baggage;
 #[cfg(feature = "otlp")]
 pub mod export;
 #[cfg(feature = "runtime")]
@@ -21,6 +22,7 @@ mod trace;
 #[cfg(feature = "runtime")]
 pub(crate) use self::series::ServerSeries;
 pub use self::{
+    baggage::{BAGGAGE, Baggage},
     series::StatusCounters,
     trace::{TRACEPARENT, TraceContext},
 };

@@ -7,7 +7,7 @@ use std::{
 use tokio::task::futures::TaskLocalFuture;
 use tracing::instrument::Instrumented;
 
-use crate::observe::{HopEvent, RouteLabel, TraceContext, span::HopSpan};
+use crate::observe::{Baggage, HopEvent, RouteLabel, TraceContext, span::HopSpan};
 
 pin_project_lite::pin_project! {
     /// The response future of [`ServerTrace`](super::ServerTrace): the inner one in the
@@ -15,7 +15,7 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Instrumented<TaskLocalFuture<TraceContext, F>>,
+        inner: Instrumented<TaskLocalFuture<TraceContext, TaskLocalFuture<Option<Baggage>, F>>>,
         span: HopSpan,
         method: &'static str,
     }
@@ -23,7 +23,7 @@ pin_project_lite::pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(super) fn new(
-        inner: Instrumented<TaskLocalFuture<TraceContext, F>>,
+        inner: Instrumented<TaskLocalFuture<TraceContext, TaskLocalFuture<Option<Baggage>, F>>>,
         span: HopSpan,
         method: &'static str,
     ) -> Self {

@@ -1,6 +1,7 @@
 //! Serves each request in its trace: the W3C `traceparent` it carries (or a new trace), made
 //! current for the service ([`TraceContext::current`]) and for the calls it makes, and a
-//! `request` span with the service, method, path and trace ID. When the service exports
+//! `request` span with the service, method, path and trace ID; its W3C `baggage` is current too
+//! ([`Baggage::current`]). When the service exports
 //! traces ([`observe::export`](crate::observe)) the request is a server span too, named and
 //! attributed after OpenTelemetry's HTTP conventions (`GET /orders/{id}`,
 //! `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, …).
@@ -28,7 +29,7 @@ use tracing::Instrument;
 pub(crate) use self::future::{record_answer, record_status};
 pub use self::{future::ResponseFuture, layer::ServerTraceLayer};
 use crate::observe::{
-    TraceContext, method_label,
+    Baggage, TraceContext, method_label,
     span::{HopSpan, Kind, Parent},
 };
 
@@ -67,10 +68,14 @@ where
         let method = method_label(request.method());
         let hop = server_span(&self.service, method, &request, &mut context, parent);
         let span = request_span(&self.service, method, request.uri().path(), &context);
+        let baggage = Baggage::from_request(&request);
         // Called in the context too: what a service does before its future (a proxy's
         // request ID, say) belongs to the request's trace.
-        let future = context.sync_scope(|| self.inner.call(request));
-        ResponseFuture::new(context.scope(future).instrument(span), hop, method)
+        let future = Baggage::sync_scope(baggage.clone(), || {
+            context.sync_scope(|| self.inner.call(request))
+        });
+        let future = context.scope(Baggage::scope(baggage, future));
+        ResponseFuture::new(future.instrument(span), hop, method)
     }
 }
 
