@@ -17,10 +17,13 @@
 #   mesh-gateway+jwt  the quiet route with `auth: required` (an HS256 token, verified and
 #                     cached) and a per-user rate limit that the load never exhausts;
 #   mesh-gateway+lb   the quiet route as `lb://app`, the upstream registered in a
-#                     mesh-registry as the instance of `app`.
+#                     mesh-registry as the instance of `app`;
+#   mesh-gateway+otlp the quiet route exporting every request's span over OTLP/HTTP (100 %
+#                     sampling) to a receiver answering 200 (the upstream nginx).
 #
 # The gateways serve as the binary does, on the relay path where their routes allow it
-# (docs/gateway.md). Each is compared with nginx, but mesh-gateway+log with nginx+log.
+# (docs/gateway.md). Each is compared with nginx, but mesh-gateway+log with nginx+log and
+# mesh-gateway+otlp with mesh-gateway (the cost of trace export).
 #
 # With two cores, wrk gets core 0 and the upstream and the proxy share core 1, so every proxy
 # pays for its own CPU. Each round runs the contenders back to back, starting with a different
@@ -73,6 +76,7 @@ PLAIN_PORT=$(free_port)
 LOG_PORT=$(free_port)
 JWT_PORT=$(free_port)
 LB_PORT=$(free_port)
+OTLP_PORT=$(free_port)
 REGISTRY_PORT=$(free_port)
 
 # Core 1 for upstream and proxies, core 0 for wrk (one core each way when there are two).
@@ -179,6 +183,10 @@ gateway "$JWT_PORT" "$work/jwt.yaml" warn
 JWT_PID=$!
 gateway "$LB_PORT" "$work/lb.yaml" warn
 LB_PID=$!
+cp "$work/plain.yaml" "$work/otlp.yaml"
+OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$UPSTREAM \
+    gateway "$OTLP_PORT" "$work/otlp.yaml" warn
+OTLP_PID=$!
 
 wait_up() { # port, extra curl args
     for _ in $(seq 100); do
@@ -196,6 +204,7 @@ wait_up "$PLAIN_PORT"
 wait_up "$LOG_PORT"
 wait_up "$JWT_PORT" -H "Authorization: Bearer $TOKEN"
 wait_up "$LB_PORT"
+wait_up "$OTLP_PORT"
 
 rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 IDLE_RSS="$(rss_mib "$PLAIN_PID") MiB (lb:// $(rss_mib "$LB_PID") MiB)"
@@ -232,9 +241,10 @@ round() { # port, the contender's pid, extra wrk args
             }' "$work/wrk.out"
 }
 
-contenders=(nginx nginx+log mesh-gateway mesh-gateway+log mesh-gateway+jwt mesh-gateway+lb)
+contenders=(nginx nginx+log mesh-gateway mesh-gateway+log mesh-gateway+jwt mesh-gateway+lb
+    mesh-gateway+otlp)
 declare -A baseline=([nginx]=nginx [nginx+log]=nginx [mesh-gateway]=nginx [mesh-gateway+log]=nginx+log
-    [mesh-gateway+jwt]=nginx [mesh-gateway+lb]=nginx)
+    [mesh-gateway+jwt]=nginx [mesh-gateway+lb]=nginx [mesh-gateway+otlp]=mesh-gateway)
 measure() { # contender
     case $1 in
         nginx) round "$NGINX_PORT" "$NGINX_PID" ;;
@@ -243,6 +253,7 @@ measure() { # contender
         mesh-gateway+log) round "$LOG_PORT" "$LOG_PID" ;;
         mesh-gateway+jwt) round "$JWT_PORT" "$JWT_PID" -H "Authorization: Bearer $TOKEN" ;;
         mesh-gateway+lb) round "$LB_PORT" "$LB_PID" ;;
+        mesh-gateway+otlp) round "$OTLP_PORT" "$OTLP_PID" ;;
     esac
 }
 declare -A results ratios

@@ -60,6 +60,8 @@ struct Shared {
     sink: Mutex<Box<dyn Write + Send>>,
     capacity: usize,
     dropped: AtomicU64,
+    /// `mesh_gateway_access_log_dropped_total`, registered at zero with the log.
+    dropped_total: metrics::Counter,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -86,6 +88,7 @@ impl AccessLog {
             sink: Mutex::new(Box::new(sink)),
             capacity,
             dropped: AtomicU64::new(0),
+            dropped_total: metrics::counter!("mesh_gateway_access_log_dropped_total"),
         });
         let writer = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -116,7 +119,7 @@ impl AccessLog {
             if batch.len() + line.len() > self.shared.capacity {
                 drop(batch);
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("mesh_gateway_access_log_dropped_total").increment(1);
+                self.shared.dropped_total.increment(1);
                 return;
             }
             let was_small = batch.len() < FLUSH_BYTES;

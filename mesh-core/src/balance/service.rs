@@ -189,6 +189,9 @@ fn retarget<B>(request: &mut Request<B>, instance: &Instance, authority: Option<
 
 impl Shared {
     pub(super) fn new(discovery: Discovery, config: BalanceConfig) -> Self {
+        // Registered at zero, so a dashboard's `rate()` has a series before the first ejection.
+        metrics::counter!("mesh_balance_ejections_total", "service" => discovery.service().to_string())
+            .increment(0);
         let view = View {
             instances: Arc::from(Vec::new()),
             targets: Arc::from(Vec::new()),

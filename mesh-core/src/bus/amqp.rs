@@ -362,13 +362,7 @@ impl Bus for AmqpBus {
         handler: Arc<dyn Handler>,
     ) -> BusFuture<'_, Subscription> {
         Box::pin(async move {
-            let runner = Runner {
-                system: "rabbitmq",
-                queue: config.queue(),
-                handler,
-                dedupe: self.dedupe.clone(),
-                config,
-            };
+            let runner = Runner::new("rabbitmq", handler, self.dedupe.clone(), config);
             let consumer = Consumer {
                 url: self.url.clone(),
                 exchange: self.exchange.clone(),

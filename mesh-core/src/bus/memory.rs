@@ -155,13 +155,12 @@ impl Bus for MemoryBus {
             {
                 return Err(BusError::AlreadySubscribed(queue_name));
             }
-            let runner = Runner {
-                system: "mesh_memory",
-                queue: queue_name.clone(),
+            let runner = Runner::new(
+                "mesh_memory",
                 handler,
-                dedupe: self.inner.dedupe.clone(),
-                config: config.clone(),
-            };
+                self.inner.dedupe.clone(),
+                config.clone(),
+            );
             let mut partitions = Vec::new();
             let mut tasks = Vec::new();
             for _ in 0..config.concurrency.max(1) {

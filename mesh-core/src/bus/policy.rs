@@ -195,9 +195,47 @@ pub(crate) struct Runner {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) dedupe: Arc<dyn DedupeStore>,
     pub(crate) config: SubscriptionConfig,
+    metrics: QueueMetrics,
+}
+
+/// A queue's handling metrics, registered (at zero) when its subscription starts.
+#[derive(Clone)]
+struct QueueMetrics {
+    handled: metrics::Counter,
+    retried: metrics::Counter,
+    dead_lettered: metrics::Counter,
+    handler_seconds: metrics::Histogram,
 }
 
 impl Runner {
+    /// Handles the events of `config`'s queue on the backend `system` with `handler`.
+    pub(crate) fn new(
+        system: &'static str,
+        handler: Arc<dyn Handler>,
+        dedupe: Arc<dyn DedupeStore>,
+        config: SubscriptionConfig,
+    ) -> Self {
+        let queue = config.queue();
+        let label = || queue.clone();
+        let metrics = QueueMetrics {
+            handled: metrics::counter!("mesh_bus_handled_total", "queue" => label()),
+            retried: metrics::counter!("mesh_bus_retried_total", "queue" => label()),
+            dead_lettered: metrics::counter!("mesh_bus_dead_lettered_total", "queue" => label()),
+            handler_seconds: metrics::histogram!("mesh_bus_handler_seconds", "queue" => label()),
+        };
+        for counter in [&metrics.handled, &metrics.retried, &metrics.dead_lettered] {
+            counter.increment(0);
+        }
+        Self {
+            system,
+            queue,
+            handler,
+            dedupe,
+            config,
+            metrics,
+        }
+    }
+
     pub(crate) async fn run(&self, event: &Event, attempt: u32) -> Verdict {
         match self.dedupe.seen(&self.queue, &event.id).await {
             Ok(true) => {
@@ -259,7 +297,8 @@ impl Runner {
             ))
             .instrument(span)
             .await;
-        metrics::histogram!("mesh_bus_handler_seconds", "queue" => self.queue.clone())
+        self.metrics
+            .handler_seconds
             .record(started.elapsed().as_secs_f64());
         if hop.is_recording() {
             match &outcome {
@@ -274,8 +313,7 @@ impl Runner {
                 if let Err(error) = self.dedupe.remember(&self.queue, &event.id).await {
                     tracing::warn!(%error, "dedupe store unavailable, event not remembered");
                 }
-                metrics::counter!("mesh_bus_handled_total", "queue" => self.queue.clone())
-                    .increment(1);
+                self.metrics.handled.increment(1);
                 return Verdict::Done;
             }
             Ok(Err(error)) => error.to_string(),
@@ -283,8 +321,7 @@ impl Runner {
         };
         if attempt >= self.config.max_attempts {
             tracing::warn!(queue = %self.queue, id = %event.id, attempt, %reason, "event dead-lettered");
-            metrics::counter!("mesh_bus_dead_lettered_total", "queue" => self.queue.clone())
-                .increment(1);
+            self.metrics.dead_lettered.increment(1);
             Verdict::Dead {
                 reason,
                 attempts: attempt,
@@ -292,7 +329,7 @@ impl Runner {
         } else {
             let delay = self.config.backoff().delay(attempt);
             tracing::debug!(queue = %self.queue, id = %event.id, attempt, ?delay, %reason, "event retried");
-            metrics::counter!("mesh_bus_retried_total", "queue" => self.queue.clone()).increment(1);
+            self.metrics.retried.increment(1);
             Verdict::Retry {
                 delay,
                 attempt: attempt + 1,
