@@ -18,8 +18,6 @@ use axum::{Router, http::StatusCode, routing::get};
 use mesh_core::{
     Mesh,
     bus::{Event, EventType, SubscriptionConfig},
-    config::MeshConfig,
-    registry::RegistryApi,
 };
 use mesh_gateway::{Gateway, GatewayConfig};
 use mesh_registry::{Registry, RegistryConfig};
@@ -86,12 +84,7 @@ impl EventType for OrderPlaced {
 }
 
 async fn mesh(name: &str, registry: &Arc<Registry>, config: Value) -> Mesh {
-    Mesh::builder(name)
-        .config(MeshConfig::from_value(name, config))
-        .registry(registry.clone() as Arc<dyn RegistryApi>)
-        .build()
-        .await
-        .unwrap()
+    mesh_testkit::mesh(name, registry.clone(), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,7 @@ use axum::{Router, routing::get};
 use mesh_core::{
     Mesh,
     bus::{Event, EventType, SubscriptionConfig},
-    config::MeshConfig,
     observe::{Baggage, TraceContext},
-    registry::RegistryApi,
     runtime::Running,
 };
 use mesh_gateway::{Gateway, GatewayConfig};
@@ -144,12 +142,7 @@ async fn mesh(name: &str, registry: &Arc<Registry>, collector: SocketAddr, bus: 
         "bus": {"url": bus},
         "registry": {"register": name != "gateway"},
     });
-    Mesh::builder(name)
-        .config(MeshConfig::from_value(name, config))
-        .registry(registry.clone() as Arc<dyn RegistryApi>)
-        .build()
-        .await
-        .unwrap()
+    mesh_testkit::mesh(name, registry.clone(), config).await
 }
 
 /// `GET path` at `addr` with `fields`; the status and body.

@@ -1,6 +1,6 @@
 //! Helpers the tests of mesh's crates share: temporary directories, git repositories made with
-//! the `git` command, servers in a "process" of their own that can crash, and the test
-//! RabbitMQ as a bus.
+//! the `git` command, servers in a "process" of their own that can crash, the test RabbitMQ as
+//! a bus, and services built on a registry.
 //!
 //! ```
 //! let dir = mesh_testkit::TempDir::new("doc");
@@ -21,7 +21,23 @@ use std::{
     thread::JoinHandle,
 };
 
-use mesh_core::bus::{AmqpBus, Bus};
+use mesh_core::{
+    Mesh,
+    bus::{AmqpBus, Bus},
+    config::MeshConfig,
+    registry::RegistryApi,
+};
+
+/// A service named `name` with `config`, finding the others in `registry` (built, not yet
+/// serving).
+pub async fn mesh(name: &str, registry: Arc<dyn RegistryApi>, config: serde_json::Value) -> Mesh {
+    Mesh::builder(name)
+        .config(MeshConfig::from_value(name, config))
+        .registry(registry)
+        .build()
+        .await
+        .unwrap()
+}
 
 /// A number no other run shares: nanoseconds since the epoch.
 pub fn unique() -> u128 {

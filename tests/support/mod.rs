@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use mesh::{Mesh, axum::Router, config::MeshConfig, registry::RegistryApi, runtime::Running};
+use mesh::{Mesh, axum::Router, runtime::Running};
 use mesh_registry::{Registry, RegistryConfig};
 
 /// An embedded registry.
@@ -33,12 +33,7 @@ pub async fn start(
 
 /// A built (not yet serving) service.
 pub async fn mesh(name: &str, registry: &Arc<Registry>, config: serde_json::Value) -> Mesh {
-    Mesh::builder(name)
-        .config(MeshConfig::from_value(name, config))
-        .registry(registry.clone() as Arc<dyn RegistryApi>)
-        .build()
-        .await
-        .unwrap()
+    mesh_testkit::mesh(name, registry.clone(), config).await
 }
 
 /// A service on a runtime of its own, so that it can crash: [`Killable::kill`] drops the

@@ -10,14 +10,11 @@ use tracing::Instrument;
 use super::layers::{
     metrics::record,
     stack::ENDPOINTS,
-    trace::{record_answer, record_status, request_context, request_span},
+    trace::{hop_span, record_answer, record_status, request_context, request_span},
 };
 use crate::{
     http1::{RawAnswer, RawRequest},
-    observe::{
-        RouteLabel, ServerSeries, TraceContext, method_label,
-        span::{HopSpan, Kind, Parent},
-    },
+    observe::{RouteLabel, ServerSeries, TraceContext, method_label},
 };
 
 /// The answer a relay gives to a request it took.
@@ -125,7 +122,14 @@ impl Relaying {
         let method = method_label(request.method);
         // Started once the relay took the request (a request it leaves is the layers' to
         // trace): a new trace's calls upstream were already sent as sampled.
-        let mut hop = relay_span(self.series.service(), method, request, &mut context, parent);
+        let host = || {
+            request
+                .value("host")
+                .and_then(|h| std::str::from_utf8(h).ok())
+        };
+        let service = self.series.service();
+        let path = request.path();
+        let mut hop = hop_span(service, method, path, host, "1.1", &mut context, parent);
         let span = request_span(self.series.service(), method, request.path(), &context);
         let series = self.series.clone();
         Some(async move {
@@ -153,42 +157,6 @@ impl Relaying {
             answer
         })
     }
-}
-
-/// The exported span of a relayed request.
-fn relay_span(
-    service: &str,
-    method: &'static str,
-    request: &RawRequest<'_>,
-    context: &mut TraceContext,
-    parent: Option<TraceContext>,
-) -> HopSpan {
-    let parent = parent.map(|context| Parent {
-        context,
-        remote: true,
-    });
-    HopSpan::start(
-        service,
-        Kind::Server,
-        || method.into(),
-        context,
-        parent,
-        || {
-            let mut attributes = vec![
-                ("http.request.method", method.into()),
-                ("url.path", request.path().to_owned().into()),
-                ("url.scheme", "http".into()),
-                ("network.protocol.version", "1.1".into()),
-            ];
-            if let Some(host) = request
-                .value("host")
-                .and_then(|h| std::str::from_utf8(h).ok())
-            {
-                attributes.push(("server.address", host.to_owned().into()));
-            }
-            attributes
-        },
-    )
 }
 
 #[cfg(test)]

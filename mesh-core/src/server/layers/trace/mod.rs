@@ -88,6 +88,39 @@ pub(crate) fn server_span<B>(
     context: &mut TraceContext,
     parent: Option<TraceContext>,
 ) -> HopSpan {
+    let version = match request.version() {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    let host = || {
+        request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    };
+    hop_span(
+        service,
+        method,
+        request.uri().path(),
+        host,
+        version,
+        context,
+        parent,
+    )
+}
+
+/// The exported span of a request served, from what it says of itself: its method, path,
+/// `Host` (read only when the span records) and HTTP version.
+pub(crate) fn hop_span<'a>(
+    service: &str,
+    method: &'static str,
+    path: &str,
+    host: impl FnOnce() -> Option<&'a str>,
+    version: &'static str,
+    context: &mut TraceContext,
+    parent: Option<TraceContext>,
+) -> HopSpan {
     let parent = parent.map(|context| Parent {
         context,
         remote: true,
@@ -99,22 +132,13 @@ pub(crate) fn server_span<B>(
         context,
         parent,
         || {
-            let version = match request.version() {
-                http::Version::HTTP_2 => "2",
-                http::Version::HTTP_10 => "1.0",
-                _ => "1.1",
-            };
             let mut attributes = vec![
                 ("http.request.method", method.into()),
-                ("url.path", request.uri().path().to_owned().into()),
+                ("url.path", path.to_owned().into()),
                 ("url.scheme", "http".into()),
                 ("network.protocol.version", version.into()),
             ];
-            if let Some(host) = request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-            {
+            if let Some(host) = host() {
                 attributes.push(("server.address", host.to_owned().into()));
             }
             attributes
