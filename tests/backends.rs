@@ -77,6 +77,12 @@ async fn services_naming_one_in_process_bus_share_it_and_no_other_hears_it() {
     let publisher = mesh("order-service", on(&url)).await;
     let consumer = mesh("notification-service", on(&url)).await;
     let elsewhere = mesh("audit-service", on("memory")).await;
+    let bus = |mesh: &Mesh| {
+        let mesh = mesh.clone();
+        async move { mesh.bus().await.unwrap() }
+    };
+    assert!(Arc::ptr_eq(&bus(&publisher).await, &bus(&consumer).await));
+    assert!(!Arc::ptr_eq(&bus(&publisher).await, &bus(&elsewhere).await));
     let (sent, mut received) = mpsc::unbounded_channel();
     let mut subscriptions = Vec::new();
     for service in [&consumer, &elsewhere] {

@@ -359,7 +359,7 @@ async fn one_request_is_one_trace_from_the_edge_to_the_last_consumer() {
             .as_deref(),
         Some("notifier.orders")
     );
-    // Nothing of the request went out under another trace.
+    // Exactly these spans make the request's trace: none twice, none of another hop.
     let services: HashMap<&str, usize> = trace.iter().fold(HashMap::new(), |mut seen, s| {
         *seen.entry(s.service.as_str()).or_default() += 1;
         seen

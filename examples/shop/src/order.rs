@@ -57,7 +57,10 @@ impl OrderService {
         order: &Order,
         event: &T,
     ) -> Result<(), MeshError> {
-        let event = Event::new("order-service", event)?.with_subject(order.customer.clone());
+        let mut event = Event::new("order-service", event)?.with_subject(order.customer.clone());
+        // One ID per order and kind of event: told twice (two payments retried at once, say),
+        // the consumers' dedupe tells it once.
+        event.id = format!("{}/{}", T::TYPE, order.id);
         self.bus.publish(event).await?;
         Ok(())
     }

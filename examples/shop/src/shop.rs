@@ -73,8 +73,15 @@ impl std::fmt::Debug for Shop {
 }
 
 /// Where the configuration the shop's config server serves lives (`order-service.yml`: the
-/// payment client's breaker and retries); `SHOP_CONFIG_DIR` moves it.
+/// payment client's breaker and retries); `SHOP_CONFIG_DIR` moves it. A binary run where this
+/// checkout is not serves the copy built into it.
 pub const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+
+/// The configuration built into the binary, for a binary run away from its checkout.
+const BUILT_IN_CONFIG: [(&str, &str); 1] = [(
+    "order-service.yml",
+    include_str!("../config/order-service.yml"),
+)];
 
 /// What every service of the shop is configured with in code: tokens verified against the
 /// auth service's keys, and the rest of its configuration read from the config server at
@@ -287,6 +294,22 @@ fn gateway_routes(jwks_url: &str, redis: Option<&str>) -> Result<GatewayConfig, 
     GatewayConfig::from_yaml(&yaml)
 }
 
+/// Writes the built-in configuration into a directory of this process's own.
+fn built_in_config() -> Result<std::path::PathBuf, MeshError> {
+    let dir = std::env::temp_dir().join(format!("shop-config-{}", std::process::id()));
+    let failed = |e: std::io::Error| {
+        MeshError::new(
+            ErrorKind::Config,
+            format!("the built-in configuration: {e}"),
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    for (file, text) in BUILT_IN_CONFIG {
+        std::fs::write(dir.join(file), text).map_err(failed)?;
+    }
+    Ok(dir)
+}
+
 /// Serves the registry's API on `addr`, with the config server reading [`CONFIG_DIR`] (or
 /// `SHOP_CONFIG_DIR` of `env`) and publishing its refreshes on `bus`.
 pub async fn serve_registry(
@@ -295,11 +318,12 @@ pub async fn serve_registry(
     bus: Arc<dyn Bus>,
     env: &[(String, String)],
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>), MeshError> {
-    let dir = env
-        .iter()
-        .find(|(key, _)| key == "SHOP_CONFIG_DIR")
-        .map_or(CONFIG_DIR, |(_, dir)| dir.as_str());
-    let config = ConfigServer::open(std::path::Path::new(dir), None)
+    let dir = match env.iter().find(|(key, _)| key == "SHOP_CONFIG_DIR") {
+        Some((_, dir)) => std::path::PathBuf::from(dir),
+        None if std::path::Path::new(CONFIG_DIR).is_dir() => CONFIG_DIR.into(),
+        None => built_in_config()?,
+    };
+    let config = ConfigServer::open(&dir, None)
         .map_err(|e| MeshError::new(ErrorKind::Config, format!("the config server: {e}")))?
         .with_bus(bus);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

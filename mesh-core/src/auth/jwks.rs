@@ -74,15 +74,20 @@ impl Jwks {
     pub(super) async fn key(&self, kid: Option<&str>) -> Result<(DecodingKey, Family), AuthError> {
         let stale = {
             let fetches = self.fetches.lock().await;
-            fetches
-                .succeeded
-                .is_none_or(|at| at.elapsed() >= self.refresh)
+            self.is_stale(&fetches)
         };
         if !stale && let Some(key) = self.lookup(kid) {
             return Ok(key);
         }
-        self.fetch(stale).await?;
+        self.fetch(kid).await?;
         self.lookup(kid).ok_or(AuthError::UnknownKey)
+    }
+
+    /// Whether the keys are due to be fetched again.
+    fn is_stale(&self, fetches: &Fetches) -> bool {
+        fetches
+            .succeeded
+            .is_none_or(|at| at.elapsed() >= self.refresh)
     }
 
     fn lookup(&self, kid: Option<&str>) -> Option<(DecodingKey, Family)> {
@@ -95,9 +100,14 @@ impl Jwks {
     }
 
     /// Fetches the set again when it is stale or asked for an unknown `kid`; either way at
-    /// most every `MIN_REFETCH`, unless the last fetch succeeded and the set is due.
-    async fn fetch(&self, stale: bool) -> Result<(), AuthError> {
+    /// most every `MIN_REFETCH`, unless the last fetch succeeded and the set is due. Decided
+    /// under the lock: callers that waited for another's fetch use what it brought.
+    async fn fetch(&self, kid: Option<&str>) -> Result<(), AuthError> {
         let mut fetches = self.fetches.lock().await;
+        let stale = self.is_stale(&fetches);
+        if !stale && self.lookup(kid).is_some() {
+            return Ok(());
+        }
         let due = stale && fetches.succeeded == fetches.tried;
         if !due && fetches.tried.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
             return if self.keys.load().is_empty() {

@@ -331,9 +331,9 @@ fn text(value: Option<&AMQPValue>) -> Option<String> {
 }
 
 impl Bus for AmqpBus {
-    fn publish(&self, event: Event) -> BusFuture<'_, ()> {
+    fn publish(&self, mut event: Event) -> BusFuture<'_, ()> {
         Box::pin(async move {
-            let mut span = publish_span(&event, "rabbitmq", &self.exchange);
+            let mut span = publish_span(&mut event, "rabbitmq", &self.exchange);
             let payload = event.to_json()?;
             // One reconnect: a connection that died since the last publish is reopened.
             let result = match self.try_publish(&event, &payload).await {

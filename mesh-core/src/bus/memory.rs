@@ -100,9 +100,9 @@ impl MemoryBus {
 }
 
 impl Bus for MemoryBus {
-    fn publish(&self, event: Event) -> BusFuture<'_, ()> {
+    fn publish(&self, mut event: Event) -> BusFuture<'_, ()> {
         Box::pin(async move {
-            let _span = publish_span(&event, "mesh_memory", "mesh.events");
+            let mut span = publish_span(&mut event, "mesh_memory", "mesh.events");
             let targets: Vec<_> = {
                 let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
                 queues.retain(|_, queue| queue.partitions.iter().all(|p| !p.is_closed()));
@@ -134,6 +134,9 @@ impl Bus for MemoryBus {
                 delivered |= partition.send((event.clone(), 1)).await.is_ok();
             }
             if !delivered {
+                span.fail("unroutable", || {
+                    format!("no queue is bound to `{}`", event.ty)
+                });
                 return Err(BusError::Unroutable(event.ty));
             }
             metrics::counter!("mesh_bus_published_total").increment(1);

@@ -140,8 +140,9 @@ pub struct DeadLetter {
 }
 
 /// The span of publishing `event` on `system` (`rabbitmq`, say) to the exchange
-/// `destination`, in the trace its `traceparent` names, as the publishing service's.
-pub(crate) fn publish_span(event: &Event, system: &'static str, destination: &str) -> HopSpan {
+/// `destination`, in the trace its `traceparent` names, as the publishing service's. An event
+/// that starts a trace carries the sampler's decision on.
+pub(crate) fn publish_span(event: &mut Event, system: &'static str, destination: &str) -> HopSpan {
     let Some(mut context) = event.traceparent.as_deref().and_then(TraceContext::parse) else {
         return HopSpan::default();
     };
@@ -152,26 +153,31 @@ pub(crate) fn publish_span(event: &Event, system: &'static str, destination: &st
             context,
             remote: false,
         });
-    HopSpan::start(
+    let span = HopSpan::start(
         &event.source,
         Kind::Producer,
         || format!("publish {}", event.ty).into(),
         &mut context,
         parent,
         || {
-            vec![
+            let mut attributes = vec![
                 ("messaging.system", system.into()),
                 ("messaging.operation.type", "send".into()),
                 ("messaging.operation.name", "publish".into()),
                 ("messaging.destination.name", destination.to_owned().into()),
-                (
-                    "messaging.rabbitmq.destination.routing_key",
-                    event.ty.clone().into(),
-                ),
                 ("messaging.message.id", event.id.clone().into()),
-            ]
+            ];
+            if system == "rabbitmq" {
+                let routing_key = event.ty.clone().into();
+                attributes.push(("messaging.rabbitmq.destination.routing_key", routing_key));
+            }
+            attributes
         },
-    )
+    );
+    if parent.is_none() {
+        event.traceparent = Some(context.to_string());
+    }
+    span
 }
 
 /// What to do with an event after one attempt.

@@ -94,7 +94,7 @@ where
                 vec![
                     ("http.request.method", method.into()),
                     ("server.address", self.service.to_string().into()),
-                    ("url.full", request.uri().to_string().into()),
+                    ("url.path", request.uri().path().to_owned().into()),
                     ("peer.service", self.service.to_string().into()),
                 ]
             },
@@ -156,7 +156,8 @@ where
                 Ok(response) => {
                     let status = response.status();
                     this.span.set("http.response.status_code", status.as_u16());
-                    if status.is_server_error() {
+                    // A client span fails on 4xx too (OpenTelemetry's HTTP conventions).
+                    if status.is_client_error() || status.is_server_error() {
                         this.span
                             .fail(status.as_u16().to_string(), || status.to_string());
                     }

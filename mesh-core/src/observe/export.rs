@@ -60,6 +60,19 @@ static SERVICES: LazyLock<RwLock<HashMap<String, Exporting>>> = LazyLock::new(Rw
 struct Exporting {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    /// The provider's sampler, for decisions taken before a span starts.
+    sampler: Sampler,
+    /// The meshes of this name that installed it: the last one's shutdown flushes it.
+    users: usize,
+}
+
+/// A service's key in [`SERVICES`]: its name in lowercase, as its `ServiceId` has it.
+fn key(service: &str) -> std::borrow::Cow<'_, str> {
+    if service.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(service.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(service)
+    }
 }
 
 /// The spans a queue holds when none is configured (`OTEL_BSP_MAX_QUEUE_SIZE`).
@@ -67,7 +80,8 @@ const QUEUE: usize = 2048;
 
 /// Installs trace export for `service` when an endpoint is set: `endpoint` (the
 /// configuration's `observe.otlp.endpoint`) or the OTLP variables. `Ok(false)` when none is
-/// set (nothing is exported); installing a service twice keeps the first.
+/// set (nothing is exported). Meshes of one name in one process share one export; it is
+/// flushed and stopped when the last of them shuts down.
 pub fn install(service: &str, endpoint: Option<&str>) -> Result<bool, MeshError> {
     let from_env = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -79,16 +93,19 @@ pub fn install(service: &str, endpoint: Option<&str>) -> Result<bool, MeshError>
     if !from_env && endpoint.is_none() {
         return Ok(false);
     }
+    let service = key(service).into_owned();
     let mut services = SERVICES.write().unwrap_or_else(|p| p.into_inner());
-    if services.contains_key(service) {
+    if let Some(exporting) = services.get_mut(&service) {
+        exporting.users += 1;
         return Ok(true);
     }
     let failed = |e: &dyn std::fmt::Display| {
         MeshError::new(ErrorKind::Config, format!("OTLP trace export: {e}"))
     };
-    let exporter = build_exporter(endpoint).map_err(|e| failed(&e))?;
+    // First: building the gRPC exporter needs the runtime too.
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| failed(&"install it from inside a tokio runtime"))?;
+    let exporter = build_exporter(endpoint).map_err(|e| failed(&e))?;
     let config = BatchConfigBuilder::default().build();
     let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
         .ok()
@@ -104,31 +121,72 @@ pub fn install(service: &str, endpoint: Option<&str>) -> Result<bool, MeshError>
         inner: BatchSpanProcessor::new(exporter, config),
         queued,
         capacity,
-        dropped: metrics::counter!("mesh_trace_spans_dropped_total", "service" => service.to_owned()),
+        dropped: metrics::counter!("mesh_trace_spans_dropped_total", "service" => service.clone()),
     };
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
-        resource = resource.with_service_name(service.to_owned());
+        resource = resource.with_service_name(service.clone());
     }
-    let mut provider = SdkTracerProvider::builder()
+    let sampler = sampler_from_env();
+    let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_id_generator(HopIds)
-        .with_resource(resource.build());
-    if std::env::var("OTEL_TRACES_SAMPLER").is_err() {
-        let ratio = std::env::var("OTEL_TRACES_SAMPLER_ARG")
-            .ok()
-            .and_then(|ratio| ratio.parse().ok())
-            .unwrap_or(1.0);
-        provider = provider.with_sampler(Sampler::ParentBased(Box::new(
-            Sampler::TraceIdRatioBased(ratio),
-        )));
-    }
-    let provider = provider.build();
+        .with_sampler(sampler.clone())
+        .with_resource(resource.build())
+        .build();
     let tracer = provider.tracer("mesh");
-    services.insert(service.to_owned(), Exporting { provider, tracer });
+    let exporting = Exporting {
+        provider,
+        tracer,
+        sampler,
+        users: 1,
+    };
+    services.insert(service.clone(), exporting);
     ON.store(true, Ordering::Release);
     tracing::info!(%service, "exporting traces over OTLP");
     Ok(true)
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name: parent-based ratio
+/// sampling (at ratio 1.0) unless they say otherwise.
+fn sampler_from_env() -> Sampler {
+    let ratio = || {
+        std::env::var("OTEL_TRACES_SAMPLER_ARG")
+            .ok()
+            .and_then(|ratio| ratio.parse().ok())
+            .unwrap_or(1.0)
+    };
+    let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
+    match std::env::var("OTEL_TRACES_SAMPLER").as_deref() {
+        Ok("always_on") => Sampler::AlwaysOn,
+        Ok("always_off") => Sampler::AlwaysOff,
+        Ok("traceidratio") => Sampler::TraceIdRatioBased(ratio()),
+        Ok("parentbased_always_on") => parent_based(Sampler::AlwaysOn),
+        Ok("parentbased_always_off") => parent_based(Sampler::AlwaysOff),
+        _ => parent_based(Sampler::TraceIdRatioBased(ratio())),
+    }
+}
+
+/// Whether `service`'s sampler keeps a new trace `trace_id`, decided before its first span
+/// starts (a request relayed, an event published), so the decision travels with the IDs;
+/// `None` when the service does not export.
+pub(crate) fn keeps_new_trace(service: &str, trace_id: u128) -> Option<bool> {
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+    if !ON.load(Ordering::Acquire) {
+        return None;
+    }
+    let services = SERVICES.read().unwrap_or_else(|p| p.into_inner());
+    let sampler = &services.get(key(service).as_ref())?.sampler;
+    let decision = sampler.should_sample(
+        None,
+        TraceId::from(trace_id),
+        "",
+        &SpanKind::Server,
+        &[],
+        &[],
+    );
+    Some(decision.decision == SamplingDecision::RecordAndSample)
 }
 
 /// The OTLP exporter the protocol names (`OTEL_EXPORTER_OTLP_PROTOCOL`, gRPC by default).
@@ -173,7 +231,7 @@ pub struct OtlpSettings {
     pub endpoint: Option<String>,
 }
 
-/// Exports what every service has queued and stops exporting. Waits at most a few seconds
+/// Exports what every service has queued and stops exporting. Waits at most 5 s per service
 /// for a collector that does not answer.
 pub async fn shutdown() {
     let providers: Vec<SdkTracerProvider> = {
@@ -184,11 +242,20 @@ pub async fn shutdown() {
     flush(providers).await;
 }
 
-/// Exports what `service` has queued and stops its export (its graceful shutdown).
+/// A mesh of `service` shuts down: the last one exports what the service has queued and stops
+/// its export.
 pub(crate) async fn shutdown_service(service: &str) {
     let provider = {
         let mut services = SERVICES.write().unwrap_or_else(|p| p.into_inner());
-        let provider = services.remove(service).map(|e| e.provider);
+        let service = key(service);
+        let last = services.get_mut(service.as_ref()).is_some_and(|exporting| {
+            exporting.users -= 1;
+            exporting.users == 0
+        });
+        let provider = last
+            .then(|| services.remove(service.as_ref()))
+            .flatten()
+            .map(|e| e.provider);
         if services.is_empty() {
             ON.store(false, Ordering::Release);
         }
@@ -217,7 +284,9 @@ pub(crate) fn tracer(service: &str) -> Option<SdkTracer> {
         return None;
     }
     let services = SERVICES.read().unwrap_or_else(|p| p.into_inner());
-    services.get(service).map(|e| e.tracer.clone())
+    services
+        .get(key(service).as_ref())
+        .map(|e| e.tracer.clone())
 }
 
 thread_local! {
@@ -234,10 +303,16 @@ pub(crate) fn start_with_ids(
     trace_id: u128,
     span_id: u64,
 ) -> Span {
+    /// Clears the IDs however the start ends.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            NEXT.set(None);
+        }
+    }
     NEXT.set(Some((TraceId::from(trace_id), SpanId::from(span_id))));
-    let span = builder.start_with_context(tracer, parent);
-    NEXT.set(None);
-    span
+    let _clear = Clear;
+    builder.start_with_context(tracer, parent)
 }
 
 /// Gives a span the IDs [`start_with_ids`] set, random ones otherwise.
@@ -354,20 +429,24 @@ mod tests {
 
     #[test]
     fn spans_beyond_the_bound_are_dropped_and_counted_not_waited_for() {
+        // The exports run on this runtime, as a service's do on its own.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let recorder = metrics_util::debugging::DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let exported = Counting::default();
         let queued = Arc::new(AtomicUsize::new(0));
         let provider = metrics::with_local_recorder(&recorder, || {
+            let exporter = OnRuntime {
+                inner: Arc::new(exported.clone()),
+                handle: runtime.handle().clone(),
+                queued: queued.clone(),
+            };
             let processor = Bounded {
-                inner: BatchSpanProcessor::new(
-                    // Counted out of the bound as each batch is exported.
-                    Exported {
-                        inner: exported.clone(),
-                        queued: queued.clone(),
-                    },
-                    BatchConfigBuilder::default().build(),
-                ),
+                inner: BatchSpanProcessor::new(exporter, BatchConfigBuilder::default().build()),
                 queued: queued.clone(),
                 capacity: 3,
                 dropped: metrics::counter!("mesh_trace_spans_dropped_total", "service" => "test"),
@@ -393,25 +472,9 @@ mod tests {
             })
             .sum();
         assert_eq!(dropped, 7);
-        // Shutting down exports what was kept, and the bound has room again.
+        // Shutting down exports what was kept, on the runtime, and the bound has room again.
         provider.shutdown().unwrap();
         assert_eq!(exported.0.load(Ordering::SeqCst), 3);
         assert_eq!(queued.load(Ordering::SeqCst), 0);
-    }
-
-    /// [`OnRuntime`]'s counting without its runtime.
-    #[derive(Debug)]
-    struct Exported {
-        inner: Counting,
-        queued: Arc<AtomicUsize>,
-    }
-
-    impl SpanExporter for Exported {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            let spans = batch.len();
-            let exported = self.inner.export(batch).await;
-            self.queued.fetch_sub(spans, Ordering::AcqRel);
-            exported
-        }
     }
 }

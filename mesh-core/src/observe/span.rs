@@ -64,6 +64,17 @@ pub(crate) struct Parent {
     pub(crate) remote: bool,
 }
 
+/// `context`, a new trace's, with `service`'s sampling decision in its flags: for a hop whose
+/// IDs go out before its span starts (a request relayed from its bytes).
+#[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
+pub(crate) fn decide_new_trace(service: &str, context: TraceContext) -> TraceContext {
+    #[cfg(feature = "otlp")]
+    if let Some(kept) = super::export::keeps_new_trace(service, context.raw().0) {
+        return context.with_sampled(kept);
+    }
+    context
+}
+
 /// How many times a traced call was sent again: the retry layer counts into it (found among
 /// the request's extensions), the call's span records each as an event.
 #[derive(Debug, Clone, Default)]

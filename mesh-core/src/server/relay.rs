@@ -14,7 +14,7 @@ use super::layers::{
 };
 use crate::{
     http1::{RawAnswer, RawRequest},
-    observe::{RouteLabel, ServerSeries, TraceContext, method_label},
+    observe::{RouteLabel, ServerSeries, TraceContext, method_label, span::decide_new_trace},
 };
 
 /// The answer a relay gives to a request it took.
@@ -117,11 +117,16 @@ impl Relaying {
         }
         let started = Instant::now();
         let mut context = request_context(parent);
+        if parent.is_none() {
+            // The relay sends the IDs on before the span starts: decide now whether the
+            // new trace is kept.
+            context = decide_new_trace(self.series.service(), context);
+        }
         let answer = context.sync_scope(|| self.relay.relay(request))?;
         self.relayed.increment(1);
         let method = method_label(request.method);
         // Started once the relay took the request (a request it leaves is the layers' to
-        // trace): a new trace's calls upstream were already sent as sampled.
+        // trace).
         let host = || {
             request
                 .value("host")

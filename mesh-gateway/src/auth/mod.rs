@@ -15,9 +15,10 @@ use mesh_core::{
 };
 
 use self::token_cache::{TokenCache, Verified};
+#[cfg(feature = "redis")]
+use crate::error::invalid;
 use crate::{
     config::{GatewayConfig, RouteAuth},
-    error::invalid,
     headers::{ROLES_HEADER, USER_HEADER, cookie, is_identity_name, strip},
     route::{Route, predicate::RequestHead},
 };

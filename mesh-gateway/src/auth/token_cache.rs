@@ -1,10 +1,11 @@
 //! Verified tokens, remembered until they expire so a repeated token skips the signature
 //! check: in memory, and optionally in Redis, where every gateway replica shares them.
 
+#[cfg(feature = "redis")]
+use std::{collections::BTreeMap, time::Duration};
 use std::{
-    collections::BTreeMap,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use dashmap::DashMap;
@@ -13,6 +14,7 @@ use http::HeaderValue;
 use mesh_core::{auth::Identity, context::Subject};
 
 use crate::headers::encode_roles;
+#[cfg(feature = "redis")]
 use serde::{Deserialize, Serialize};
 
 /// How long Redis has to answer before the cache is skipped (the token is then verified).
@@ -64,6 +66,7 @@ impl Verified {
 }
 
 /// What Redis keeps of a verified token.
+#[cfg(feature = "redis")]
 #[derive(Serialize, Deserialize)]
 struct Stored {
     subject: String,
