@@ -8,10 +8,12 @@
 //! is dropped and counted in `mesh_gateway_access_log_dropped_total` — a request never waits
 //! for the log.
 //!
-//! The lines have the fields tracing's JSON format gives an event of target
-//! `mesh_gateway::access`: `timestamp`, `level`, `fields` (`message`, `route`, `method`,
-//! `path`, `status`, `duration_ms`, `request_id`) and `target`. The log is on whenever that
-//! target is enabled at `INFO` (`MESH_LOG`), as before.
+//! The lines use Elastic Common Schema names, as the services' logs do
+//! ([`mesh_core::observe::logging`]), so Filebeat ships both without a parsing rule:
+//! `@timestamp`, `log.level`, `log.logger` (`mesh_gateway::access`), `event.dataset`,
+//! `message`, `gateway.route`, `http.request.method`, `url.path`,
+//! `http.response.status_code`, `event.duration` (nanoseconds) and `http.request.id`. The log
+//! is on whenever its target is enabled at `INFO` (`MESH_LOG`).
 
 use std::{
     cell::RefCell,
@@ -177,7 +179,9 @@ fn format_line(out: &mut Vec<u8>, record: &Record<'_>, at: SystemTime) {
     let at = time::OffsetDateTime::from(at);
     let _ = write!(
         out,
-        "{{\"timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"route\":",
+        "{{\"@timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"log.level\":\"info\",\
+         \"log.logger\":\"mesh_gateway::access\",\"event.dataset\":\"mesh_gateway.access\",\
+         \"message\":\"request\",\"gateway.route\":",
         at.year(),
         u8::from(at.month()),
         at.day(),
@@ -187,18 +191,18 @@ fn format_line(out: &mut Vec<u8>, record: &Record<'_>, at: SystemTime) {
         at.microsecond()
     );
     write_string(out, record.route);
-    out.extend_from_slice(b",\"method\":");
+    out.extend_from_slice(b",\"http.request.method\":");
     write_string(out, record.method);
-    out.extend_from_slice(b",\"path\":");
+    out.extend_from_slice(b",\"url.path\":");
     write_string(out, record.path);
     let _ = write!(
         out,
-        ",\"status\":{},\"duration_ms\":{},\"request_id\":",
+        ",\"http.response.status_code\":{},\"event.duration\":{},\"http.request.id\":",
         record.status,
-        record.duration.as_millis()
+        record.duration.as_nanos()
     );
     write_string(out, record.request_id);
-    out.extend_from_slice(b"},\"target\":\"mesh_gateway::access\"}\n");
+    out.extend_from_slice(b"}\n");
 }
 
 /// `text` as a JSON string, escaped.
@@ -252,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_a_json_line_with_the_access_fields() {
+    fn a_record_is_an_ecs_json_line_with_the_access_fields() {
         let mut out = Vec::new();
         let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_123_456_789_012);
         format_line(&mut out, &record("/a \"quoted\"\n/path"), at);
@@ -261,14 +265,17 @@ mod tests {
         assert_eq!(
             line,
             serde_json::json!({
-                "timestamp": "2025-12-07T16:04:16.789012Z",
-                "level": "INFO",
-                "fields": {
-                    "message": "request", "route": "orders", "method": "GET",
-                    "path": "/a \"quoted\"\n/path", "status": 200, "duration_ms": 3,
-                    "request_id": "id-1",
-                },
-                "target": "mesh_gateway::access",
+                "@timestamp": "2025-12-07T16:04:16.789012Z",
+                "log.level": "info",
+                "log.logger": "mesh_gateway::access",
+                "event.dataset": "mesh_gateway.access",
+                "message": "request",
+                "gateway.route": "orders",
+                "http.request.method": "GET",
+                "url.path": "/a \"quoted\"\n/path",
+                "http.response.status_code": 200,
+                "event.duration": 3_000_000,
+                "http.request.id": "id-1",
             })
         );
     }
@@ -283,7 +290,7 @@ mod tests {
         log.flush();
         let paths: Vec<_> = lines(&kept)
             .iter()
-            .map(|line| line["fields"]["path"].as_str().unwrap().to_owned())
+            .map(|line| line["url.path"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(
             paths,
