@@ -72,7 +72,9 @@ for its own CPU:
   \`MESH_LOG=warn\` (access log off); **+log** the binary's defaults, the JSON access log on,
   to a file (compared with nginx+log); **+jwt** the route needing a token (HS256, verified once
   then cached) with a per-user rate limit the load never exhausts; **+lb** the route as
-  \`lb://app\`, the upstream the one instance of \`app\` in a mesh-registry.
+  \`lb://app\`, the upstream the one instance of \`app\` in a mesh-registry; **+otlp** the
+  quiet route exporting every request's span over OTLP/HTTP (100 % sampling) to a receiver
+  answering 200, compared with the quiet gateway: the cost of trace export.
 
 After a warm-up round each, each round runs every contender for the same time, starting with a
 different one each round. "Proxy CPU per request" is the proxy's user and system time from
