@@ -35,6 +35,7 @@ pub mod grpc;
 pub mod registry;
 mod render;
 pub mod store;
+pub mod summaries;
 pub mod validate;
 
 pub use mesh_core::registry::model;
@@ -62,7 +63,12 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_router(listener, api::router(registry), shutdown).await
+    let router = api::router(registry.clone());
+    let shutdown = async move {
+        shutdown.await;
+        registry.close_streams();
+    };
+    serve_router(listener, router, shutdown).await
 }
 
 /// [`serve`] for a router of one's own: the registry's API with the config server's

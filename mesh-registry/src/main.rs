@@ -113,7 +113,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind(bind.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "mesh-registry listening");
-    let router = mesh_registry::api::router_with(registry, config);
-    mesh_registry::serve_router(listener, router, mesh_core::server::shutdown_signal()).await?;
+    let router = mesh_registry::api::router_with(registry.clone(), config);
+    let shutdown = async move {
+        mesh_core::server::shutdown_signal().await;
+        registry.close_streams();
+    };
+    mesh_registry::serve_router(listener, router, shutdown).await?;
     Ok(())
 }

@@ -12,15 +12,17 @@ use mesh_core::{
     clock::Clock,
     discovery::{Discovery, Instance, InstanceStatus, ServiceId},
     error::{ErrorKind, MeshError},
-    registry::{RegistryApi, RegistryFuture, follow},
+    registry::{RegistryApi, RegistryFuture, follow, summary::InstanceSummary},
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::{
     auth::{AuthConfig, Authenticator, Caller},
     model::{Cursor, EurekaDetails, Event, Registration, Snapshot, WatchAnswer},
     render::Renderings,
     store::{MemoryStore, Store, StoreError},
+    summaries::Summaries,
     validate::{self, MetadataLimits},
 };
 
@@ -262,6 +264,9 @@ pub struct Registry {
     counters: Counters,
     authenticator: Authenticator,
     renderings: Renderings,
+    summaries: Summaries,
+    /// Set once the server shuts down: long-lived streams (the dashboard's) end on it.
+    closing: watch::Sender<bool>,
 }
 
 /// Totals since start, for `/metrics`.
@@ -320,7 +325,25 @@ impl Registry {
             counters: Counters::default(),
             authenticator,
             renderings: Renderings::default(),
+            summaries: Summaries::default(),
+            closing: watch::channel(false).0,
         }
+    }
+
+    /// The latest summary each instance reported with its renewal.
+    pub fn summaries(&self) -> &Summaries {
+        &self.summaries
+    }
+
+    /// Ends the streams that would otherwise outlive a graceful shutdown (the dashboard's
+    /// events); [`serve`](crate::serve) calls it when its shutdown signal fires.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` when [`close_streams`](Self::close_streams) is called.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Who may write.
@@ -489,6 +512,21 @@ impl Registry {
         let renewed = self.store.renew(service, id, now).await?;
         if renewed {
             self.counters.renewals.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(renewed)
+    }
+
+    /// Renews a lease and keeps the summary the instance reported with it; `false` when the
+    /// instance is unknown.
+    pub async fn renew_reporting(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        summary: InstanceSummary,
+    ) -> Result<bool, StoreError> {
+        let renewed = self.renew(service, id).await?;
+        if renewed {
+            self.summaries.record(service, id, summary, self.now_ms());
         }
         Ok(renewed)
     }
@@ -767,6 +805,19 @@ impl RegistryApi for Registry {
     fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool> {
         Box::pin(async move {
             Registry::renew(self, service, id)
+                .await
+                .map_err(store_unavailable)
+        })
+    }
+
+    fn renew_with_summary<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        summary: &'a InstanceSummary,
+    ) -> RegistryFuture<'a, bool> {
+        Box::pin(async move {
+            Registry::renew_reporting(self, service, id, summary.clone())
                 .await
                 .map_err(store_unavailable)
         })

@@ -51,7 +51,7 @@ use crate::{
     discovery::{Discovery, Instance, ServiceId},
     error::{BoxError, ErrorKind, MeshError},
     registry::{RegistryApi, follow},
-    resilience::{retry::Idempotent, timeout::Deadline},
+    resilience::{circuit_breaker::BreakerSet, retry::Idempotent, timeout::Deadline},
 };
 
 /// Options of one call.
@@ -108,6 +108,8 @@ pub(crate) struct ClientContext {
     discoveries: DashMap<ServiceId, Arc<OnceCell<Discovery>>>,
     http1: Arc<Http1Pool>,
     http2: Transport,
+    /// The circuit breakers of this mesh's clients, for the summary its renewals carry.
+    pub(crate) breakers: Arc<BreakerSet>,
 }
 
 impl ClientContext {
@@ -129,6 +131,7 @@ impl ClientContext {
             discoveries: DashMap::new(),
             http1: Http1Pool::new(),
             http2: Transport::Http2(Arc::new(http2)),
+            breakers: Arc::default(),
         }
     }
 
@@ -455,6 +458,7 @@ impl MeshClient {
     }
 
     fn generation(&self, layers: Layers, revision: u64) -> Current {
+        self.inner.context.breakers.track(layers.breaker());
         let transport = if self.inner.profile == Profile::Grpc || layers.settings().http2 {
             self.inner.context.http2.clone()
         } else {

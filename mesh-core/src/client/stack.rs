@@ -35,7 +35,7 @@ use crate::{
     error::{BoxError, ConfigError, ErrorKind, MeshError},
     resilience::{
         bulkhead::BulkheadLayer,
-        circuit_breaker::{CircuitBreakerLayer, ServerErrorsAreFailures},
+        circuit_breaker::{Breaker, CircuitBreakerLayer, ServerErrorsAreFailures},
         rate_limit::RateLimitLayer,
         retry::{NotSent, RetryLayer},
         timeout::TimeoutLayer,
@@ -142,6 +142,11 @@ impl Layers {
 
     pub(crate) fn settings(&self) -> &ClientSettings {
         &self.settings
+    }
+
+    /// The circuit breaker the calls go through.
+    pub(crate) fn breaker(&self) -> &Breaker {
+        self.breaker.breaker()
     }
 
     /// The layers for `settings`, keeping those whose section is unchanged. `discovery` is

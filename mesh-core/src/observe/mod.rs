@@ -20,7 +20,7 @@ pub(crate) mod span;
 mod trace;
 
 #[cfg(feature = "runtime")]
-pub(crate) use self::series::ServerSeries;
+pub(crate) use self::series::{ServerSeries, Totals};
 pub use self::{
     baggage::{BAGGAGE, Baggage},
     series::StatusCounters,

@@ -5,7 +5,15 @@
 
 use std::sync::RwLock;
 #[cfg(feature = "runtime")]
-use std::{cell::RefCell, collections::HashMap, sync::Arc};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 #[cfg(feature = "runtime")]
 use metrics::Histogram;
@@ -92,6 +100,29 @@ pub(crate) struct ServerSeries {
     /// Each thread's last series: consecutive answers mostly share their route, and the route
     /// label is then the same `Arc` (kept here, so its address cannot be taken by another).
     last: ThreadLocal<RefCell<Option<LastSeries>>>,
+    /// Each thread's running totals of every route, read back for the service's summary.
+    tallies: ThreadLocal<Tally>,
+}
+
+#[cfg(feature = "runtime")]
+/// One thread's running totals: written by that thread alone, so nothing contends.
+#[derive(Debug, Default)]
+struct Tally {
+    answers: AtomicU64,
+    server_errors: AtomicU64,
+    micros: AtomicU64,
+}
+
+#[cfg(feature = "runtime")]
+/// A service's answers since it started, over every route and thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Answers given.
+    pub(crate) answers: u64,
+    /// Of those, answers with a 5xx status.
+    pub(crate) server_errors: u64,
+    /// The time taken to give them, in microseconds.
+    pub(crate) micros: u64,
 }
 
 #[cfg(feature = "runtime")]
@@ -102,7 +133,31 @@ impl ServerSeries {
             unmatched: "unmatched".into(),
             routes: RwLock::default(),
             last: ThreadLocal::new(),
+            tallies: ThreadLocal::new(),
         }
+    }
+
+    /// Adds one answer with `status` that took `elapsed` to the running totals.
+    pub(crate) fn tally(&self, status: u16, elapsed: Duration) {
+        let tally = self.tallies.get_or_default();
+        tally.answers.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            tally.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        tally
+            .micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The running totals of every thread.
+    pub(crate) fn totals(&self) -> Totals {
+        self.tallies
+            .iter()
+            .fold(Totals::default(), |totals, tally| Totals {
+                answers: totals.answers + tally.answers.load(Ordering::Relaxed),
+                server_errors: totals.server_errors + tally.server_errors.load(Ordering::Relaxed),
+                micros: totals.micros + tally.micros.load(Ordering::Relaxed),
+            })
     }
 
     /// The service the series are of.
@@ -177,5 +232,26 @@ mod tests {
         let same_text: Arc<str> = "/orders".into();
         assert!(Arc::ptr_eq(&series.route("GET", &same_text), &get_list));
         assert!(Arc::ptr_eq(&series.route("POST", &same_text), &post_list));
+    }
+
+    #[test]
+    fn totals_add_up_every_threads_answers() {
+        let series = Arc::new(ServerSeries::new("orders".into()));
+        series.tally(200, Duration::from_millis(2));
+        let other = series.clone();
+        std::thread::spawn(move || {
+            other.tally(503, Duration::from_millis(4));
+            other.tally(404, Duration::from_micros(10));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            series.totals(),
+            Totals {
+                answers: 3,
+                server_errors: 1,
+                micros: 6_010
+            }
+        );
     }
 }

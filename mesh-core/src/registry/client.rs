@@ -10,7 +10,10 @@ use hyper_util::{
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use super::model::{Action, Cursor, WatchAnswer};
+use super::{
+    model::{Action, Cursor, WatchAnswer},
+    summary::InstanceSummary,
+};
 use crate::{
     discovery::{Discovery, Instance, Publisher, ServiceId},
     error::{ErrorKind, MeshError},
@@ -147,6 +150,22 @@ impl RegistryClient {
         }
     }
 
+    /// Renews a lease and reports `summary` for the registry's dashboard; `Ok(false)` when the
+    /// registry does not know the instance.
+    pub async fn renew_with_summary(
+        &self,
+        service: &ServiceId,
+        id: &str,
+        summary: &InstanceSummary,
+    ) -> Result<bool, MeshError> {
+        let path = format!("/v1/services/{service}/instances/{}/heartbeat", encode(id));
+        match self.send(Method::PUT, &path, Some(summary)).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.status() == StatusCode::NOT_FOUND => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Removes an instance from the registry.
     pub async fn deregister(&self, service: &ServiceId, id: &str) -> Result<(), MeshError> {
         let path = format!("/v1/services/{service}/instances/{}", encode(id));
@@ -277,6 +296,17 @@ impl RegistryApi for RegistryClient {
         Box::pin(RegistryClient::renew(self, service, id))
     }
 
+    fn renew_with_summary<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        summary: &'a InstanceSummary,
+    ) -> RegistryFuture<'a, bool> {
+        Box::pin(RegistryClient::renew_with_summary(
+            self, service, id, summary,
+        ))
+    }
+
     fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()> {
         Box::pin(RegistryClient::deregister(self, service, id))
     }
@@ -303,6 +333,18 @@ pub trait RegistryApi: Send + Sync + 'static {
     /// Renews a lease; `Ok(false)` when the registry does not know the instance.
     fn renew<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, bool>;
 
+    /// Renews a lease and reports the instance's [`InstanceSummary`]; a registry without a
+    /// dashboard only renews.
+    fn renew_with_summary<'a>(
+        &'a self,
+        service: &'a ServiceId,
+        id: &'a str,
+        summary: &'a InstanceSummary,
+    ) -> RegistryFuture<'a, bool> {
+        let _ = summary;
+        self.renew(service, id)
+    }
+
     /// Removes an instance; removing an unknown instance succeeds.
     fn deregister<'a>(&'a self, service: &'a ServiceId, id: &'a str) -> RegistryFuture<'a, ()>;
 
@@ -325,6 +367,20 @@ pub async fn keep_registered(
     renewal_interval: Duration,
     lease_duration: Duration,
 ) -> Result<Registered, MeshError> {
+    keep_registered_reporting(registry, instance, renewal_interval, lease_duration, None).await
+}
+
+/// What an instance reports with each renewal: called once per renewal.
+pub type Report = Arc<dyn Fn() -> InstanceSummary + Send + Sync>;
+
+/// [`keep_registered`], sending what `report` answers with each renewal when there is one.
+pub async fn keep_registered_reporting(
+    registry: Arc<dyn RegistryApi>,
+    instance: Instance,
+    renewal_interval: Duration,
+    lease_duration: Duration,
+    report: Option<Report>,
+) -> Result<Registered, MeshError> {
     registry
         .register(&instance, renewal_interval, lease_duration)
         .await?;
@@ -339,7 +395,16 @@ pub async fn keep_registered(
                 _ = &mut stopped => return,
                 _ = ticks.tick() => {}
             }
-            match renewer.renew(&renewed.service, &renewed.id).await {
+            let renewal = match &report {
+                Some(report) => {
+                    let summary = report();
+                    renewer
+                        .renew_with_summary(&renewed.service, &renewed.id, &summary)
+                        .await
+                }
+                None => renewer.renew(&renewed.service, &renewed.id).await,
+            };
+            match renewal {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(instance = ?renewed.id, "registry forgot the instance, registering again");

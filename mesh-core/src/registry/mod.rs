@@ -14,7 +14,9 @@
 
 mod client;
 pub mod model;
+pub mod summary;
 
 pub use self::client::{
-    Registered, RegistryApi, RegistryClient, RegistryFuture, follow, keep_registered,
+    Registered, RegistryApi, RegistryClient, RegistryFuture, Report, follow, keep_registered,
+    keep_registered_reporting,
 };

@@ -28,6 +28,7 @@ mod backends;
 mod endpoints;
 mod refresh;
 mod registration;
+mod report;
 mod serving;
 
 use std::{

@@ -8,7 +8,7 @@ use tokio::{sync::Mutex, task::JoinHandle};
 use crate::{
     discovery::Instance,
     error::MeshError,
-    registry::{Registered, RegistryApi, keep_registered},
+    registry::{Registered, RegistryApi, Report, keep_registered_reporting},
 };
 
 /// The first delay before registering again, doubling up to `MAX_RETRY_DELAY`.
@@ -24,22 +24,25 @@ pub(super) struct Registration {
 }
 
 impl Registration {
-    /// Registers `instance`; when the registry does not answer, a service still starts (as a
-    /// Eureka client does) and registers as soon as the registry is back.
+    /// Registers `instance`, sending what `report` answers with each renewal. When the
+    /// registry does not answer, a service still starts (as a Eureka client does) and registers
+    /// as soon as the registry is back.
     pub(super) async fn start(
         registry: Arc<dyn RegistryApi>,
         instance: Instance,
         renewal_interval: Duration,
         lease_duration: Duration,
+        report: Report,
     ) -> Self {
         let register = {
             let instance = instance.clone();
             move || {
-                keep_registered(
+                keep_registered_reporting(
                     registry.clone(),
                     instance.clone(),
                     renewal_interval,
                     lease_duration,
+                    Some(report.clone()),
                 )
             }
         };

@@ -215,6 +215,7 @@ impl Mesh {
             None => (Some(self.endpoints()), None),
             Some(address) => (None, Some(self.serve_management(address, &server).await?)),
         };
+        let report = super::report::reporter(series.clone(), self.inner.clients.breakers.clone());
         let app = server::wrap(app, endpoints, series, &server, self.inner.auth.clone());
         let served = Served {
             app,
@@ -256,6 +257,7 @@ impl Mesh {
                     instance,
                     registry_settings.renewal_interval,
                     registry_settings.lease_duration,
+                    report,
                 )
                 .await,
             ),

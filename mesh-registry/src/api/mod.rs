@@ -1,7 +1,8 @@
-//! The registry's HTTP API: native `/v1`, Eureka's `/eureka` (and `/eureka/v2`), health and
-//! metrics.
+//! The registry's HTTP API: native `/v1`, Eureka's `/eureka` (and `/eureka/v2`), health,
+//! metrics and the live `/dashboard`.
 
 mod config;
+mod dashboard;
 mod eureka;
 mod metrics;
 mod native;
@@ -54,6 +55,7 @@ pub fn router_with(registry: Arc<Registry>, config: Option<Arc<ConfigServer>>) -
         .route("/health/live", get(health))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::render))
+        .merge(dashboard::routes())
         .nest("/v1", native::routes())
         .nest("/eureka", eureka::routes())
         .nest("/eureka/v2", eureka::routes());

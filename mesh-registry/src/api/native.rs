@@ -8,7 +8,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
-use mesh_core::discovery::{Instance, InstanceStatus, ServiceId};
+use mesh_core::{
+    discovery::{Instance, InstanceStatus, ServiceId},
+    registry::summary::{InstanceSummary, MAX_SUMMARY_BYTES},
+};
 use serde::Deserialize;
 
 use super::{ApiError, Writer, check_access, target};
@@ -115,18 +118,45 @@ async fn register(
     Ok((StatusCode::OK, Json(event)).into_response())
 }
 
+/// A renewal; its body, when there is one, is the instance's [`InstanceSummary`].
 async fn heartbeat(
     State(registry): State<Arc<Registry>>,
     Writer(caller): Writer,
     Path((service, id)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let service = target(&service, &id)?;
+    let summary = read_summary(&body)?;
     check_access(&registry, &service, &id, caller.as_ref()).await?;
-    if registry.renew(&service, &id).await? {
+    let renewed = match summary {
+        Some(summary) => registry.renew_reporting(&service, &id, summary).await?,
+        None => registry.renew(&service, &id).await?,
+    };
+    if renewed {
         Ok(StatusCode::OK)
     } else {
         Err(not_registered(&service, &id))
     }
+}
+
+/// The summary a renewal carries: none for an empty body, a 413 past
+/// [`MAX_SUMMARY_BYTES`], a 400 for one that is not a valid summary.
+fn read_summary(body: &[u8]) -> Result<Option<InstanceSummary>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if body.len() > MAX_SUMMARY_BYTES {
+        return Err(ApiError::rejected(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a renewal's summary is at most {MAX_SUMMARY_BYTES} bytes"),
+        ));
+    }
+    let summary: InstanceSummary = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("invalid summary: {error}")))?;
+    summary
+        .validate()
+        .map_err(|reason| ApiError::bad_request(format!("invalid summary: {reason}")))?;
+    Ok(Some(summary))
 }
 
 async fn deregister(

@@ -35,6 +35,22 @@ pub struct Breaker {
     shared: Arc<Shared>,
 }
 
+/// A breaker that does not keep its state alive; see [`BreakerSet`](super::BreakerSet).
+#[derive(Clone)]
+pub(super) struct WeakBreaker(Weak<Shared>);
+
+impl WeakBreaker {
+    /// The breaker, while any clone of it lives.
+    pub(super) fn upgrade(&self) -> Option<Breaker> {
+        self.0.upgrade().map(|shared| Breaker { shared })
+    }
+
+    /// Whether `breaker` is this one.
+    pub(super) fn is(&self, breaker: &Breaker) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&breaker.shared))
+    }
+}
+
 struct Shared {
     name: Arc<str>,
     config: CircuitBreakerConfig,
@@ -190,6 +206,11 @@ impl Breaker {
     /// events behind skips the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<StateTransition> {
         self.shared.events.subscribe()
+    }
+
+    /// A handle that does not keep this breaker alive.
+    pub(super) fn downgrade(&self) -> WeakBreaker {
+        WeakBreaker(Arc::downgrade(&self.shared))
     }
 
     /// Asks to make a call: a permit, or [`CircuitOpen`] when the breaker refuses.

@@ -7,8 +7,9 @@ use super::{
     window::{CountWindow, TimeWindow, Totals, Window},
 };
 
-/// The state of a circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The state of a circuit breaker, written as Resilience4j names it (`HALF_OPEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     /// Calls flow; outcomes are recorded.
     Closed,

@@ -31,6 +31,7 @@ mod future;
 mod layer;
 mod machine;
 mod service;
+mod set;
 mod window;
 
 pub use self::{
@@ -43,4 +44,5 @@ pub use self::{
     layer::CircuitBreakerLayer,
     machine::{State, StateTransition},
     service::CircuitBreaker,
+    set::BreakerSet,
 };

@@ -80,9 +80,11 @@ pub(crate) fn record(
     status: http::StatusCode,
     started: Instant,
 ) {
-    let series = series.route(method, route.unwrap_or(series.unmatched()));
-    series.requests.increment(status.as_u16());
-    series.duration.record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    series.tally(status.as_u16(), elapsed);
+    let route = series.route(method, route.unwrap_or(series.unmatched()));
+    route.requests.increment(status.as_u16());
+    route.duration.record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]
