@@ -16,6 +16,7 @@ use mesh::{
     MeshClient,
     axum::{Router, extract::State, routing::get},
     error::{ErrorKind, MeshError},
+    resilience::circuit_breaker::State as CircuitState,
 };
 use serde_json::json;
 use support::{Killable, call, get as http_get, registry, start};
@@ -185,6 +186,78 @@ async fn killing_every_b_opens_as_circuit_and_as_fallback_answers() {
         (2..=4).contains(&failures),
         "the circuit opened after the window filled: {failures} failures first"
     );
+}
+
+#[tokio::test]
+async fn renewals_carry_the_services_traffic_and_open_circuits_to_the_registry() {
+    let registry = registry();
+    let b = Killable::start("b", b_json_router("b1"), &registry);
+    until_registered(&registry, "b", 1).await;
+    let a_mesh = support::mesh(
+        "a",
+        &registry,
+        json!({
+            "registry": {"renewal_interval": "100ms"},
+            "clients": {"b": {
+                "retry": {"max_attempts": 1},
+                "circuit_breaker": {"sliding_window_size": 2, "minimum_number_of_calls": 2},
+            }},
+        }),
+    )
+    .await;
+    let a = a_mesh
+        .server(a_router(a_mesh.client("b")))
+        .start()
+        .await
+        .unwrap();
+    let a_id = a.instance().expect("a registers").id.clone();
+    let summary = |registry: &Arc<mesh_registry::Registry>| {
+        registry
+            .summaries()
+            .get(&"a".into(), &a_id)
+            .map(|reported| reported.summary)
+    };
+    assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
+    let closed = until(|| {
+        summary(&registry).filter(|summary| {
+            summary.requests_per_second > 0.0 && !summary.breakers.is_empty()
+        })
+    })
+    .await;
+    assert_eq!(closed.breakers[0].name, "b");
+    assert_eq!(closed.breakers[0].state, CircuitState::Closed);
+    assert!(closed.mean_latency_ms > 0.0);
+
+    b.kill();
+    let mut server_errors = 0;
+    for _ in 0..5 {
+        if http_get(a.local_addr(), "/ask").await.0.is_server_error() {
+            server_errors += 1;
+        }
+    }
+    assert!(server_errors > 0, "calls failed before the circuit opened");
+    let open = until(|| {
+        summary(&registry).filter(|summary| summary.breakers[0].state == CircuitState::Open)
+    })
+    .await;
+    assert!(
+        open.breakers[0].failure_rate >= 0.5,
+        "the window that opened it failed at the threshold or above: {open:?}"
+    );
+}
+
+/// Polls `found` until it finds something, for at most 10 s.
+async fn until<T>(mut found: impl FnMut() -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(value) = found() {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("found within 10 s")
 }
 
 #[tokio::test]
