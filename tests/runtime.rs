@@ -219,9 +219,8 @@ async fn renewals_carry_the_services_traffic_and_open_circuits_to_the_registry()
     };
     assert_eq!(http_get(a.local_addr(), "/ask").await.0, StatusCode::OK);
     let closed = until(|| {
-        summary(&registry).filter(|summary| {
-            summary.requests_per_second > 0.0 && !summary.breakers.is_empty()
-        })
+        summary(&registry)
+            .filter(|summary| summary.requests_per_second > 0.0 && !summary.breakers.is_empty())
     })
     .await;
     assert_eq!(closed.breakers[0].name, "b");

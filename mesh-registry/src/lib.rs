@@ -72,7 +72,8 @@ pub async fn serve(
 }
 
 /// [`serve`] for a router of one's own: the registry's API with the config server's
-/// ([`api::router_with`]), say.
+/// ([`api::router_with`]), say. Let `shutdown` call [`Registry::close_streams`] once it fires,
+/// as [`serve`] does, or open dashboard streams hold the drain.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: axum::Router,
