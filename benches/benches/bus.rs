@@ -15,10 +15,10 @@ use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Connection, ConnectionProperties, ExchangeKind,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-        ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
     },
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
 use mesh::{
     bus::{AmqpBus, Bus, Event, EventType, SubscriptionConfig},
@@ -70,10 +70,50 @@ struct Measured {
     latencies: Vec<Duration>,
 }
 
+/// The bus's subscription: one handler at a time, the other settings the defaults.
+fn subscription_config() -> SubscriptionConfig {
+    let mut config = SubscriptionConfig::new("bench", "ticks", ["bench.*"]);
+    config.concurrency = 1;
+    config
+}
+
+/// What raw lapin sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    /// The event's JSON with no properties but persistence.
+    Bare,
+    /// The event's JSON with the properties and header the bus sends (content type, message
+    /// ID, type and the `traceparent` header), into a queue with the subscription's message
+    /// TTL, consumed with its prefetch.
+    Same,
+}
+
+/// The properties raw lapin sends `event` with.
+fn raw_properties(message: Message, event: &Event) -> BasicProperties {
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    match message {
+        Message::Bare => persistent,
+        Message::Same => {
+            let mut headers = FieldTable::default();
+            if let Some(traceparent) = &event.traceparent {
+                headers.insert(
+                    "traceparent".into(),
+                    AMQPValue::LongString(traceparent.clone().into()),
+                );
+            }
+            persistent
+                .with_content_type("application/cloudevents+json".into())
+                .with_message_id(event.id.as_str().into())
+                .with_type(event.ty.as_str().into())
+                .with_headers(headers)
+        }
+    }
+}
+
 /// Raw lapin: persistent, mandatory publishes on a confirm channel to a topic exchange, each
 /// confirm awaited by its publisher, and a manual-ack consumer — what the bus does, without
 /// the bus.
-async fn raw(url: &str, exchange: &str) -> Measured {
+async fn raw(url: &str, exchange: &str, message: Message) -> Measured {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -95,6 +135,14 @@ async fn raw(url: &str, exchange: &str) -> Measured {
         .await
         .unwrap();
     let queue = format!("{exchange}.raw");
+    let subscription = subscription_config();
+    let mut arguments = FieldTable::default();
+    if message == Message::Same {
+        arguments.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(subscription.message_ttl.as_millis() as i64),
+        );
+    }
     channel
         .queue_declare(
             queue.as_str().into(),
@@ -102,7 +150,7 @@ async fn raw(url: &str, exchange: &str) -> Measured {
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await
         .unwrap();
@@ -116,7 +164,7 @@ async fn raw(url: &str, exchange: &str) -> Measured {
         )
         .await
         .unwrap();
-    let publish = |payload: Vec<u8>| {
+    let publish = |(payload, properties): (Vec<u8>, BasicProperties)| {
         let channel = channel.clone();
         async move {
             let confirm = channel
@@ -128,7 +176,7 @@ async fn raw(url: &str, exchange: &str) -> Measured {
                         ..Default::default()
                     },
                     &payload,
-                    BasicProperties::default().with_delivery_mode(2),
+                    properties,
                 )
                 .await
                 .unwrap()
@@ -139,6 +187,13 @@ async fn raw(url: &str, exchange: &str) -> Measured {
     };
     // The consumer runs during the publishes, as the bus's subscription does.
     let consumer_channel = connection.create_channel().await.unwrap();
+    if message == Message::Same {
+        let prefetch = usize::from(subscription.prefetch) * subscription.concurrency;
+        consumer_channel
+            .basic_qos(prefetch as u16, BasicQosOptions::default())
+            .await
+            .unwrap();
+    }
     let mut consumer = consumer_channel
         .basic_consume(
             queue.as_str().into(),
@@ -155,7 +210,13 @@ async fn raw(url: &str, exchange: &str) -> Measured {
             delivery.ack(BasicAckOptions::default()).await.unwrap();
         }
     });
-    let encoded = |n: usize| publish(serde_json::to_vec(&event(n)).unwrap());
+    let encoded = |n: usize| {
+        let event = event(n);
+        publish((
+            serde_json::to_vec(&event).unwrap(),
+            raw_properties(message, &event),
+        ))
+    };
     let one_at_a_time = rate(1, encoded).await;
     let pipelined = rate(IN_FLIGHT, encoded).await;
     for _ in 0..2 * MESSAGES {
@@ -193,9 +254,10 @@ async fn mesh_bus(url: &str, exchange: &str) -> Measured {
             Ok::<(), BoxError>(())
         }
     };
-    let mut config = SubscriptionConfig::new("bench", "ticks", ["bench.*"]);
-    config.concurrency = 1;
-    let _subscription = bus.subscribe(config, Arc::new(handler)).await.unwrap();
+    let _subscription = bus
+        .subscribe(subscription_config(), Arc::new(handler))
+        .await
+        .unwrap();
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     *handled.lock().unwrap() = Some(sender);
 
@@ -234,10 +296,12 @@ async fn main() {
         return;
     }
     let run = std::process::id();
-    let (mut raw_runs, mut mesh_runs) = (Vec::new(), Vec::new());
+    let (mut bare_runs, mut raw_runs, mut mesh_runs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        raw_runs.push(raw(&url, &format!("mesh.bench.raw.{run}.{round}")).await);
-        mesh_runs.push(mesh_bus(&url, &format!("mesh.bench.mesh.{run}.{round}")).await);
+        let exchange = |side: &str| format!("mesh.bench.{side}.{run}.{round}");
+        bare_runs.push(raw(&url, &exchange("bare"), Message::Bare).await);
+        raw_runs.push(raw(&url, &exchange("raw"), Message::Same).await);
+        mesh_runs.push(mesh_bus(&url, &exchange("mesh")).await);
     }
     let median = |runs: &[Measured], rate: fn(&Measured) -> f64| {
         let mut rates: Vec<f64> = runs.iter().map(rate).collect();
@@ -250,10 +314,13 @@ async fn main() {
         latencies.sort();
         latencies
     };
-    let (raw_latency, mesh_latency) = (pooled(&raw_runs), pooled(&mesh_runs));
+    let (bare_latency, raw_latency, mesh_latency) =
+        (pooled(&bare_runs), pooled(&raw_runs), pooled(&mesh_runs));
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("| measure | raw lapin | mesh bus | ratio |");
-    println!("|---|---|---|---|");
+    println!(
+        "| measure | raw lapin, bare message | raw lapin, same message | mesh bus | mesh vs same message | mesh vs bare message |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, rate) in [
         (
             "one at a time",
@@ -261,19 +328,30 @@ async fn main() {
         ),
         ("pipelined, 64 in flight", |m| m.pipelined),
     ] {
-        let (raw_rate, mesh_rate) = (median(&raw_runs, rate), median(&mesh_runs, rate));
+        let (bare_rate, raw_rate, mesh_rate) = (
+            median(&bare_runs, rate),
+            median(&raw_runs, rate),
+            median(&mesh_runs, rate),
+        );
         println!(
-            "| publishes per second, each confirmed, {name} (median of {ROUNDS} × {MESSAGES}) | {raw_rate:.0} | {mesh_rate:.0} | {:.2} |",
-            mesh_rate / raw_rate
+            "| publishes per second, each confirmed, {name} (median of {ROUNDS} × {MESSAGES}) | {bare_rate:.0} | {raw_rate:.0} | {mesh_rate:.0} | {:.2} | {:.2} |",
+            mesh_rate / raw_rate,
+            mesh_rate / bare_rate
         );
     }
     for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
-        let (raw, mesh) = (percentile(&raw_latency, p), percentile(&mesh_latency, p));
+        let (bare, raw, mesh) = (
+            percentile(&bare_latency, p),
+            percentile(&raw_latency, p),
+            percentile(&mesh_latency, p),
+        );
         println!(
-            "| publish → handled, {name} ({ROUNDS} × {LATENCY_SAMPLES}) | {:.2} ms | {:.2} ms | {:.2} |",
+            "| publish → handled, {name} ({ROUNDS} × {LATENCY_SAMPLES}) | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {:.2} |",
+            ms(bare),
             ms(raw),
             ms(mesh),
-            ms(mesh) / ms(raw)
+            ms(mesh) / ms(raw),
+            ms(mesh) / ms(bare)
         );
     }
 }
