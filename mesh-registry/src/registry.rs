@@ -474,6 +474,11 @@ impl Registry {
         }
         self.counters.registrations.fetch_add(1, Ordering::Relaxed);
         let event = self.store.put(registration).await?;
+        // A new process under the same ID reports afresh.
+        self.summaries.remove(
+            event.registration.service(),
+            &event.registration.instance.id,
+        );
         // Identifiers are logged with `?`: escaped, so no client can start a log line.
         tracing::info!(
             service = ?event.registration.service().as_str(),
@@ -587,6 +592,7 @@ impl Registry {
             .await?
             .is_some();
         if removed {
+            self.summaries.remove(service, id);
             self.counters.cancellations.fetch_add(1, Ordering::Relaxed);
             tracing::info!(service = ?service.as_str(), instance = ?id, "cancelled");
         }
@@ -680,6 +686,8 @@ impl Registry {
     /// One eviction pass: removes expired leases unless self-preservation holds them.
     pub async fn evict(&self) -> Result<Vec<Event>, StoreError> {
         let now = self.now_ms();
+        self.summaries
+            .forget_before(now.saturating_sub(self.config.max_lease_duration.as_millis() as u64));
         let snapshot = self.store.snapshot().await?;
         let preserving = self
             .update_self_preservation(&snapshot.registrations, now)
@@ -697,6 +705,7 @@ impl Registry {
                 && let Some(event) = self.store.remove(service, id, now).await?
             {
                 tracing::warn!(service = ?service.as_str(), instance = ?id, "lease expired, evicted");
+                self.summaries.remove(service, id);
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
                 evicted.push(event);
             }

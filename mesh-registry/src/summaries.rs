@@ -1,9 +1,10 @@
 //! The latest summary each instance reported with its renewal, for the dashboard.
 //!
 //! Summaries live in this replica's memory only: they are a view of the last few seconds, not
-//! state to share. An entry is kept for a registered instance alone (recorded after its
-//! renewal succeeds, dropped when the dashboard finds it gone), so the map is bounded by the
-//! registry's own instance limit.
+//! state to share. An entry is recorded only after its instance's renewal succeeds, dropped
+//! when the instance registers again, cancels or is evicted here, and forgotten once it is
+//! older than the longest lease (an instance another replica evicted), so the map holds at
+//! most the instances that renewed within one lease.
 
 use std::{
     collections::HashMap,
@@ -55,10 +56,20 @@ impl Summaries {
         self.lock().get(&(service.clone(), id.to_owned())).cloned()
     }
 
-    /// Forgets the summaries of instances `registered` says are gone.
-    pub fn retain(&self, registered: impl Fn(&ServiceId, &str) -> bool) {
+    /// Forgets the summary of `service`'s instance `id`.
+    pub fn remove(&self, service: &ServiceId, id: &str) {
+        self.lock().remove(&(service.clone(), id.to_owned()));
+    }
+
+    /// Forgets the summaries that arrived before `cutoff_ms`.
+    pub fn forget_before(&self, cutoff_ms: u64) {
         self.lock()
-            .retain(|(service, id), _| registered(service, id));
+            .retain(|_, reported| reported.at_ms >= cutoff_ms);
+    }
+
+    /// How many summaries have arrived.
+    pub fn arrival_count(&self) -> u64 {
+        *self.arrivals.borrow()
     }
 
     /// A receiver that sees a change whenever a summary arrives.
@@ -92,8 +103,13 @@ mod tests {
         let latest = summaries.get(&orders, "a").unwrap();
         assert_eq!((*latest.summary).clone(), busy);
         assert_eq!(latest.at_ms, 2);
-        summaries.retain(|_, id| id == "b");
+        summaries.remove(&orders, "a");
         assert!(summaries.get(&orders, "a").is_none());
         assert!(summaries.get(&orders, "b").is_some());
+        summaries.forget_before(4);
+        assert!(
+            summaries.get(&orders, "b").is_none(),
+            "older than the cutoff"
+        );
     }
 }

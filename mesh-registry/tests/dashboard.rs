@@ -294,8 +294,51 @@ async fn a_summary_out_of_bounds_is_refused_and_not_kept() {
     let view = server.get("/dashboard/view", None).await;
     let view: Value = serde_json::from_slice(view.body()).unwrap();
     assert!(view["services"][0]["instances"][0]["summary"].is_null());
-    // A renewal without a body renews as before.
+    // Each refused summary still renewed the lease, as does a renewal without a body.
     assert_eq!(server.renew(&path, String::new()).await, StatusCode::OK);
+    let metrics = server.get("/metrics", None).await;
+    let metrics = std::str::from_utf8(metrics.body()).unwrap();
+    assert!(
+        metrics.contains("mesh_registry_renewals_total 4"),
+        "{metrics}"
+    );
+    // An unknown instance is told to register, whatever its summary.
+    let unknown = "/v1/services/order-service/instances/gone/heartbeat";
+    assert_eq!(
+        server.renew(unknown, "{}".into()).await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn event_streams_are_bounded() {
+    let server = start(RegistryConfig::default()).await;
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        let mut events = server.events().await;
+        events.view().await;
+        open.push(events);
+    }
+    let refused = server.get("/dashboard/events", None).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = serde_json::from_slice(refused.body()).unwrap();
+    assert_eq!(error["error"]["kind"], "too_many_streams");
+    // A viewer that leaves gives its place back once its stream has written twice more (an
+    // idle stream writes a comment every 2 s).
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..2000 {
+        let request = Request::get(format!("{}/dashboard/events", server.base))
+            .body(Full::default())
+            .unwrap();
+        let answer = server.http.request(request).await.unwrap();
+        if answer.status() == StatusCode::OK {
+            again = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(again.is_some(), "a place opened once a viewer left");
 }
 
 #[tokio::test]

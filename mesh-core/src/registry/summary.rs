@@ -52,8 +52,7 @@ pub struct BreakerSummary {
     pub name: String,
     /// Its state.
     pub state: State,
-    /// The failure rate of its current window, from 0 to 1 (0 until the window holds its
-    /// minimum number of calls).
+    /// The failure rate of its current window, from 0 to 1 (0 while the window is empty).
     pub failure_rate: f64,
 }
 

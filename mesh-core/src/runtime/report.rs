@@ -34,7 +34,7 @@ pub(super) fn reporter(series: Arc<ServerSeries>, breakers: Arc<BreakerSet>) -> 
 
 /// The summary of the answers between `before` and `after`, `elapsed` apart, and of
 /// `breakers`: one entry per name (the one in the most telling state when clients share a
-/// name), at most [`MAX_BREAKERS`].
+/// name), at most [`MAX_BREAKERS`], those refusing calls first.
 fn summarize(
     before: Totals,
     after: Totals,
@@ -66,21 +66,25 @@ fn summarize(
         };
         match named.get(name) {
             Some(known) if severity(known.state) >= severity(summary.state) => {}
-            _ if named.len() == MAX_BREAKERS && !named.contains_key(name) => {}
             _ => {
                 named.insert(name, summary);
             }
         }
     }
+    // Past the bound, the breakers refusing calls are the ones kept.
+    let mut breakers: Vec<BreakerSummary> = named.into_values().collect();
+    breakers.sort_by_key(|breaker| std::cmp::Reverse(severity(breaker.state)));
+    breakers.truncate(MAX_BREAKERS);
     InstanceSummary {
         requests_per_second: if seconds > 0.0 {
             answers as f64 / seconds
         } else {
             0.0
         },
-        error_rate: per_answer(errors, 1.0),
+        // Two counters read one after the other can be a moment apart.
+        error_rate: per_answer(errors, 1.0).min(1.0),
         mean_latency_ms: per_answer(micros, 1000.0),
-        breakers: named.into_values().collect(),
+        breakers,
     }
 }
 
@@ -138,20 +142,27 @@ mod tests {
         for _ in 0..2 {
             open.try_acquire().unwrap().record(Outcome::Failure);
         }
+        // Past the bound by name order, and still kept: it refuses calls.
+        let open_late = breaker("zz-last-service");
+        for _ in 0..2 {
+            open_late.try_acquire().unwrap().record(Outcome::Failure);
+        }
         let many: Vec<Breaker> = (0..MAX_BREAKERS + 5)
             .map(|i| breaker(&format!("service-{i:02}")))
             .collect();
         let mut all = vec![closed, open];
         all.extend(many);
+        all.push(open_late);
         let summary = summarize(Totals::default(), Totals::default(), Duration::ZERO, &all);
         assert_eq!(summary.breakers.len(), MAX_BREAKERS);
         let payment = summary
             .breakers
             .iter()
             .find(|b| b.name == "payment-service")
-            .expect("the first breaker tracked is kept");
+            .expect("an open breaker is kept");
         assert_eq!(payment.state, State::Open);
         assert_eq!(payment.failure_rate, 1.0);
+        assert!(summary.breakers.iter().any(|b| b.name == "zz-last-service"));
         assert!(summary.validate().is_ok());
     }
 

@@ -9,6 +9,7 @@ use axum::{
     routing::{delete, get, post, put},
 };
 use mesh_core::{
+    MeshError,
     discovery::{Instance, InstanceStatus, ServiceId},
     registry::summary::{InstanceSummary, MAX_SUMMARY_BYTES},
 };
@@ -126,12 +127,20 @@ async fn heartbeat(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let service = target(&service, &id)?;
-    let summary = read_summary(&body)?;
     check_access(&registry, &service, &id, caller.as_ref()).await?;
-    let renewed = match summary {
-        Some(summary) => registry.renew_reporting(&service, &id, summary).await?,
-        None => registry.renew(&service, &id).await?,
+    // A summary the registry refuses never costs the lease: the renewal happens, and the
+    // refusal is the answer.
+    let (renewed, refused) = match read_summary(&body) {
+        Ok(Some(summary)) => (
+            registry.renew_reporting(&service, &id, summary).await?,
+            None,
+        ),
+        Ok(None) => (registry.renew(&service, &id).await?, None),
+        Err(refused) => (registry.renew(&service, &id).await?, Some(refused)),
     };
+    if let Some(refused) = refused.filter(|_| renewed) {
+        return Err(refused);
+    }
     if renewed {
         Ok(StatusCode::OK)
     } else {
@@ -140,22 +149,25 @@ async fn heartbeat(
 }
 
 /// The summary a renewal carries: none for an empty body, a 413 past
-/// [`MAX_SUMMARY_BYTES`], a 400 for one that is not a valid summary.
+/// [`MAX_SUMMARY_BYTES`], a 400 for one that is not a valid summary (the lease is renewed
+/// either way).
 fn read_summary(body: &[u8]) -> Result<Option<InstanceSummary>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     if body.len() > MAX_SUMMARY_BYTES {
-        return Err(ApiError::rejected(
+        return Err(ApiError(MeshError::custom(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a renewal's summary is at most {MAX_SUMMARY_BYTES} bytes"),
-        ));
+            "payload_too_large",
+            format!("renewed, but a summary is at most {MAX_SUMMARY_BYTES} bytes"),
+        )));
     }
-    let summary: InstanceSummary = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request(format!("invalid summary: {error}")))?;
-    summary
-        .validate()
-        .map_err(|reason| ApiError::bad_request(format!("invalid summary: {reason}")))?;
+    let summary: InstanceSummary = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!("renewed, but the summary is invalid: {error}"))
+    })?;
+    summary.validate().map_err(|reason| {
+        ApiError::bad_request(format!("renewed, but the summary is invalid: {reason}"))
+    })?;
     Ok(Some(summary))
 }
 

@@ -208,6 +208,11 @@ impl Breaker {
         self.shared.events.subscribe()
     }
 
+    /// Whether `other` is this breaker (a clone of it), not another of the same name.
+    pub(super) fn same_as(&self, other: &Breaker) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// A handle that does not keep this breaker alive.
     pub(super) fn downgrade(&self) -> WeakBreaker {
         WeakBreaker(Arc::downgrade(&self.shared))

@@ -6,6 +6,8 @@
 //! `/dashboard/events`, a server-sent event stream: one `view` event at once, then one
 //! whenever the registry changes or a summary arrives, at most one a second, and one every few
 //! seconds when nothing changes. `/dashboard/view` answers the same view once, as JSON.
+//! Viewers share one rendering per change and second, and at most [`MAX_STREAMS`] streams are
+//! open at once.
 //!
 //! It is read-only, and behind the registry's read credentials when reads are protected (the
 //! guard every read passes). Instance data is the registrants' own: the page writes it as
@@ -14,8 +16,9 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
-    Router,
-    http::header,
+    Extension, Router,
+    extract::State,
+    http::{StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -23,18 +26,27 @@ use axum::{
     routing::get,
 };
 use futures_util::{Stream, stream};
-use mesh_core::{discovery::InstanceStatus, registry::summary::InstanceSummary};
+use mesh_core::{MeshError, discovery::InstanceStatus, registry::summary::InstanceSummary};
 use serde::Serialize;
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch},
+    time::Instant,
+};
 
 use super::ApiError;
 use crate::{registry::Registry, store::StoreError};
+
+/// The most event streams open at once; more are refused with a 503.
+const MAX_STREAMS: usize = 64;
 
 /// The least time between two events of one stream.
 const MIN_GAP: Duration = Duration::from_secs(1);
 /// The most time between two events of one stream: renewal ages and self-preservation move
 /// without a revision.
 const REFRESH: Duration = Duration::from_secs(5);
+/// How often an idle stream writes a comment: a viewer that left is noticed (and its place
+/// given back) at the second write after it left.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// How long a browser waits before reconnecting a dropped stream.
 const RECONNECT: Duration = Duration::from_secs(2);
 
@@ -47,6 +59,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                       frame-ancestors 'none'";
 
 pub(super) fn routes() -> Router<Arc<Registry>> {
+    let dashboard = Arc::new(Dashboard {
+        last: Mutex::new(None),
+        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+    });
     Router::new()
         .route(
             "/dashboard",
@@ -62,6 +78,45 @@ pub(super) fn routes() -> Router<Arc<Registry>> {
         )
         .route("/dashboard/view", get(view))
         .route("/dashboard/events", get(events))
+        .layer(Extension(dashboard))
+}
+
+/// What every viewer shares: the last view rendered, and the permits of the open streams.
+struct Dashboard {
+    last: Mutex<Option<(Key, Arc<str>)>>,
+    streams: Arc<Semaphore>,
+}
+
+/// What a view depends on: a view rendered for the same key is served again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    revision: u64,
+    arrivals: u64,
+    self_preservation: bool,
+    /// The second it was rendered in: renewal times move without a revision.
+    second: u64,
+}
+
+impl Dashboard {
+    /// The view now: the last one rendered while nothing it shows changed, else a new one.
+    /// Viewers render one at a time, so many viewers cost one rendering a second.
+    async fn view(&self, registry: &Registry) -> Result<Arc<str>, StoreError> {
+        let key = Key {
+            revision: *registry.store().revisions().borrow(),
+            arrivals: registry.summaries().arrival_count(),
+            self_preservation: registry.is_self_preserving(),
+            second: registry.now_ms() / 1000,
+        };
+        let mut last = self.last.lock().await;
+        if let Some((rendered, json)) = &*last
+            && *rendered == key
+        {
+            return Ok(json.clone());
+        }
+        let json: Arc<str> = render(registry).await?.into();
+        *last = Some((key, json.clone()));
+        Ok(json)
+    }
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -78,21 +133,38 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 async fn view(
-    axum::extract::State(registry): axum::extract::State<Arc<Registry>>,
+    State(registry): State<Arc<Registry>>,
+    Extension(dashboard): Extension<Arc<Dashboard>>,
 ) -> Result<Response, ApiError> {
-    let json = render(&registry).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+    let json = dashboard.view(&registry).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response())
 }
 
 async fn events(
-    axum::extract::State(registry): axum::extract::State<Arc<Registry>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    Sse::new(updates(registry)).keep_alive(KeepAlive::default())
+    State(registry): State<Arc<Registry>>,
+    Extension(dashboard): Extension<Arc<Dashboard>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Ok(permit) = dashboard.streams.clone().try_acquire_owned() else {
+        return Err(ApiError(MeshError::custom(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!("the dashboard serves at most {MAX_STREAMS} event streams at once"),
+        )));
+    };
+    Ok(Sse::new(updates(registry, dashboard, permit))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// What a stream waits on between events.
 struct Follow {
     registry: Arc<Registry>,
+    dashboard: Arc<Dashboard>,
+    /// Held while the stream lives.
+    _permit: OwnedSemaphorePermit,
     revisions: watch::Receiver<u64>,
     arrivals: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
@@ -101,8 +173,14 @@ struct Follow {
 
 /// The view now, then after each change (at most one a second) or every [`REFRESH`], until the
 /// registry closes its streams.
-fn updates(registry: Arc<Registry>) -> impl Stream<Item = Result<Event, Infallible>> {
+fn updates(
+    registry: Arc<Registry>,
+    dashboard: Arc<Dashboard>,
+    permit: OwnedSemaphorePermit,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let follow = Follow {
+        dashboard,
+        _permit: permit,
         revisions: registry.store().revisions(),
         arrivals: registry.summaries().arrivals(),
         closing: registry.closing(),
@@ -129,8 +207,8 @@ fn updates(registry: Arc<Registry>) -> impl Stream<Item = Result<Event, Infallib
         follow.revisions.mark_unchanged();
         follow.arrivals.mark_unchanged();
         follow.last_sent = Some(Instant::now());
-        let event = match render(&follow.registry).await {
-            Ok(json) => Event::default().event("view").data(json),
+        let event = match follow.dashboard.view(&follow.registry).await {
+            Ok(json) => Event::default().event("view").data(&*json),
             Err(error) => Event::default()
                 .event("unavailable")
                 .data(error.to_string()),
@@ -175,27 +253,22 @@ struct InstanceView<'a> {
     last_renewal_ms: u64,
     lease_expires_ms: u64,
     /// The latest summary, when the instance sends them (mesh services do).
-    summary: Option<InstanceSummary>,
+    summary: Option<&'a InstanceSummary>,
     summary_ms: Option<u64>,
 }
 
-/// The view as JSON, from one snapshot of the store. Summaries of instances no longer
-/// registered are dropped on the way.
+/// The view as JSON, from one snapshot of the store.
 async fn render(registry: &Registry) -> Result<String, StoreError> {
     let snapshot = registry.store().shared_snapshot().await?;
     let summaries = registry.summaries();
-    summaries.retain(|service, id| {
-        snapshot
-            .registrations
-            .binary_search_by(|registration| {
-                (registration.service(), registration.instance.id.as_str()).cmp(&(service, id))
-            })
-            .is_ok()
-    });
+    let reported: Vec<_> = snapshot
+        .registrations
+        .iter()
+        .map(|registration| summaries.get(registration.service(), &registration.instance.id))
+        .collect();
     let mut services: Vec<ServiceView<'_>> = Vec::new();
-    for registration in &snapshot.registrations {
+    for (registration, reported) in snapshot.registrations.iter().zip(&reported) {
         let instance = &registration.instance;
-        let reported = summaries.get(&instance.service, &instance.id);
         let lease = &registration.lease;
         let view = InstanceView {
             id: &instance.id,
@@ -208,7 +281,7 @@ async fn render(registry: &Registry) -> Result<String, StoreError> {
             last_renewal_ms: lease.last_renewal_ms,
             lease_expires_ms: lease.last_renewal_ms + lease.duration.as_millis() as u64,
             summary_ms: reported.as_ref().map(|reported| reported.at_ms),
-            summary: reported.map(|reported| (*reported.summary).clone()),
+            summary: reported.as_ref().map(|reported| &*reported.summary),
         };
         match services.last_mut() {
             Some(service) if service.name == instance.service.as_str() => {

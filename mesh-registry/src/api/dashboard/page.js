@@ -59,9 +59,13 @@ function draw() {
       const expired = Date.now() + skew > instance.lease_expires_ms;
       cell(row, ago(instance.last_renewal_ms), expired ? "stale" : "").dataset.renewal =
         instance.last_renewal_ms;
-      cell(row, summary ? summary.requests_per_second.toFixed(1) : "—", "number");
-      cell(row, summary ? `${(summary.error_rate * 100).toFixed(1)} %` : "—", "number");
-      cell(row, summary ? `${summary.mean_latency_ms.toFixed(1)} ms` : "—", "number");
+      // A summary older than the last renewal came before it: the latest renewal reached
+      // another replica, or the instance stopped sending them. Shown, but greyed.
+      const figures = summary && instance.summary_ms + 1000 < instance.last_renewal_ms
+        ? "number old" : "number";
+      cell(row, summary ? summary.requests_per_second.toFixed(1) : "—", figures);
+      cell(row, summary ? `${(summary.error_rate * 100).toFixed(1)} %` : "—", figures);
+      cell(row, summary ? `${summary.mean_latency_ms.toFixed(1)} ms` : "—", figures);
       breakers(row.insertCell(), summary);
     }
     sections.push(section);
