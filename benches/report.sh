@@ -6,7 +6,7 @@
 #   OUT=/tmp/report.md bash benches/report.sh   # elsewhere
 #   ROUNDS=20 DURATION=5s bash benches/report.sh  # longer gateway rounds
 #
-# Needs wrk, nginx (Debian: `apt-get install wrk nginx-light`), python3, and RabbitMQ at
+# Needs wrk, nginx (Debian: `apt-get install wrk nginx-light`), python3, valgrind, and RabbitMQ at
 # MESH_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f) for the bus. Each figure is
 # a ratio against a baseline measured in the same run, or an absolute where there is no
 # baseline (memory, start-up). The history of how each figure was reached is in git, not here.
@@ -41,6 +41,7 @@ tables() {
 
 section gateway bash benches/gateway.sh
 section layers cargo bench -q -p mesh-benches --bench layers -- paired
+section instructions bash benches/instructions.sh
 section client cargo bench -q -p mesh-benches --bench client -- paired
 section registry cargo bench -q -p mesh-benches --bench registry
 section bus cargo bench -q -p mesh-benches --bench bus
@@ -90,6 +91,17 @@ limit) around a no-op tower service, called on one runtime thread. Rounds altern
 service and every stack for the same number of calls; a stack's cost in a round is its time per
 call minus the bare service's in that round.
 
+Where the whole stack's time goes, in instructions counted by callgrind (\`bash
+benches/instructions.sh\`; counts repeat from run to run, unlike times):
+
+$(tables instructions)
+
+Moving futures (each layer's future holds the inner one and is moved into the next; the
+\`memcpy\` line) and capturing the request head for a possible retry (\`ReplayHead::capture\`,
+one allocation and a copy of every field) are the two largest parts of what the stack adds;
+the timeout's header insertion (a \`HeaderMap\` that grows to take it), the breaker's outcome
+record and the clock readings follow.
+
 ## MeshClient against a bare hyper-util client
 
 $(tables client)
@@ -113,9 +125,12 @@ $(tables bus)
 Both sides publish persistent, \`mandatory\` events to a durable topic exchange on a confirm
 channel of the local RabbitMQ while a manual-ack consumer takes them: one at a time (each
 confirm awaited before the next publish) and pipelined (64 publishes in flight on the one
-channel, each awaiting its own confirm). mesh's side also encodes CloudEvents properties, and
-its consumer decodes, deduplicates and partitions by subject. Throughput is the median of five
-alternating runs; latency (publish start → handled) pools their samples.
+channel, each awaiting its own confirm). Raw lapin runs twice: with the bare message (the
+event's JSON, persistent) into a plain queue, and with the same message the bus sends (its
+CloudEvents properties and \`traceparent\` header) into a queue with the subscription's
+message TTL, consumed with its prefetch; the bus is compared with both. mesh's consumer also
+decodes, deduplicates and partitions by subject. Throughput is the median of five alternating
+runs; latency (publish start → handled) pools their samples.
 
 ## The shop: start-up and memory
 
