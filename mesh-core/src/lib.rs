@@ -50,7 +50,7 @@
 //!
 //! | feature | enables |
 //! |---|---|
-//! | `redis` | `RedisStore`, the distributed rate-limit backend, and `RedisDedupe` for the bus |
+//! | `redis` | `RedisStore`, the distributed rate-limit backend, `RedisDedupe` for the bus, and `RedisCacheStore` for the [`cache`] |
 //! | `amqp` | `AmqpBus`, the RabbitMQ backend of the [`bus`] |
 //! | `dns-srv` | `discovery::dns::resolve_srv`, discovery from DNS SRV records |
 //! | `runtime` | `Mesh::builder()` (the server runtime), `MeshClient`, layered configuration, health and Prometheus metrics |
@@ -59,6 +59,7 @@
 pub mod auth;
 pub mod balance;
 pub mod bus;
+pub mod cache;
 #[cfg(feature = "runtime")]
 pub mod client;
 pub mod clock;
