@@ -140,6 +140,32 @@ async fn suite(store: Arc<dyn CacheStore>, bus: Arc<dyn Bus>) {
     }
     assert_eq!(single.count(), 1, "one load for 100 concurrent misses");
 
+    // A load in flight when the key changes answers its callers, but does not store what it
+    // found over the change.
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let slow = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("raced", TTL, || async move {
+                    let _ = started.send(());
+                    let _ = released.await;
+                    Ok::<_, String>(Some(ada("before the change")))
+                })
+                .await
+        })
+    };
+    has_started.await.unwrap();
+    cache.put("raced", &ada("the change"), TTL).await.unwrap();
+    release.send(()).unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), Some(ada("before the change")));
+    let now = cache
+        .get_or_load("raced", TTL, || loads.load(Ok(None)))
+        .await
+        .unwrap();
+    assert_eq!(now, Some(ada("the change")), "the change stands");
+
     // Invalidation and updates by bus events.
     let mut config = SubscriptionConfig::new("goal-service", "client-cache", ["client.*"]);
     config.transient = true;
@@ -265,7 +291,7 @@ async fn the_memory_store_keeps_within_its_bound() {
         .get_or_load("d", TTL, || loads.load(Ok(Some(ada("d")))))
         .await
         .unwrap();
-    assert_eq!(loads.count(), 5, "the newest stayed");
+    assert_eq!(loads.count(), 5, "`d` stayed: `b` made room for `a`");
     // Expired entries make room before live ones are evicted.
     tokio::time::advance(TTL).await;
     cache

@@ -115,7 +115,10 @@ impl CacheStore for MemoryCacheStore {
             key.to_owned(),
             Entry {
                 value,
-                expires: now + ttl,
+                // A TTL past any instant (`Duration::MAX`, "forever") is a century.
+                expires: now
+                    .checked_add(ttl)
+                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
                 write,
             },
         );

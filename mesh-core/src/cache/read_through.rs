@@ -58,7 +58,34 @@ struct Inner {
     config: CacheConfig,
     /// The loads in flight, by key: callers that miss the same key wait on one load.
     flights: Mutex<HashMap<String, Flight>>,
+    /// Counts the changes made by [`Cache::invalidate`] and [`Cache::put`]: a load that
+    /// started before one keeps what it found only for its own callers, so it cannot write a
+    /// value older than the change back. Changes take it for writing, loads for reading while
+    /// they store.
+    changes: tokio::sync::RwLock<u64>,
     counters: Counters,
+}
+
+/// Takes a flight out of the map when the last caller waiting on it is done, whether it
+/// finished or was cancelled.
+struct Boarded<'a> {
+    flights: &'a Mutex<HashMap<String, Flight>>,
+    key: &'a str,
+    flight: Flight,
+}
+
+impl Drop for Boarded<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's reference and this caller's: nobody else waits on it.
+        if flights
+            .get(self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.flight))
+            && Arc::strong_count(&self.flight) <= 2
+        {
+            flights.remove(self.key);
+        }
+    }
 }
 
 /// One load and its outcome as stored: the entry bytes, or the loader's error.
@@ -131,6 +158,7 @@ where
                 store,
                 config,
                 flights: Mutex::default(),
+                changes: tokio::sync::RwLock::new(0),
                 counters: Counters::new(name),
             }),
             _values: PhantomData,
@@ -164,6 +192,7 @@ where
             Err(error) => self.store_failed(&error),
         }
         inner.counters.misses.increment(1);
+        let changes_before = *inner.changes.read().await;
         let flight = inner
             .flights
             .lock()
@@ -171,7 +200,13 @@ where
             .entry(key.to_owned())
             .or_default()
             .clone();
-        let entry = flight
+        let boarded = Boarded {
+            flights: &inner.flights,
+            key,
+            flight,
+        };
+        let entry = boarded
+            .flight
             .get_or_init(|| async {
                 // A load that finished between this caller's miss and its flight left its
                 // entry: the store is asked once more before loading again.
@@ -202,7 +237,9 @@ where
                 } else {
                     inner.config.negative_ttl
                 };
+                let changes = inner.changes.read().await;
                 if !keep.is_zero()
+                    && *changes == changes_before
                     && let Err(error) = inner.store.set(key, entry.clone(), keep).await
                 {
                     self.store_failed(&error);
@@ -211,15 +248,7 @@ where
             })
             .await
             .clone();
-        {
-            let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights
-                .get(key)
-                .is_some_and(|current| Arc::ptr_eq(current, &flight))
-            {
-                flights.remove(key);
-            }
-        }
+        drop(boarded);
         let entry = entry?;
         Self::decode(&entry).ok_or_else(|| CacheError::Load {
             key: key.to_owned(),
@@ -227,8 +256,11 @@ where
         })
     }
 
-    /// Removes `key`: the next read loads it again.
+    /// Removes `key`: the next read loads it again. A load in flight answers its callers but
+    /// does not store what it found.
     pub async fn invalidate(&self, key: &str) -> Result<bool, CacheError> {
+        let mut changes = self.inner.changes.write().await;
+        *changes += 1;
         let removed = self.inner.store.remove(key).await?;
         if removed {
             self.inner.counters.invalidated.increment(1);
@@ -236,10 +268,17 @@ where
         Ok(removed)
     }
 
-    /// Keeps `value` under `key` for `ttl`, as a load would have.
+    /// Keeps `value` under `key` for `ttl`, as a load would have (a zero `ttl` removes the
+    /// key). A load in flight answers its callers but does not store what it found.
     pub async fn put(&self, key: &str, value: &V, ttl: Duration) -> Result<(), CacheError> {
         let entry = Self::encode(Some(value), key)?;
-        self.inner.store.set(key, entry, ttl).await
+        let mut changes = self.inner.changes.write().await;
+        *changes += 1;
+        if ttl.is_zero() {
+            self.inner.store.remove(key).await.map(drop)
+        } else {
+            self.inner.store.set(key, entry, ttl).await
+        }
     }
 
     /// Keeps the cache current with the events on `bus` that `config` subscribes to: `change`
@@ -310,6 +349,33 @@ mod tests {
 
     use super::*;
     use crate::cache::MemoryCacheStore;
+
+    #[tokio::test]
+    async fn a_cancelled_load_leaves_no_flight_behind() {
+        let store = Arc::new(MemoryCacheStore::new("cancelled", 10));
+        let cache: Cache<String> = Cache::new("cancelled", store, CacheConfig::default());
+        let stuck = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let never = || std::future::pending::<Result<Option<String>, String>>();
+                cache.get_or_load("k", Duration::from_secs(1), never).await
+            })
+        };
+        while cache.inner.flights.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        stuck.abort();
+        let _ = stuck.await;
+        assert!(cache.inner.flights.lock().unwrap().is_empty());
+        let loaded = cache
+            .get_or_load("k", Duration::from_secs(1), || async {
+                Ok::<_, String>(Some("v".to_owned()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loaded.as_deref(), Some("v"));
+        assert!(cache.inner.flights.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn hits_misses_loads_and_evictions_are_counted() {

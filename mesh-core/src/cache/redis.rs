@@ -56,7 +56,8 @@ impl CacheStore for RedisCacheStore {
     fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> CacheFuture<'a, ()> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let millis = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+            // Redis takes at most `i64::MAX` milliseconds.
+            let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
             connection
                 .pset_ex::<_, _, ()>(self.key(key), value.as_ref(), millis)
                 .await
