@@ -9,7 +9,9 @@ use std::{
 
 use http::{Request, Response, StatusCode};
 use mesh_core::{
-    balance::{BalanceConfig, BalanceLayer, EjectionConfig, NoInstances, Strategy, Target},
+    balance::{
+        Affinity, BalanceConfig, BalanceLayer, EjectionConfig, NoInstances, Strategy, Target,
+    },
     discovery::{Discovery, Instance, InstanceStatus},
     error::{ErrorKind, MeshError},
 };
@@ -303,6 +305,62 @@ async fn consistent_hashing_moves_only_the_new_instances_share() {
         }
     }
     assert!((200..=450).contains(&moved), "{moved} of 1000 keys moved");
+}
+
+#[tokio::test]
+async fn an_affinity_keeps_its_key_on_one_instance_whatever_the_strategy() {
+    let (publisher, discovery) = Discovery::new("inventory");
+    publisher.publish(instances(&["a", "b", "c"]));
+    let (upstream, _) = upstream(|_| Duration::ZERO, |_| 200);
+    // The default strategy (P2C over peak-EWMA) for requests without an affinity.
+    let service = BalanceLayer::new(discovery, BalanceConfig::default()).layer(upstream);
+    let route = |session: usize| {
+        let service = service.clone();
+        async move {
+            let mut request = Request::get("http://inventory/socket.io/")
+                .body(())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(Affinity::of(format!("session-{session}").as_bytes()));
+            let response = service.oneshot(request).await.unwrap();
+            response
+                .extensions()
+                .get::<Target>()
+                .unwrap()
+                .0
+                .host
+                .clone()
+        }
+    };
+    let mut placed = Vec::new();
+    for session in 0..300 {
+        placed.push(route(session).await);
+    }
+    for session in [0, 7, 299] {
+        for _ in 0..5 {
+            assert_eq!(route(session).await, placed[session], "a session stays put");
+        }
+    }
+    let per_instance = |host: &str| placed.iter().filter(|h| *h == host).count();
+    for host in ["a", "b", "c"] {
+        assert!(
+            (50..=150).contains(&per_instance(host)),
+            "{host}: {}",
+            per_instance(host)
+        );
+    }
+
+    // An instance leaves: only its sessions move, spread over the others.
+    publisher.publish(instances(&["a", "c"]));
+    for (session, before) in placed.iter().enumerate() {
+        let now = route(session).await;
+        if before == "b" {
+            assert_ne!(now, "b");
+        } else {
+            assert_eq!(&now, before, "session {session} had no reason to move");
+        }
+    }
 }
 
 #[tokio::test]

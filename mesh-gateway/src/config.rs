@@ -139,6 +139,11 @@ pub struct RouteConfig {
     /// or no connection could be made (instead of the 503, 504 or 502).
     #[serde(default)]
     pub fallback: Option<Fallback>,
+    /// Keeps a session on one instance of an `lb://` route's service (Socket.IO's polling
+    /// transport: every request of a session must reach the instance that holds it), by the
+    /// value of a query parameter (`sid`) or a cookie.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
     /// A login route: the token in its JSON answer (`token` or `access_token`) becomes the
     /// gateway's HttpOnly cookie.
     #[serde(default)]
@@ -146,6 +151,18 @@ pub struct RouteConfig {
     /// A logout route: its answer clears the cookie.
     #[serde(default)]
     pub logout: bool,
+}
+
+/// A route's `sticky` option: what keys a session, so its requests reach one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    /// The query parameter whose value keys the session (Socket.IO: `sid`).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The cookie whose value keys the session, when the query does not name one.
+    #[serde(default)]
+    pub cookie: Option<String>,
 }
 
 /// What answers when a route's upstream call fails (its circuit is open, it timed out, the

@@ -20,7 +20,7 @@ use mesh_core::{
 use crate::{
     auth::EdgeAuth,
     headers::{TrustedProxies, is_hop_by_hop, prepare_upstream_headers, strip, upstream_context},
-    route::{Route, Upstream, predicate::Captures},
+    route::{Route, Upstream, predicate::Captures, sticky},
     upgrade::{is_upgrade, tunnel},
 };
 
@@ -44,6 +44,18 @@ impl Forward<'_> {
         for filter in &route.filters {
             filter.request(&mut request, captures);
         }
+        let affinity = match (&route.upstream, &route.sticky) {
+            (Upstream::Service(_), Some(sticky)) => sticky::affinity(
+                sticky,
+                request.uri().query(),
+                request
+                    .headers()
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            ),
+            _ => None,
+        };
         let peer = PeerAddr::of(request.extensions());
         let upgrade = is_upgrade(request.headers());
         let secure = request.extensions().get::<Tls>().is_some()
@@ -66,6 +78,9 @@ impl Forward<'_> {
         // Origin form, reusing the parsed path and query.
         let path_and_query = std::mem::take(&mut parts.uri).into_parts().path_and_query;
         parts.uri = Uri::from(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        if let Some(affinity) = affinity {
+            parts.extensions.insert(affinity);
+        }
         let mut response = match &route.upstream {
             Upstream::Service(client) => client
                 .send(http::Request::from_parts(parts, body))

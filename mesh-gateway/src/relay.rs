@@ -44,6 +44,7 @@ use crate::{
         Upstream as Origin,
         predicate::Captures,
         rewrite::{HeadRewrite, is_plain_target},
+        sticky,
     },
 };
 
@@ -164,7 +165,17 @@ impl Inner {
                 let mut fields = Vec::with_capacity(512);
                 upstream.write_fields(&mut fields, request, false);
                 let body = Bytes::copy_from_slice(request.body());
-                let call = RawCall::new(fields, body, Arc::new(drop));
+                let mut call = RawCall::new(fields, body, Arc::new(drop));
+                if let Some(sticky) = &self.routes[index].sticky {
+                    let query = request.target().split_once('?').map(|(_, query)| query);
+                    let cookies = request
+                        .fields()
+                        .filter(|(name, _)| name.eq_ignore_ascii_case(b"cookie"))
+                        .map(|(_, value)| value);
+                    if let Some(affinity) = sticky::affinity(sticky, query, cookies) {
+                        call = call.with_affinity(affinity);
+                    }
+                }
                 let (client, method) = (client.clone(), request.method().clone());
                 let target = target.into_owned();
                 let relayed: BoxFuture<'static, Result<RawAnswer, MeshError>> =

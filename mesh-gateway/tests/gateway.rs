@@ -462,6 +462,73 @@ routes:
     assert_eq!((status, body), (StatusCode::OK, json!(["pen"])));
 }
 
+/// Socket.IO's polling transport: every request of a session (its `sid`, or its cookie) must
+/// reach the instance that holds the session.
+async fn sticky_sessions_stay_on_their_instance(serving: Serving) {
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let mut chats = Vec::new();
+    for name in ["chat-1", "chat-2"] {
+        let chat = Mesh::builder("chat")
+            .config(MeshConfig::from_value("chat", json!({})))
+            .registry(registry.clone())
+            .build()
+            .await
+            .unwrap()
+            .server(Router::new().route("/socket.io/", any(move || async move { name })))
+            .start()
+            .await
+            .unwrap();
+        chats.push(chat);
+    }
+    let mut discovery = registry.discover("chat").await;
+    while discovery.snapshot().len() < 2 {
+        discovery.changed().await;
+    }
+    let gateway = gateway(
+        serving,
+        r#"
+routes:
+  - id: chat
+    uri: lb://chat
+    predicates: [Path=/socket.io/**]
+    auth: public
+    sticky: {query: sid, cookie: io}
+"#,
+        Some(registry),
+    )
+    .await;
+    let instance = |path: String, headers: Vec<(&'static str, String)>| {
+        let addr = gateway.local_addr();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let (status, _, body) = send(addr, "GET", &path, &headers, "").await;
+            assert_eq!(status, StatusCode::OK);
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for session in 0..16 {
+        let poll = format!("/socket.io/?EIO=4&transport=polling&sid=session-{session}");
+        let first = instance(poll.clone(), Vec::new()).await;
+        for _ in 0..4 {
+            assert_eq!(instance(poll.clone(), Vec::new()).await, first, "{poll}");
+        }
+        used.insert(first);
+    }
+    assert_eq!(used.len(), 2, "sessions spread over both instances");
+    let by_cookie = || {
+        instance(
+            "/socket.io/?EIO=4".into(),
+            vec![("cookie", "io=web-7".into())],
+        )
+    };
+    let first = by_cookie().await;
+    for _ in 0..4 {
+        assert_eq!(by_cookie().await, first, "the cookie's session stays");
+    }
+}
+
 /// 40 requests at once on an `lb://` route, each held by the upstream until all 40 have
 /// arrived: a default bulkhead (25 calls) would refuse 15 of them with `503`.
 async fn an_lb_route_takes_concurrent_load_without_a_default_bulkhead(serving: Serving) {
@@ -540,6 +607,14 @@ async fn a_bad_configuration_is_refused_at_start() {
         (
             "routes: [{id: d, uri: 'http://x:1', predicates: [], auth: public}]",
             "at least one predicate",
+        ),
+        (
+            "routes: [{id: s, uri: 'http://x:1', predicates: ['Path=/s'], auth: public, sticky: {query: sid}}]",
+            "`lb://` service",
+        ),
+        (
+            "routes: [{id: t, uri: 'lb://chat', predicates: ['Path=/t'], auth: public, sticky: {}}]",
+            "needs a `query` parameter or a `cookie`",
         ),
     ] {
         let config = GatewayConfig::from_yaml(yaml).unwrap();
@@ -1287,6 +1362,7 @@ on_both_paths!(
     a_burst_beyond_the_limit_gets_429_with_retry_after,
     upstream_failures_have_their_statuses,
     lb_routes_reach_registered_instances,
+    sticky_sessions_stay_on_their_instance,
     an_lb_route_takes_concurrent_load_without_a_default_bulkhead(
         flavor = "multi_thread",
         worker_threads = 2

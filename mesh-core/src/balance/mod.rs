@@ -15,6 +15,7 @@
 //! never more than `max_ejection_percent` of the pool is out at once. Failures are errors and
 //! 5xx responses; refusals by local layers do not count.
 
+mod affinity;
 mod config;
 mod endpoint;
 mod layer;
@@ -22,6 +23,7 @@ mod ring;
 mod service;
 
 pub use self::{
+    affinity::Affinity,
     config::{BalanceConfig, EjectionConfig, Strategy},
     layer::BalanceLayer,
     service::{Balance, ResponseFuture, Target},

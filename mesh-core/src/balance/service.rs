@@ -19,7 +19,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::Service;
 
-use super::{BalanceConfig, NoInstances, Strategy, endpoint::Endpoint, ring::Ring, ring::hash};
+use super::{
+    Affinity, BalanceConfig, NoInstances, Strategy, endpoint::Endpoint, ring::Ring, ring::hash,
+};
 use crate::{
     discovery::{Discovery, Instance},
     error::BoxError,
@@ -140,7 +142,11 @@ where
                 .map(|v| hash(v.as_bytes())),
             _ => None,
         };
-        let Some(index) = self.shared.pick(&view, key, now) else {
+        let picked = match request.extensions().get::<Affinity>() {
+            Some(affinity) => self.shared.pick_affine(&view, *affinity, now),
+            None => self.shared.pick(&view, key, now),
+        };
+        let Some(index) = picked else {
             return ResponseFuture {
                 state: State::Failed {
                     error: Some(NoInstances::new(self.shared.discovery.service().clone())),
@@ -258,14 +264,9 @@ impl Shared {
         }
     }
 
-    /// Picks an instance index: among `UP` instances not ejected, or — when every `UP` instance
-    /// is ejected — among all `UP` instances, since a suspect instance beats none.
-    fn pick(&self, view: &View, key: Option<u64>, now: Instant) -> Option<usize> {
-        if matches!(self.config.strategy, Strategy::PeakEwma)
-            && let Some(pick) = self.pick_two_sampled(view, now)
-        {
-            return Some(pick);
-        }
+    /// The instances a call may go to: the `UP` instances not ejected, or — when every `UP`
+    /// instance is ejected — all `UP` instances, since a suspect instance beats none.
+    fn candidates(view: &View, now: Instant) -> Vec<usize> {
         let up: Vec<usize> = (0..view.instances.len())
             .filter(|&i| view.instances[i].is_up())
             .collect();
@@ -274,7 +275,24 @@ impl Shared {
             .copied()
             .filter(|&i| !view.endpoints[i].is_ejected(now))
             .collect();
-        let candidates = if healthy.is_empty() { up } else { healthy };
+        if healthy.is_empty() { up } else { healthy }
+    }
+
+    /// The candidate `affinity` scores highest (rendezvous hashing).
+    fn pick_affine(&self, view: &View, affinity: Affinity, now: Instant) -> Option<usize> {
+        Self::candidates(view, now)
+            .into_iter()
+            .max_by_key(|&i| affinity.score(&view.instances[i].id))
+    }
+
+    /// Picks an instance index among the [`candidates`](Self::candidates).
+    fn pick(&self, view: &View, key: Option<u64>, now: Instant) -> Option<usize> {
+        if matches!(self.config.strategy, Strategy::PeakEwma)
+            && let Some(pick) = self.pick_two_sampled(view, now)
+        {
+            return Some(pick);
+        }
+        let candidates = Self::candidates(view, now);
         if candidates.is_empty() {
             return None;
         }

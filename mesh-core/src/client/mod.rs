@@ -278,6 +278,9 @@ impl MeshClient {
         let mut request = Request::new(BoxBody::default());
         *request.method_mut() = method;
         *request.uri_mut() = uri;
+        if let Some(affinity) = raw.affinity() {
+            request.extensions_mut().insert(affinity);
+        }
         request.extensions_mut().insert(raw);
         raw::answer(self.send(request).await?)
     }

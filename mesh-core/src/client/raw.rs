@@ -17,6 +17,7 @@ use http::{Request, Response, StatusCode};
 use super::pool::{Http1Pool, ResponseBody};
 use crate::{
     BoxBody,
+    balance::Affinity,
     error::{BoxError, ErrorKind, MeshError},
     http1::RawAnswer,
 };
@@ -33,6 +34,7 @@ pub struct RawCall {
     fields: Bytes,
     body: Bytes,
     drop: Arc<DropField>,
+    affinity: Option<Affinity>,
 }
 
 impl RawCall {
@@ -42,7 +44,19 @@ impl RawCall {
             fields: fields.into(),
             body: body.into(),
             drop,
+            affinity: None,
         }
+    }
+
+    /// Sends the call to the instance `affinity` keeps its key on (see [`Affinity`]).
+    pub fn with_affinity(mut self, affinity: Affinity) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
+    /// The affinity the call was given.
+    pub(crate) fn affinity(&self) -> Option<Affinity> {
+        self.affinity
     }
 }
 

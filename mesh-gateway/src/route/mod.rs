@@ -4,6 +4,7 @@
 pub(crate) mod filter;
 pub(crate) mod predicate;
 pub(crate) mod rewrite;
+pub(crate) mod sticky;
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use self::{
     rewrite::HeadRewrite,
 };
 use crate::{
-    config::{Fallback, RouteAuth, RouteConfig},
+    config::{Fallback, RouteAuth, RouteConfig, Sticky},
     error::invalid,
 };
 
@@ -47,6 +48,8 @@ pub(crate) struct Route {
     pub(crate) retry: Option<RetryLayer>,
     pub(crate) login: bool,
     pub(crate) logout: bool,
+    /// What keeps a session on one instance (`lb://` routes only).
+    pub(crate) sticky: Option<Sticky>,
     /// How the relay path rewrites the route's heads, when its requests can be relayed from
     /// their bytes (see [`relays`]).
     pub(crate) relay: Option<Arc<HeadRewrite>>,
@@ -105,6 +108,8 @@ fn relays(route: &RouteConfig, shared_store: bool) -> bool {
         // The answer's body is read, or a cookie set.
         login,
         logout,
+        // Decided from the raw head's query and cookies.
+        sticky: _,
     } = route;
     let limit_relays = rate_limit
         .as_ref()
@@ -157,6 +162,18 @@ pub(crate) fn compile(
             route.uri
         )));
     };
+    if let Some(sticky) = &route.sticky {
+        if !matches!(upstream, Upstream::Service(_)) {
+            return Err(invalid(
+                "`sticky` keeps a session on one instance of an `lb://` service",
+            ));
+        }
+        if sticky.query.is_none() && sticky.cookie.is_none() {
+            return Err(invalid(
+                "`sticky` needs a `query` parameter or a `cookie` (Socket.IO: `query: sid`)",
+            ));
+        }
+    }
     if let Some(fallback) = &route.fallback {
         if route.circuit_breaker.is_none() && route.timeout.is_none() {
             return Err(invalid("a fallback needs a circuit_breaker or a timeout"));
@@ -218,6 +235,7 @@ pub(crate) fn compile(
             .transpose()
             .map_err(MeshError::from)?,
         login: route.login,
+        sticky: route.sticky.clone(),
         logout: route.logout,
         requests: requests_total(&route.id),
     })
