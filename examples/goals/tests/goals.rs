@@ -44,17 +44,6 @@ fn options(env: Vec<(String, String)>) -> GoalsOptions {
     }
 }
 
-fn nonce() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 #[tokio::test]
 async fn the_demo_behaves_on_the_embedded_defaults() {
     let goals = Goals::start(options(Vec::new())).await.unwrap();
@@ -81,7 +70,7 @@ async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
         ("DATABASE_URL".to_owned(), database),
         (
             "GOALS_NAMESPACE".to_owned(),
-            format!("goals-test-{}", nonce()),
+            format!("goals-test-{}", mesh_testkit::unique()),
         ),
     ];
     let goals = Goals::start(options(env)).await.unwrap();
