@@ -35,6 +35,7 @@ impl EventType for ClientChanged {
 
 const TTL: Duration = Duration::from_secs(60);
 
+#[cfg(feature = "redis")]
 fn nonce() -> String {
     format!(
         "{}-{}",

@@ -313,6 +313,9 @@ impl Runner {
                 Err(_) => hop.fail("handler_panic", || "the handler panicked".to_owned()),
             }
         }
+        // The handling's span ends here, before the dedupe and the acknowledgement (with
+        // `otlp`, dropping it is what finishes it).
+        #[cfg_attr(not(feature = "otlp"), allow(clippy::drop_non_drop))]
         drop(hop);
         let reason = match outcome {
             Ok(Ok(())) => {

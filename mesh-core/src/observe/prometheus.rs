@@ -149,6 +149,22 @@ fn describe() {
     );
     describe_counter!("mesh_bus_handled_total", "Events handled, by outcome.");
     describe_counter!(
+        "mesh_cache_requests_total",
+        "Cache reads, by cache and result (hit or miss)."
+    );
+    describe_counter!(
+        "mesh_cache_loads_total",
+        "Loads after a miss, by cache and outcome (found, absent, failed)."
+    );
+    describe_counter!(
+        "mesh_cache_evictions_total",
+        "Cache entries removed, by cache and reason (size, invalidated)."
+    );
+    describe_counter!(
+        "mesh_cache_store_errors_total",
+        "Cache store failures (the value was loaded instead), by cache."
+    );
+    describe_counter!(
         "mesh_bus_retried_total",
         "Events scheduled for another attempt."
     );
