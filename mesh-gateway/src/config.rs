@@ -3,7 +3,7 @@
 use std::{path::Path, time::Duration};
 
 use mesh_core::{
-    auth::JwtConfig,
+    auth::{JwtConfig, edge::EdgeSigning},
     error::{ErrorKind, MeshError},
     resilience::{
         circuit_breaker::CircuitBreakerConfig, rate_limit::RateLimitConfig, retry::RetryConfig,
@@ -52,6 +52,10 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<String>,
     /// Stricter rules for request paths than the normalisation every path gets.
     pub paths: PathRules,
+    /// The gateway's proof, signed with this key and sent upstream on every request, that
+    /// the request came through it: services with `server.edge` refuse any request without
+    /// one (see `mesh::auth::edge`). None by default.
+    pub edge: Option<EdgeSigning>,
 }
 
 /// Where the shared Redis is.

@@ -11,6 +11,7 @@ use http::{
 use hyper::upgrade::OnUpgrade;
 use mesh_core::{
     BoxBody,
+    auth::edge::{EDGE_HEADER, EdgeSigner},
     client::pool::Http1Pool,
     context::{PeerAddr, Tls},
     error::MeshError,
@@ -24,13 +25,15 @@ use crate::{
     upgrade::{is_upgrade, tunnel},
 };
 
-/// What sending a request upstream takes: the gateway's pool, the proxies it trusts, and its
-/// auth for the login and logout cookies.
+/// What sending a request upstream takes: the gateway's pool, the proxies it trusts, its auth
+/// for the login and logout cookies, and its proof signer.
 #[derive(Debug)]
 pub(crate) struct Forward<'a> {
     pub(crate) pool: &'a Arc<Http1Pool>,
     pub(crate) proxies: &'a TrustedProxies,
     pub(crate) auth: &'a EdgeAuth,
+    /// Signs the proof that the request came through the gateway, when configured.
+    pub(crate) edge: Option<&'a EdgeSigner>,
 }
 
 impl Forward<'_> {
@@ -69,6 +72,9 @@ impl Forward<'_> {
             request.headers_mut().insert(header::HOST, host);
         }
         prepare_upstream_headers(request.headers_mut(), peer, upgrade, trusted, secure);
+        if let Some(edge) = self.edge {
+            request.headers_mut().insert(EDGE_HEADER, edge.token()?);
+        }
         let client_upgrade = if upgrade {
             request.extensions_mut().remove::<OnUpgrade>()
         } else {

@@ -18,6 +18,7 @@ use http::{HeaderValue, Uri, header, uri::PathAndQuery};
 use http_body_util::BodyExt;
 use mesh_core::{
     BoxBody, Mesh,
+    auth::edge::EdgeSigner,
     client::pool::Http1Pool,
     config::MeshConfig,
     error::{BoxError, ErrorKind, MeshError},
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) proxies: TrustedProxies,
     /// Connections to fixed upstreams, kept across reloads.
     pub(crate) pool: Arc<Http1Pool>,
+    /// Signs the proof sent upstream that a request came through the gateway (`edge`).
+    pub(crate) edge: Option<EdgeSigner>,
     /// `mesh_gateway_requests_total` of requests no route matched (`route="none"`).
     unrouted: (Arc<str>, StatusCounters),
 }
@@ -166,6 +169,7 @@ impl Inner {
             proxies: TrustedProxies::new(proxies),
             auth,
             cors: config.cors.map(Cors::new).transpose()?,
+            edge: config.edge.map(EdgeSigner::new).transpose()?,
             pool,
             unrouted: ("none".into(), route::requests_total("none")),
         })
@@ -329,6 +333,7 @@ impl Inner {
             pool: &self.pool,
             proxies: &self.proxies,
             auth: &self.auth,
+            edge: self.edge.as_ref(),
         }
     }
 

@@ -20,7 +20,7 @@ use std::{
 
 use http::{HeaderMap, HeaderName, HeaderValue, header, header::Entry};
 use ipnet::IpNet;
-use mesh_core::{http1, observe::TraceContext};
+use mesh_core::{auth::edge::EDGE_HEADER, http1, observe::TraceContext};
 
 /// The identity headers the gateway sets upstream, and removes when a client sends them.
 pub const USER_HEADER: HeaderName = HeaderName::from_static("x-mesh-user");
@@ -54,9 +54,10 @@ pub(crate) fn is_named(name: &[u8], header: &HeaderName) -> bool {
     name.eq_ignore_ascii_case(header.as_str().as_bytes())
 }
 
-/// Whether a name, as sent (any case), carries the identity the gateway verified.
+/// Whether a name, as sent (any case), carries what the gateway vouches for: the identity it
+/// verified, or its proof that the request came through it.
 pub(crate) fn is_identity_name(name: &[u8]) -> bool {
-    is_named(name, &USER_HEADER) || is_named(name, &ROLES_HEADER)
+    is_named(name, &USER_HEADER) || is_named(name, &ROLES_HEADER) || is_named(name, &EDGE_HEADER)
 }
 
 /// Whether a name, as sent, is a forwarding field (see the [module](self) documentation). By

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::future::{BoxFuture, Either};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use mesh_core::{
+    auth::edge::EDGE_HEADER,
     client::RawCall,
     error::MeshError,
     http1::{RawAnswer, RawRequest, is_hop_by_hop},
@@ -118,6 +119,13 @@ impl Inner {
             verified: verified.as_deref(),
             relayed_token: relayed_token.as_deref(),
             budget: route.timeout.as_ref().and_then(TimeoutLayer::budget_header),
+            edge: match &self.edge {
+                Some(signer) => match signer.token() {
+                    Ok(token) => Some(token),
+                    Err(_) => return None,
+                },
+                None => None,
+            },
         };
         // The route's removals, shared with the answer's reading only when there are some.
         let removed = (!rewrite.response_removed.is_empty()).then(|| rewrite.clone());
@@ -255,6 +263,8 @@ struct Upstream<'a> {
     relayed_token: Option<&'a str>,
     /// The route's timeout, when it propagates it.
     budget: Option<&'a HeaderValue>,
+    /// The gateway's proof, when it signs one.
+    edge: Option<HeaderValue>,
 }
 
 impl Upstream<'_> {
@@ -342,6 +352,9 @@ impl Upstream<'_> {
             out.extend_from_slice(b"authorization: Bearer ");
             out.extend_from_slice(token.as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        if let Some(edge) = &self.edge {
+            add_field(out, EDGE_HEADER.as_str(), edge);
         }
         if let Some(verified) = self.verified {
             if let Some(user) = &verified.user {

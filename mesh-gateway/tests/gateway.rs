@@ -1335,6 +1335,112 @@ async fn relayed_routes_keep_their_auth_and_rate_limit(serving: Serving) {
 }
 
 /// Each scenario as a test on each serving path.
+/// A service behind the gateway refuses a request sent to it directly, even with a valid
+/// user token or a forged proof, and serves the same request through the gateway; the calls
+/// it makes while serving one carry the proof on.
+async fn services_answer_only_requests_through_the_gateway(serving: Serving) {
+    use mesh_core::auth::edge::EdgeKeyPair;
+    let keys = EdgeKeyPair::generate().unwrap();
+    let forger = EdgeKeyPair::generate().unwrap();
+    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let edge = json!({"server": {"edge": {
+        "public_key": keys.public_pem, "issuer": "mesh-gateway", "audience": "mesh-edge",
+    }}});
+    let start = |name: &'static str, router: Router| {
+        let (registry, edge) = (registry.clone(), edge.clone());
+        async move {
+            Mesh::builder(name)
+                .config(MeshConfig::from_value(name, edge))
+                .registry(registry)
+                .build()
+                .await
+                .unwrap()
+                .server(router)
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let users = start(
+        "users",
+        Router::new().route("/users/ada", any(|| async { Json(json!({"name": "Ada"})) })),
+    )
+    .await;
+    let caller_mesh = Mesh::builder("gigs")
+        .config(MeshConfig::from_value("gigs", edge.clone()))
+        .registry(registry.clone())
+        .build()
+        .await
+        .unwrap();
+    let users_client = caller_mesh.client("users");
+    let gigs = caller_mesh
+        .server(Router::new().route(
+            "/gigs/1",
+            any(move || {
+                let users = users_client.clone();
+                async move {
+                    // Served under the gateway's proof, its call to `users` carries it.
+                    let seller: Value = users.get_json("/users/ada").await.unwrap();
+                    Json(json!({"gig": 1, "seller": seller["name"]}))
+                }
+            }),
+        ))
+        .start()
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+routes:
+  - id: gigs
+    uri: lb://gigs
+    predicates: [Path=/api/gigs/**]
+    filters: [StripPrefix=1]
+    auth: [buyer]
+auth:
+  jwt: {{ secret: "{SECRET}" }}
+edge:
+  private_key: "{}"
+"#,
+        keys.private_pem.replace('\n', "\\n")
+    );
+    let gateway = gateway(serving, &yaml, Some(registry)).await;
+    let bearer = format!("Bearer {}", token(&["buyer"]));
+    let auth = [("authorization", bearer.as_str())];
+    let (status, _, body) = call(gateway.local_addr(), "GET", "/api/gigs/1", &auth).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"gig": 1, "seller": "Ada"}))
+    );
+    // Sent directly, with the same user token: refused, as with a forged proof or one a
+    // client passes through the gateway.
+    let forged = mesh_core::auth::edge::EdgeSigner::new(
+        mesh_core::auth::edge::EdgeSigning::with_private_key(forger.private_pem),
+    )
+    .unwrap()
+    .token()
+    .unwrap();
+    let forged = forged.to_str().unwrap();
+    for headers in [vec![auth[0]], vec![auth[0], ("mesh-edge", forged)]] {
+        let (status, _, body) = call(gigs.local_addr(), "GET", "/gigs/1", &headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {body}");
+        assert!(body.to_string().contains("through the gateway"), "{body}");
+        let (status, _, _) = call(users.local_addr(), "GET", "/users/ada", &headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // A proof a client sends to the gateway is dropped there, so it proves nothing.
+    let (status, _, _) = call(
+        gateway.local_addr(),
+        "GET",
+        "/api/gigs/1",
+        &[auth[0], ("mesh-edge", forged)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Probes and scrapers still reach the runtime's endpoints.
+    let (status, _, _) = call(users.local_addr(), "GET", "/health", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 macro_rules! on_both_paths {
     ($($name:ident $(($($flavor:tt)*))?),* $(,)?) => {
         mod typed {
@@ -1363,6 +1469,7 @@ on_both_paths!(
     upstream_failures_have_their_statuses,
     lb_routes_reach_registered_instances,
     sticky_sessions_stay_on_their_instance,
+    services_answer_only_requests_through_the_gateway,
     an_lb_route_takes_concurrent_load_without_a_default_bulkhead(
         flavor = "multi_thread",
         worker_threads = 2

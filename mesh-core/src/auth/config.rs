@@ -81,6 +81,11 @@ impl JwtConfig {
         self.leeway = Some(leeway);
         self
     }
+
+    /// Whether a key source is set (verification is on).
+    pub fn has_key(&self) -> bool {
+        self.secret.is_some() || self.public_key.is_some() || self.jwks_url.is_some()
+    }
 }
 
 /// The secret never reaches a log.
@@ -121,7 +126,7 @@ pub struct AuthSettings {
 impl AuthSettings {
     /// Whether verification is on.
     pub fn enabled(&self) -> bool {
-        self.jwt.secret.is_some() || self.jwt.public_key.is_some() || self.jwt.jwks_url.is_some()
+        self.jwt.has_key()
     }
 
     /// Whether a request of `method` to `path` needs no token. A pattern is a path, or a

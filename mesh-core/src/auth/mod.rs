@@ -6,6 +6,9 @@
 //! and revoke their family when one is reused (in memory or Redis); [`Passwords`] hashes
 //! with Argon2id and checks a login in the same time whether the user exists or not.
 //!
+//! Proving the way in: [`edge`] signs, at the gateway, a short-lived proof that a request came
+//! through it, and services with `server.edge` refuse every request without one.
+//!
 //! Verifying:
 //! A [`JwtVerifier`] checks a bearer token's signature with a shared secret (HS256/384/512), a
 //! PEM public key (RS*, PS*, ES256/384, EdDSA) or the keys a JWKS URL publishes (fetched on
@@ -30,6 +33,7 @@
 
 mod caller;
 mod config;
+pub mod edge;
 mod family;
 mod issue;
 mod jwks;

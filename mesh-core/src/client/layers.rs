@@ -15,7 +15,10 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::{
-    auth::Caller,
+    auth::{
+        Caller,
+        edge::{EDGE_HEADER, EdgeProof},
+    },
     error::{BoxError, kind_of},
     observe::{
         BAGGAGE, Baggage, TRACEPARENT, TraceContext, method_label,
@@ -26,7 +29,8 @@ use crate::{
 
 /// Sends a child of the current trace context (or a new trace) in `traceparent`, the current
 /// [`Baggage`] in `baggage`, and, when
-/// relaying, the current [`Caller`]'s token as `Authorization` unless the request has one.
+/// relaying, the current [`Caller`]'s token as `Authorization` unless the request has one,
+/// and the gateway's proof of the request being served ([`EdgeProof`]).
 /// When the calling service exports traces, the call is a client span (retries are its
 /// events).
 #[derive(Debug, Clone)]
@@ -118,6 +122,14 @@ where
             && let Ok(value) = HeaderValue::try_from(format!("Bearer {}", caller.token))
         {
             request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        // A request the gateway let in is served on: its proof goes along.
+        if let Some(proof) = EdgeProof::current()
+            && !request.headers().contains_key(EDGE_HEADER)
+        {
+            request
+                .headers_mut()
+                .insert(EDGE_HEADER, proof.value().clone());
         }
         ClientSpanFuture {
             inner: self.inner.call(request),

@@ -67,6 +67,8 @@ struct Inner {
     clients: Arc<ClientContext>,
     checks: HealthChecks,
     auth: Option<JwtVerifier>,
+    /// Verifies the gateway's proof (`server.edge`), when configured.
+    edge: Option<JwtVerifier>,
     ready: AtomicBool,
     backends: backends::Backends,
 }
@@ -192,6 +194,11 @@ impl MeshBuilder {
             .enabled()
             .then(|| JwtVerifier::new(server.auth.jwt.clone()))
             .transpose()?;
+        let edge = server
+            .edge
+            .has_key()
+            .then(|| JwtVerifier::new(server.edge.clone()))
+            .transpose()?;
         prometheus::install();
         #[cfg(feature = "otlp")]
         {
@@ -207,6 +214,7 @@ impl MeshBuilder {
                 config,
                 checks: self.checks,
                 auth,
+                edge,
                 ready: AtomicBool::new(false),
                 backends: self.backends,
             }),

@@ -54,7 +54,8 @@ impl ServerBuilder {
     /// Offers each plain HTTP/1.1 request to `relay` first ([`Relay`]): what it takes is
     /// answered from the request's bytes, without the server's layers, and counted in the same
     /// request metrics; the rest goes to the application. With token verification configured
-    /// for the server (`auth`), every request goes through it and the relay is not used.
+    /// for the server (`auth`, `edge`), every request goes through it and the relay is not
+    /// used.
     pub fn relay(mut self, relay: impl Relay) -> Self {
         self.relay = Some(Arc::new(relay));
         self
@@ -199,7 +200,8 @@ impl Mesh {
             server.auth.public.extend(described.public_paths());
         }
         let series = Arc::new(ServerSeries::new(self.inner.name.as_str().into()));
-        let relay = relay.filter(|_| self.inner.auth.is_none()).map(|relay| {
+        let verifies = self.inner.auth.is_some() || self.inner.edge.is_some();
+        let relay = relay.filter(|_| !verifies).map(|relay| {
             Arc::new(Relaying {
                 relay,
                 series: series.clone(),
@@ -216,7 +218,14 @@ impl Mesh {
             Some(address) => (None, Some(self.serve_management(address, &server).await?)),
         };
         let report = super::report::reporter(series.clone(), self.inner.clients.breakers.clone());
-        let app = server::wrap(app, endpoints, series, &server, self.inner.auth.clone());
+        let app = server::wrap(
+            app,
+            endpoints,
+            series,
+            &server,
+            self.inner.auth.clone(),
+            self.inner.edge.clone(),
+        );
         let served = Served {
             app,
             relay,

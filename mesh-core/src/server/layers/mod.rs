@@ -1,6 +1,7 @@
 //! The server layers, each a tower layer of its own, usable around any axum router or tonic
 //! service without the runtime:
 //!
+//! - [`edge`]: the gateway's proof on every request, so a service refuses direct access;
 //! - [`jwt`]: a valid bearer token on every path not made public, the caller's identity for
 //!   the handler;
 //! - [`trace`]: each request served in its W3C trace context and a `request` span;
@@ -35,6 +36,7 @@
 
 mod answer;
 pub mod catch_panic;
+pub mod edge;
 pub mod jwt;
 pub mod metrics;
 pub(crate) mod stack;
@@ -43,6 +45,7 @@ pub mod trace;
 pub use self::{
     answer::AnswerBody,
     catch_panic::{CatchPanic, CatchPanicLayer},
+    edge::{EdgeProofCheck, EdgeProofLayer},
     jwt::{JwtAuth, JwtAuthLayer},
     metrics::{RequestMetrics, RequestMetricsLayer, label_routes},
     trace::{ServerTrace, ServerTraceLayer},

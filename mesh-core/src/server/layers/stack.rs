@@ -2,8 +2,8 @@
 //! first:
 //!
 //! ```text
-//! request metrics ─► trace context and span ─► panic → 500 ─► token verification (when
-//!   configured) ─► errors → JSON answers ─► deadline honouring ─► request body limit
+//! request metrics ─► trace context and span ─► panic → 500 ─► the gateway's proof and token
+//!   verification (when configured) ─► errors → JSON answers ─► deadline honouring ─► request body limit
 //!   ─► the runtime's endpoints, or the application (a router's routes label their answers)
 //! ```
 //!
@@ -27,7 +27,7 @@ use futures_util::future::{BoxFuture, Either};
 use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 
 use super::{
-    CatchPanicLayer, JwtAuthLayer, RequestMetricsLayer, ServerTraceLayer,
+    CatchPanicLayer, EdgeProofLayer, JwtAuthLayer, RequestMetricsLayer, ServerTraceLayer,
     answer::{error_answer, is_grpc},
     label_routes,
 };
@@ -46,13 +46,14 @@ pub(crate) type App = BoxCloneSyncService<Request, Response, Infallible>;
 const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Wraps `app` in the server layers, with the runtime's `endpoints` beside it (unless they are
-/// served apart); `auth` verifies tokens when set.
+/// served apart); `edge` requires the gateway's proof and `auth` verifies tokens, when set.
 pub(crate) fn wrap<S>(
     app: S,
     endpoints: Option<Router>,
     series: Arc<ServerSeries>,
     settings: &ServerSettings,
     auth: Option<JwtVerifier>,
+    edge: Option<JwtVerifier>,
 ) -> App
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
@@ -67,6 +68,7 @@ where
         .layer(RequestMetricsLayer::with_series(series))
         .layer(ServerTraceLayer::new(service))
         .layer(CatchPanicLayer::new())
+        .option_layer(edge.map(EdgeProofLayer::new))
         .option_layer(
             auth.map(|verifier| JwtAuthLayer::with_public(verifier, settings.auth.public.clone())),
         )
