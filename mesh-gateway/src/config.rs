@@ -252,6 +252,10 @@ pub struct EdgeAuthConfig {
     /// Whether the cookie is `Secure` (sent over HTTPS only); turn off for plain-HTTP
     /// development only.
     pub secure_cookie: bool,
+    /// Whether a login answer's tokens (`token`, `access_token`, `refresh_token`) are taken
+    /// out of its JSON once the cookie holds the access token, so a page's scripts never see
+    /// them. Off by default (a client may use the bearer token instead of the cookie).
+    pub cookie_only: bool,
     /// How many verified tokens are remembered (until they expire), so a repeated token
     /// skips the signature check.
     pub token_cache_size: usize,
@@ -263,6 +267,7 @@ impl Default for EdgeAuthConfig {
             jwt: JwtConfig::default(),
             cookie: "mesh_token".into(),
             secure_cookie: true,
+            cookie_only: false,
             token_cache_size: 100_000,
         }
     }

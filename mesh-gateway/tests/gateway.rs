@@ -1343,9 +1343,9 @@ async fn services_answer_only_requests_through_the_gateway(serving: Serving) {
     let keys = EdgeKeyPair::generate().unwrap();
     let forger = EdgeKeyPair::generate().unwrap();
     let registry = Arc::new(Registry::new(RegistryConfig::default()));
-    let edge = json!({"server": {"edge": {
+    let edge = json!({"server": {"edge": {"jwt": {
         "public_key": keys.public_pem, "issuer": "mesh-gateway", "audience": "mesh-edge",
-    }}});
+    }}}});
     let start = |name: &'static str, router: Router| {
         let (registry, edge) = (registry.clone(), edge.clone());
         async move {

@@ -13,7 +13,6 @@ use shop::store::{Store, Table};
 
 use crate::{
     api::{Client, ClientEvent, ClientForm, Clients, EventKind, GoalEvent, GoalsClient, event},
-    caches::cache,
 };
 
 /// How long a client's goal references are kept before they are asked again.
@@ -37,7 +36,7 @@ impl ClientService {
             sequence: Arc::new(store.table("client-service", "sequence")),
             bus: mesh.bus().await?,
             goals: GoalsClient::new(mesh),
-            goal_refs: cache(mesh, namespace, "client-service", "goal-refs").await?,
+            goal_refs: mesh.cache(namespace, "goal-refs").await?,
         })
     }
 

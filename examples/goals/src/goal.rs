@@ -24,7 +24,6 @@ use crate::{
         Client, ClientEvent, ClientsClient, EventKind, Goal, GoalEvent, GoalForm, GoalView, Goals,
         event,
     },
-    caches::cache,
 };
 
 /// How long a client read from the client service is kept; events keep it current meanwhile.
@@ -49,7 +48,7 @@ impl GoalService {
             sequence: Arc::new(store.table("goal-service", "sequence")),
             bus: mesh.bus().await?,
             clients: ClientsClient::new(mesh),
-            known_clients: cache(mesh, namespace, "goal-service", "clients").await?,
+            known_clients: mesh.cache(namespace, "clients").await?,
             client_events: Arc::default(),
         })
     }

@@ -19,7 +19,6 @@
 //! ```
 
 pub mod api;
-pub mod caches;
 pub mod client;
 pub mod demo;
 pub mod goal;

@@ -64,7 +64,7 @@ pub const EDGE_HEADER: HeaderName = HeaderName::from_static("mesh-edge");
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeSigning {
     /// The PKCS#8 PEM of an EC P-256 private key (ES256), inline or as a file path. Services
-    /// verify with its public key (`server.edge.public_key`).
+    /// verify with its public key (`server.edge.jwt.public_key`).
     pub private_key: Option<String>,
     /// The `iss` claim (default `mesh-gateway`).
     pub issuer: String,
@@ -109,7 +109,7 @@ impl fmt::Debug for EdgeSigning {
 }
 
 /// A fresh EC P-256 key pair as PEM: the private key for the gateway (`edge.private_key`),
-/// the public one for the services (`server.edge.public_key`).
+/// the public one for the services (`server.edge.jwt.public_key`).
 #[derive(Clone)]
 pub struct EdgeKeyPair {
     /// PKCS#8 `PRIVATE KEY` PEM.

@@ -32,7 +32,7 @@ mod replay;
 mod settings;
 mod topic;
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 #[cfg(feature = "amqp")]
 pub use self::amqp::AmqpBus;
@@ -68,6 +68,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Takes up to `max` dead letters of a consumer group's queue, oldest first.
     fn dead_letters(&self, queue: &str, max: usize) -> BusFuture<'_, Vec<DeadLetter>>;
+}
+
+/// A bus shows as its kind only: what it connects to is in its settings.
+impl fmt::Debug for dyn Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn Bus")
+    }
 }
 
 /// A running subscription. Dropping it stops consuming; unacknowledged events stay queued.

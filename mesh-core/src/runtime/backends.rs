@@ -1,18 +1,22 @@
 //! The backends a service's configuration names: the event bus (`bus.url`) and Redis
-//! (`redis.url`), connected on first use and shared by the service, so the same code runs on
+//! (`redis.url`, for refresh tokens, dedupe and caches), connected on first use and shared by the service, so the same code runs on
 //! the embedded defaults and on RabbitMQ and Redis without a change.
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 
 use super::Mesh;
 use crate::{
     auth::{MemoryRefreshStore, RefreshStore},
     bus::{Bus, BusSettings, DedupeStore},
+    cache::{Cache, CacheConfig, CacheStore, MemoryCacheStore},
     error::MeshError,
 };
+
+/// The most entries a cache of [`Mesh::cache`] holds in memory.
+pub const MEMORY_CACHE_ENTRIES: usize = 10_000;
 
 /// The `redis` section of the configuration: the Redis that a service's shared state lives
 /// in, when it has one.
@@ -114,6 +118,28 @@ impl Mesh {
             .unwrap_or_else(|| unreachable!()))
     }
 
+    /// The read-through cache `name` of this service: in Redis when `redis.url` is set (its
+    /// keys under `{namespace}:{service}.{name}:`, so that services and deployments sharing a
+    /// Redis keep apart), in this process's memory otherwise (at most
+    /// [`MEMORY_CACHE_ENTRIES`] entries). Its metrics are labelled `{service}.{name}`.
+    ///
+    /// ```no_run
+    /// # async fn run(mesh: mesh_core::Mesh) -> Result<(), mesh_core::MeshError> {
+    /// let profiles = mesh.cache::<String>("marketplace", "profiles").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cache<V>(&self, namespace: &str, name: &str) -> Result<Cache<V>, MeshError>
+    where
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let label = format!("{}.{name}", self.name());
+        let store: Arc<dyn CacheStore> = match self.redis_url()? {
+            Some(url) => redis_cache(&url, &format!("{namespace}:{label}:")).await?,
+            None => Arc::new(MemoryCacheStore::new(&label, MEMORY_CACHE_ENTRIES)),
+        };
+        Ok(Cache::new(&label, store, CacheConfig::default()))
+    }
+
     async fn dedupe_store(
         &self,
         retention: Duration,
@@ -141,6 +167,19 @@ async fn redis_dedupe(
     Ok(Arc::new(
         crate::bus::RedisDedupe::connect(url, prefix, retention).await?,
     ))
+}
+
+#[cfg(feature = "redis")]
+async fn redis_cache(url: &str, prefix: &str) -> Result<Arc<dyn CacheStore>, MeshError> {
+    let store = crate::cache::RedisCacheStore::connect(url, prefix)
+        .await
+        .map_err(|e| MeshError::new(crate::error::ErrorKind::Unavailable, e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_cache(_: &str, _: &str) -> Result<Arc<dyn CacheStore>, MeshError> {
+    Err(without_redis())
 }
 
 #[cfg(not(feature = "redis"))]

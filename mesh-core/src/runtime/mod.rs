@@ -38,7 +38,7 @@ use std::{
 };
 
 pub use self::{
-    backends::RedisSettings,
+    backends::{MEMORY_CACHE_ENTRIES, RedisSettings},
     serving::{Running, ServerBuilder},
 };
 use crate::{
@@ -196,8 +196,8 @@ impl MeshBuilder {
             .transpose()?;
         let edge = server
             .edge
-            .has_key()
-            .then(|| JwtVerifier::new(server.edge.clone()))
+            .enabled()
+            .then(|| JwtVerifier::new(server.edge.jwt.clone()))
             .transpose()?;
         prometheus::install();
         #[cfg(feature = "otlp")]

@@ -3,10 +3,7 @@ use std::{net::SocketAddr, time::Duration};
 use serde::Deserialize;
 
 use super::TlsSettings;
-use crate::{
-    auth::{AuthSettings, JwtConfig},
-    http1::Limits,
-};
+use crate::{auth::AuthSettings, http1::Limits};
 
 /// The `server` section of the configuration.
 ///
@@ -24,9 +21,8 @@ use crate::{
 ///     jwt: { public_key: /etc/mesh/auth.pem, issuer: auth-service }
 ///     public: ["/products/**"]
 ///   edge:                                 # only requests through the gateway, off by default
-///     public_key: /etc/mesh/edge-public.pem
-///     issuer: mesh-gateway
-///     audience: mesh-edge
+///     jwt: { public_key: /etc/mesh/edge.pem, issuer: mesh-gateway, audience: mesh-edge }
+///     public: ["GET /.well-known/jwks.json"]
 ///   tls: { cert: /etc/mesh/cert.pem, key: /etc/mesh/key.pem }   # HTTPS, h2 by ALPN
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -61,10 +57,11 @@ pub struct ServerSettings {
     pub max_deadline: Duration,
     /// Token verification on the routes; off unless a key source is set.
     pub auth: AuthSettings,
-    /// The gateway's proof required on every request but the runtime's endpoints (see
-    /// [`auth::edge`](crate::auth::edge)); off unless a key source is set. Set its `issuer`
-    /// and `audience` to the gateway's (`mesh-gateway`, `mesh-edge` by default).
-    pub edge: JwtConfig,
+    /// The gateway's proof required on every request but the runtime's endpoints and the
+    /// `public` paths (see [`auth::edge`](crate::auth::edge)); off unless a key source is set.
+    /// Its `jwt` requires the gateway's `issuer` and `audience` (`mesh-gateway`, `mesh-edge` by
+    /// default).
+    pub edge: AuthSettings,
     /// HTTPS with these PEM files (HTTP/2 and HTTP/1.1 by ALPN); plain HTTP when unset.
     pub tls: Option<TlsSettings>,
     /// Worker threads serving requests, as nginx's `worker_processes`: each runs its own
@@ -87,7 +84,7 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(60),
             max_deadline: Duration::from_secs(60),
             auth: AuthSettings::default(),
-            edge: JwtConfig::default(),
+            edge: AuthSettings::default(),
             tls: None,
             threads: 0,
         }

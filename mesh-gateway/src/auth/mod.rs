@@ -33,6 +33,8 @@ pub(crate) struct EdgeAuth {
     tokens: TokenCache,
     cookie: String,
     secure_cookie: bool,
+    /// Whether a login answer keeps its tokens from the client (`auth.cookie_only`).
+    cookie_only: bool,
 }
 
 impl EdgeAuth {
@@ -59,6 +61,7 @@ impl EdgeAuth {
             tokens,
             cookie: config.auth.cookie.clone(),
             secure_cookie: config.auth.secure_cookie,
+            cookie_only: config.auth.cookie_only,
         })
     }
 
@@ -156,7 +159,8 @@ impl EdgeAuth {
     }
 
     /// Turns a login answer's token (`token` or `access_token` in its JSON) into the
-    /// gateway's cookie, for `expires_in` seconds (an hour when it says nothing).
+    /// gateway's cookie, for `expires_in` seconds (an hour when it says nothing); with
+    /// `cookie_only`, the answer's JSON loses its tokens.
     pub(crate) async fn remember_login(&self, response: Response) -> Result<Response, MeshError> {
         let (mut parts, body) = response.into_parts();
         let bytes = http_body_util::Limited::new(body, MAX_LOGIN_ANSWER_BYTES)
@@ -169,21 +173,32 @@ impl EdgeAuth {
                 )
             })?
             .to_bytes();
-        let answer: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let mut answer: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         let token = answer
             .as_ref()
             .and_then(|a| a.get("token").or_else(|| a.get("access_token")))
             .and_then(|t| t.as_str());
-        if let Some(token) = token {
-            let lifetime = answer
-                .as_ref()
-                .and_then(|a| a.get("expires_in"))
-                .and_then(|e| e.as_u64())
-                .unwrap_or(3600);
-            let cookie = self.cookie_header(token, lifetime);
-            parts.headers.append(header::SET_COOKIE, cookie);
+        let Some(token) = token else {
+            return Ok(Response::from_parts(parts, Body::from(bytes)));
+        };
+        let lifetime = answer
+            .as_ref()
+            .and_then(|a| a.get("expires_in"))
+            .and_then(|e| e.as_u64())
+            .unwrap_or(3600);
+        let cookie = self.cookie_header(token, lifetime);
+        parts.headers.append(header::SET_COOKIE, cookie);
+        if !self.cookie_only {
+            return Ok(Response::from_parts(parts, Body::from(bytes)));
         }
-        Ok(Response::from_parts(parts, Body::from(bytes)))
+        if let Some(fields) = answer.as_mut().and_then(|a| a.as_object_mut()) {
+            for secret in ["token", "access_token", "refresh_token"] {
+                fields.remove(secret);
+            }
+        }
+        let kept = serde_json::to_vec(&answer).unwrap_or_default();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Ok(Response::from_parts(parts, Body::from(kept)))
     }
 
     /// The `Set-Cookie` that clears the gateway's cookie, for a logout answer.

@@ -1,7 +1,8 @@
 //! Refuses every request that did not come through the gateway: one without a valid
 //! `mesh-edge` proof (see [`auth::edge`](crate::auth::edge)) is answered `403` with mesh's
 //! JSON error body (gRPC: `PERMISSION_DENIED`), whatever bearer token it carries. The runtime's
-//! endpoints (`/health…`, `/metrics`) stay open to probes and scrapers. While a proven request
+//! endpoints (`/health…`, `/metrics`) stay open to probes and scrapers, and so do the paths
+//! made public (an auth service's JWKS, which verifiers read directly). While a proven request
 //! is served, its proof is current ([`EdgeProof::current`]) and goes along on the calls the
 //! service makes.
 //!
@@ -35,13 +36,10 @@ use http::HeaderValue;
 use serde_json::Value;
 use tower::{Layer, Service};
 
-use super::{
-    answer::{AnswerBody, error_answer, is_grpc},
-    stack::ENDPOINTS,
-};
+use super::answer::{AnswerBody, error_answer, is_grpc};
 use crate::{
     auth::{
-        JwtVerifier,
+        AuthSettings, JwtVerifier,
         edge::{EDGE_HEADER, EdgeProof},
     },
     error::{ErrorKind, MeshError},
@@ -59,6 +57,8 @@ pub struct EdgeProofLayer {
 #[derive(Debug)]
 struct Policy {
     verifier: JwtVerifier,
+    /// The paths open without a proof.
+    public: AuthSettings,
     /// Proofs verified, each with when it expires (Unix seconds).
     verified: Mutex<Vec<(HeaderValue, u64)>>,
 }
@@ -67,9 +67,19 @@ impl EdgeProofLayer {
     /// Requires proofs `verifier` accepts (it should require the gateway's issuer and
     /// audience).
     pub fn new(verifier: JwtVerifier) -> Self {
+        Self::with_public(verifier, Vec::new())
+    }
+
+    /// Requires proofs as [`new`](Self::new) does, but on the `public` paths (patterns as
+    /// in `server.auth.public`).
+    pub fn with_public(verifier: JwtVerifier, public: Vec<String>) -> Self {
         Self {
             policy: Arc::new(Policy {
                 verifier,
+                public: AuthSettings {
+                    public,
+                    ..AuthSettings::default()
+                },
                 verified: Mutex::new(Vec::new()),
             }),
         }
@@ -170,7 +180,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Box::pin(async move {
-            if ENDPOINTS.contains(&request.uri().path()) {
+            if policy
+                .public
+                .is_public(request.method(), request.uri().path())
+            {
                 return inner.call(request).await;
             }
             let proof = request.headers().get(EDGE_HEADER).cloned();

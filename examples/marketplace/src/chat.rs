@@ -1,0 +1,166 @@
+//! The chat service: buyers and sellers talk in real time over Socket.IO (socketioxide), on
+//! the polling and the WebSocket transports, through the gateway like every other request. A
+//! socket is its user's (the token the gateway verified, from its cookie) and joins the room
+//! named after them; a `message` event (`{"to": …, "text": …}`) is kept, pushed as `message`
+//! to the recipient's and the sender's rooms, acknowledged with the kept message, and told to
+//! the notification service as `chat.message`. `POST /chat/messages` sends the same way over
+//! HTTP; `GET /chat/with/{other}` is the conversation.
+
+use std::{sync::Arc, time::Duration};
+
+use mesh::{
+    Mesh,
+    auth::{Caller, Identity, random_token},
+    bus::Bus,
+    error::{ErrorKind, MeshError},
+    server::{Application, IntoApplication},
+};
+use shop::store::{Store, Table};
+use socketioxide::{
+    SocketIo,
+    extract::{AckSender, Data, SocketRef},
+};
+
+use crate::{
+    api::{Chat, ChatMessage, ChatServer, MessageForm, MessageSent},
+    events::publish,
+};
+
+/// The most messages a conversation keeps (the oldest go first).
+const KEPT_PER_CONVERSATION: usize = 500;
+/// The longest message, in bytes.
+const MAX_TEXT_BYTES: usize = 2000;
+
+/// Conversations, and the Socket.IO server that pushes their messages.
+#[derive(Clone)]
+pub struct ChatService {
+    conversations: Arc<Table<Vec<ChatMessage>>>,
+    io: Option<SocketIo>,
+    bus: Arc<dyn Bus>,
+}
+
+impl std::fmt::Debug for ChatService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatService").finish_non_exhaustive()
+    }
+}
+
+/// The key of the conversation between `a` and `b`, whoever writes.
+fn conversation_key(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a}|{b}")
+    } else {
+        format!("{b}|{a}")
+    }
+}
+
+impl ChatService {
+    /// The service on `mesh`, its conversations in `store`.
+    pub async fn new(mesh: &Mesh, store: &Store) -> Result<Self, MeshError> {
+        Ok(Self {
+            conversations: Arc::new(store.table("chat-service", "conversations")),
+            io: None,
+            bus: mesh.bus().await?,
+        })
+    }
+
+    /// Keeps a message from `from`, pushes it to both users' sockets and tells the others.
+    async fn deliver(&self, from: &str, form: MessageForm) -> Result<ChatMessage, MeshError> {
+        let to = form.to.trim();
+        if to.is_empty() || to == from || form.text.is_empty() || form.text.len() > MAX_TEXT_BYTES
+        {
+            return Err(MeshError::new(
+                ErrorKind::BadRequest,
+                "a message goes to another user and has 1 to 2,000 bytes of text",
+            ));
+        }
+        let message = ChatMessage {
+            id: random_token(9)?,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            text: form.text,
+        };
+        let kept = message.clone();
+        self.conversations
+            .update(&conversation_key(from, to), move |conversation| {
+                let conversation = conversation.get_or_insert_with(Vec::new);
+                conversation.push(kept);
+                let excess = conversation.len().saturating_sub(KEPT_PER_CONVERSATION);
+                conversation.drain(..excess);
+            })
+            .await?;
+        if let Some(io) = &self.io {
+            let rooms = [message.to.clone(), message.from.clone()];
+            if let Err(error) = io.to(rooms).emit("message", &message).await {
+                tracing::warn!(%error, "a chat message was not pushed");
+            }
+        }
+        let sent = MessageSent {
+            message: message.clone(),
+        };
+        publish(&self.bus, "chat-service", &message.id, &message.to, &sent).await?;
+        Ok(message)
+    }
+}
+
+impl Chat for ChatService {
+    async fn send(&self, form: MessageForm) -> Result<ChatMessage, MeshError> {
+        let me = Caller::require()?;
+        self.deliver(&me.subject, form).await
+    }
+
+    async fn conversation(&self, other: String) -> Result<Vec<ChatMessage>, MeshError> {
+        let me = Caller::require()?;
+        let key = conversation_key(&me.subject, &other);
+        Ok(self.conversations.get(&key).await?.unwrap_or_default())
+    }
+}
+
+/// The Socket.IO namespace `/`: a socket joins its user's room, and sends with `message`.
+fn on_connect(socket: SocketRef, chat: ChatService) {
+    let Some(user) = socket
+        .req_parts()
+        .extensions
+        .get::<Identity>()
+        .map(|identity| identity.subject.clone())
+    else {
+        // The server's token check lets no socket through without a user; this is its guard.
+        socket.disconnect().ok();
+        return;
+    };
+    socket.join(user.clone());
+    socket.on(
+        "message",
+        move |Data(form): Data<MessageForm>, ack: AckSender| {
+            let (chat, user) = (chat.clone(), user.clone());
+            async move {
+                let answer = match chat.deliver(&user, form).await {
+                    Ok(message) => serde_json::json!({"ok": message}),
+                    Err(error) => serde_json::json!({"error": error.to_string()}),
+                };
+                ack.send(&answer).ok();
+            }
+        },
+    );
+}
+
+impl IntoApplication for ChatService {
+    /// The contract's routes, with the Socket.IO server at `/socket.io/` in front of them.
+    /// It pings every 5 s, so a polling request is never held longer than a gateway's
+    /// default 10 s call timeout.
+    fn into_application(mut self) -> Application {
+        let (layer, io) = SocketIo::builder()
+            .ping_interval(Duration::from_secs(5))
+            .ping_timeout(Duration::from_secs(5))
+            .max_payload(64 * 1024)
+            .build_layer();
+        self.io = Some(io.clone());
+        let chat = self.clone();
+        io.ns("/", move |socket: SocketRef| {
+            let chat = chat.clone();
+            async move { on_connect(socket, chat) }
+        });
+        let router = ChatServer::new(self).into_router().layer(layer);
+        Application::described(router, ChatServer::<ChatService>::METADATA)
+    }
+}
