@@ -11,8 +11,8 @@ use mesh::{
 };
 use shop::store::{Store, Table};
 
-use crate::{
-    api::{Client, ClientEvent, ClientForm, Clients, EventKind, GoalEvent, GoalsClient, event},
+use crate::api::{
+    Client, ClientEvent, ClientForm, Clients, EventKind, GoalEvent, GoalsClient, event,
 };
 
 /// How long a client's goal references are kept before they are asked again.

@@ -19,11 +19,9 @@ use mesh::{
 };
 use shop::store::{Store, Table};
 
-use crate::{
-    api::{
-        Client, ClientEvent, ClientsClient, EventKind, Goal, GoalEvent, GoalForm, GoalView, Goals,
-        event,
-    },
+use crate::api::{
+    Client, ClientEvent, ClientsClient, EventKind, Goal, GoalEvent, GoalForm, GoalView, Goals,
+    event,
 };
 
 /// How long a client read from the client service is kept; events keep it current meanwhile.

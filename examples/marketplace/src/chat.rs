@@ -67,8 +67,7 @@ impl ChatService {
     /// Keeps a message from `from`, pushes it to both users' sockets and tells the others.
     async fn deliver(&self, from: &str, form: MessageForm) -> Result<ChatMessage, MeshError> {
         let to = form.to.trim();
-        if to.is_empty() || to == from || form.text.is_empty() || form.text.len() > MAX_TEXT_BYTES
-        {
+        if to.is_empty() || to == from || form.text.is_empty() || form.text.len() > MAX_TEXT_BYTES {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,
                 "a message goes to another user and has 1 to 2,000 bytes of text",

@@ -13,9 +13,7 @@ use mesh::{
 use shop::store::{Store, Table};
 
 use crate::{
-    api::{
-        MessageSent, Notification, Notifications, OrderCompleted, OrderPlaced, UserSignedUp,
-    },
+    api::{MessageSent, Notification, Notifications, OrderCompleted, OrderPlaced, UserSignedUp},
     events::follow,
 };
 
@@ -61,7 +59,10 @@ async fn file(inbox: &Table<Vec<Notification>>, event: &Event) -> Result<(), Box
         }
         "order.placed" => {
             let OrderPlaced { order } = event.data()?;
-            let text = format!("{} ordered \"{}\" (order {})", order.buyer, order.title, order.id);
+            let text = format!(
+                "{} ordered \"{}\" (order {})",
+                order.buyer, order.title, order.id
+            );
             (order.seller, text)
         }
         "order.completed" => {

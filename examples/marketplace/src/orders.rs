@@ -83,7 +83,14 @@ impl Orders for OrdersService {
         let placed = OrderPlaced {
             order: order.clone(),
         };
-        publish(&self.bus, "orders-service", &order.id, &order.seller, &placed).await?;
+        publish(
+            &self.bus,
+            "orders-service",
+            &order.id,
+            &order.seller,
+            &placed,
+        )
+        .await?;
         Ok(order)
     }
 

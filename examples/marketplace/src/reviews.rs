@@ -81,7 +81,14 @@ impl Reviews for ReviewsService {
         let created = ReviewCreated {
             review: review.clone(),
         };
-        publish(&self.bus, "reviews-service", &order.id, &me.subject, &created).await?;
+        publish(
+            &self.bus,
+            "reviews-service",
+            &order.id,
+            &me.subject,
+            &created,
+        )
+        .await?;
         Ok(review)
     }
 

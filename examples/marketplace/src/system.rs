@@ -120,10 +120,7 @@ impl Marketplace {
         let auth_mesh = mesh("auth-service", auth_config).await?;
         let auth = Auth::new(&auth_mesh, &store).await?;
         running.push(auth_mesh.server(auth.router()).start().await?);
-        let jwks_url = format!(
-            "http://{}/.well-known/jwks.json",
-            running[0].local_addr()
-        );
+        let jwks_url = format!("http://{}/.well-known/jwks.json", running[0].local_addr());
         let service_config = json!({"server": {
             "auth": {"jwt": {"jwks_url": jwks_url, "issuer": ISSUER, "audience": AUDIENCE}},
             "edge": edge_only,
@@ -141,11 +138,21 @@ impl Marketplace {
 
         let orders_mesh = mesh("orders-service", service_config.clone()).await?;
         let orders = OrdersService::new(&orders_mesh, &store).await?;
-        running.push(orders_mesh.server(OrdersServer::new(orders)).start().await?);
+        running.push(
+            orders_mesh
+                .server(OrdersServer::new(orders))
+                .start()
+                .await?,
+        );
 
         let reviews_mesh = mesh("reviews-service", service_config.clone()).await?;
         let reviews = ReviewsService::new(&reviews_mesh, &store).await?;
-        running.push(reviews_mesh.server(ReviewsServer::new(reviews)).start().await?);
+        running.push(
+            reviews_mesh
+                .server(ReviewsServer::new(reviews))
+                .start()
+                .await?,
+        );
 
         let chat_mesh = mesh("chat-service", service_config.clone()).await?;
         let chat = ChatService::new(&chat_mesh, &store).await?;

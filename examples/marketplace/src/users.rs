@@ -35,10 +35,15 @@ impl UsersService {
     /// Makes a profile for each new user (`user.signed-up`), once however often it arrives.
     pub async fn follow_signups(&self) -> Result<Subscription, BusError> {
         let profiles = self.profiles.clone();
-        follow(&self.bus, "users-service", &["user.signed-up"], move |event| {
-            let profiles = profiles.clone();
-            async move { make_profile(&profiles, &event).await }
-        })
+        follow(
+            &self.bus,
+            "users-service",
+            &["user.signed-up"],
+            move |event| {
+                let profiles = profiles.clone();
+                async move { make_profile(&profiles, &event).await }
+            },
+        )
         .await
     }
 }
@@ -56,9 +61,10 @@ async fn make_profile(profiles: &Table<Profile>, event: &Event) -> Result<(), Bo
 
 impl Users for UsersService {
     async fn profile(&self, username: String) -> Result<Profile, MeshError> {
-        self.profiles.get(&username).await?.ok_or_else(|| {
-            MeshError::new(ErrorKind::NotFound, format!("no user `{username}`"))
-        })
+        self.profiles
+            .get(&username)
+            .await?
+            .ok_or_else(|| MeshError::new(ErrorKind::NotFound, format!("no user `{username}`")))
     }
 
     async fn update_me(&self, form: ProfileForm) -> Result<Profile, MeshError> {

@@ -47,12 +47,28 @@ impl ShopClient {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<Answer, String> {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|bearer| ("authorization", bearer.as_str()))
+            .collect();
+        self.send(method, path, &headers, body).await
+    }
+
+    /// `method path` with `headers` and JSON `body`, from the shop's web origin.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Answer, String> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path}", self.base))
             .header(header::ORIGIN, "http://localhost:3000");
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let body = match body {
             Some(body) => {
@@ -199,16 +215,18 @@ impl NotificationSocket {
     }
 }
 
-fn expect(holds: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+/// `Ok` when `holds`, else the error `what` says.
+pub fn expect(holds: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if holds { Ok(()) } else { Err(what()) }
 }
 
 /// One step of the scenario: its title, then what it showed.
-fn step(number: u32, title: &str) {
+pub fn step(number: u32, title: &str) {
     println!("\n{number}. {title}");
 }
 
-fn shown(what: impl AsRef<str>) {
+/// What a step showed.
+pub fn shown(what: impl AsRef<str>) {
     println!("   ✓ {}", what.as_ref());
 }
 

@@ -69,7 +69,9 @@ where
         .layer(ServerTraceLayer::new(service))
         .layer(CatchPanicLayer::new())
         .option_layer(
-            edge.map(|verifier| EdgeProofLayer::with_public(verifier, settings.edge.public.clone())),
+            edge.map(|verifier| {
+                EdgeProofLayer::with_public(verifier, settings.edge.public.clone())
+            }),
         )
         .option_layer(
             auth.map(|verifier| JwtAuthLayer::with_public(verifier, settings.auth.public.clone())),

@@ -1,0 +1,121 @@
+//! The marketplace end to end: the scripted scenario on the embedded defaults and on RabbitMQ,
+//! Redis and PostgreSQL, and a chat message delivered over Socket.IO through the gateway by
+//! npm's `socket.io-client` on the polling and the WebSocket transports.
+
+use std::{net::SocketAddr, path::Path, process::Command};
+
+use marketplace::{Marketplace, MarketplaceOptions, demo, demo::Browser};
+use serde_json::Value;
+
+async fn start(env: Vec<(String, String)>) -> Marketplace {
+    Marketplace::start(MarketplaceOptions {
+        gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        env,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_behaves_on_the_embedded_defaults() {
+    let market = start(Vec::new()).await;
+    let outcome = demo::run(&market).await;
+    market.shutdown().await.unwrap();
+    outcome.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
+    let (Ok(amqp), Ok(redis), Ok(database)) = (
+        std::env::var("MESH_TEST_AMQP_URL"),
+        std::env::var("MESH_TEST_REDIS_URL"),
+        std::env::var("DATABASE_URL"),
+    ) else {
+        eprintln!(
+            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
+        );
+        return;
+    };
+    let run = format!("marketplace-test-{}", mesh_testkit::unique());
+    let market = start(vec![
+        ("MESH_BUS_URL".into(), amqp),
+        ("MESH_BUS__EXCHANGE".into(), run.clone()),
+        ("MESH_REDIS_URL".into(), redis),
+        ("DATABASE_URL".into(), database),
+        ("MARKETPLACE_NAMESPACE".into(), run),
+    ])
+    .await;
+    let outcome = demo::run(&market).await;
+    market.shutdown().await.unwrap();
+    outcome.unwrap();
+}
+
+/// The Node project of the Socket.IO check, its packages installed from its lock file.
+fn socketio_check() -> &'static Path {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socketio"));
+    if !dir.join("node_modules/socket.io-client").is_dir() {
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .status()
+            .expect("npm (Node.js) runs the Socket.IO check");
+        assert!(installed.success(), "npm ci in {}", dir.display());
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_reaches_its_recipient_over_socket_io_through_the_gateway() {
+    let dir = socketio_check();
+    let market = start(Vec::new()).await;
+    let mut alice = Browser::new(market.gateway, "alice");
+    let mut bob = Browser::new(market.gateway, "bob");
+    alice.sign_up("alice's long password").await.unwrap();
+    bob.sign_up("bob's long password").await.unwrap();
+    let cookie = |browser: &Browser| format!("mesh_token={}", browser.token().unwrap());
+    for transport in ["polling", "websocket"] {
+        let gateway = market.gateway.to_string();
+        let (sender, recipient) = (cookie(&alice), cookie(&bob));
+        let dir = dir.to_owned();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .args(["chat.mjs", &gateway, &sender, &recipient, transport])
+                .current_dir(dir)
+                .output()
+                .expect("node runs")
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let text = format!("hello over {transport}");
+        // Received by the recipient, as the sender's acknowledgement says it was kept.
+        assert_eq!(seen["received"]["from"], "alice", "{seen}");
+        assert_eq!(seen["received"]["to"], "bob", "{seen}");
+        assert_eq!(seen["received"]["text"], text.as_str(), "{seen}");
+        assert_eq!(seen["ack"]["ok"], seen["received"], "{seen}");
+        assert_eq!(
+            seen["transports"],
+            serde_json::json!([transport, transport])
+        );
+        assert_eq!(seen["refusedWithoutCookie"], true, "{seen}");
+        // Kept in the conversation and told to the notification service.
+        let conversation = bob.get("/api/chat/with/alice").await.unwrap();
+        assert!(
+            conversation
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["text"] == text.as_str()),
+            "{}",
+            conversation.body
+        );
+    }
+    bob.notified("new message from alice").await.unwrap();
+    market.shutdown().await.unwrap();
+}
