@@ -7,13 +7,11 @@ use std::{net::SocketAddr, sync::Arc};
 use mesh::{
     Mesh, MeshError,
     bus::{Bus, Subscription},
-    config::MeshConfig,
-    registry::RegistryApi,
-    registry_server::{Registry, RegistryConfig},
+    registry_server::Registry,
     runtime::Running,
 };
 use serde_json::{Value, json};
-use shop::store::Store;
+use shop::{embedded::Embedded, store::Store};
 
 use crate::{
     api::{ClientsServer, GoalsServer},
@@ -68,45 +66,20 @@ pub struct Goals {
 impl Goals {
     /// Starts the client service, then the goal service.
     pub async fn start(options: GoalsOptions) -> Result<Goals, MeshError> {
-        let registry = Arc::new(Registry::new(RegistryConfig::default()));
-        let registry_api: Arc<dyn RegistryApi> = registry.clone();
-        static SYSTEMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let bus = format!(
-            "memory://goals-{}",
-            SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let var = |key: &str| {
-            options
-                .env
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
-        let namespace = var("GOALS_NAMESPACE").unwrap_or_else(|| "goals".into());
-        let store = match var("DATABASE_URL") {
+        let embedded = Embedded::new("goals", options.env);
+        let namespace = embedded
+            .var("GOALS_NAMESPACE")
+            .unwrap_or_else(|| "goals".into());
+        let store = match embedded.var("DATABASE_URL") {
             Some(url) => Store::postgres(&url, &namespace).await?,
             None => Store::memory(),
         };
         let mesh = |name: &'static str, address: Option<SocketAddr>| {
-            let registry = registry_api.clone();
-            let env = options.env.clone();
-            let mut config: Value = json!({"bus": {"url": bus, "exchange": EXCHANGE}});
+            let mut config: Value = json!({"bus": {"exchange": EXCHANGE}});
             if let Some(address) = address {
                 config["server"]["address"] = address.to_string().into();
             }
-            async move {
-                let config = MeshConfig::builder(name)
-                    .defaults(config)
-                    .env_vars(env)
-                    .load()
-                    .await?;
-                Mesh::builder(name)
-                    .config(config)
-                    .registry(registry)
-                    .build()
-                    .await
-            }
+            embedded.mesh(name, config)
         };
         let client_mesh = mesh("client-service", Some(options.client_addr)).await?;
         let clients = ClientService::new(&client_mesh, &store, &namespace).await?;
@@ -124,7 +97,7 @@ impl Goals {
             client_addr: client_running.local_addr(),
             goal_addr: goal_running.local_addr(),
             caller,
-            registry,
+            registry: embedded.registry.clone(),
             running: vec![client_running, goal_running],
             subscriptions,
         })

@@ -14,7 +14,10 @@ use mesh::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shop::store::{Store, Table};
+use shop::{
+    auth::{Credentials, check_new_account},
+    store::{Store, Table},
+};
 
 use crate::{api::UserSignedUp, events::publish};
 
@@ -29,15 +32,6 @@ pub const USER_ROLE: &str = "user";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Account {
     hash: String,
-}
-
-/// What signup and login take.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Credentials {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: String,
 }
 
 /// The auth service's state.
@@ -76,30 +70,11 @@ impl Auth {
     }
 }
 
-/// A user name: 3 to 32 letters, digits, `-`, `_` or `.`.
-fn valid_name(name: &str) -> bool {
-    (3..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 async fn signup(
     State(auth): State<Auth>,
     Json(credentials): Json<Credentials>,
 ) -> Result<(StatusCode, Json<Value>), MeshError> {
-    if !valid_name(&credentials.username) {
-        return Err(MeshError::new(
-            ErrorKind::BadRequest,
-            "a user name is 3 to 32 letters, digits, `-`, `_` or `.`",
-        ));
-    }
-    if credentials.password.len() < 8 {
-        return Err(MeshError::new(
-            ErrorKind::BadRequest,
-            "a password is at least 8 bytes",
-        ));
-    }
+    check_new_account(&credentials)?;
     let hash = auth.passwords.hash(&credentials.password).await?;
     if !auth
         .accounts

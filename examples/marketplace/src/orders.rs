@@ -6,7 +6,6 @@ use std::sync::Arc;
 use mesh::{
     Mesh,
     auth::{Caller, random_token},
-    axum::http::StatusCode,
     bus::Bus,
     error::{ErrorKind, MeshError},
 };
@@ -54,16 +53,8 @@ impl OrdersService {
 impl Orders for OrdersService {
     async fn place(&self, form: OrderForm) -> Result<Order, MeshError> {
         let me = Caller::require()?;
-        let gig = match self.gigs.gig(form.gig_id.clone()).await {
-            Ok(gig) => gig,
-            Err(error) if error.status() == StatusCode::NOT_FOUND => {
-                return Err(MeshError::new(
-                    ErrorKind::NotFound,
-                    format!("no gig `{}`", form.gig_id),
-                ));
-            }
-            Err(error) => return Err(error),
-        };
+        // The gigs service's own answer, a 404 among them, is this call's.
+        let gig = self.gigs.gig(form.gig_id).await?;
         if gig.seller == me.subject {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,

@@ -47,16 +47,8 @@ impl Reviews for ReviewsService {
             ));
         }
         // Read as the caller: the orders service shows an order to its buyer and seller only.
-        let order = match self.orders.order(form.order_id.clone()).await {
-            Ok(order) => order,
-            Err(error) if error.status() == StatusCode::NOT_FOUND => {
-                return Err(MeshError::new(
-                    ErrorKind::NotFound,
-                    format!("no order `{}`", form.order_id),
-                ));
-            }
-            Err(error) => return Err(error),
-        };
+        // The orders service's own answer, a 404 among them, is this call's.
+        let order = self.orders.order(form.order_id).await?;
         if order.buyer != me.subject || order.status != OrderStatus::Completed {
             return Err(MeshError::custom(
                 StatusCode::CONFLICT,

@@ -8,17 +8,15 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use mesh::{
-    Mesh, MeshError,
+    MeshError,
     auth::edge::EdgeKeyPair,
     bus::Subscription,
-    config::MeshConfig,
     gateway::{Gateway, GatewayConfig},
-    registry::RegistryApi,
-    registry_server::{Registry, RegistryConfig},
+    registry_server::Registry,
     runtime::Running,
 };
 use serde_json::{Value, json};
-use shop::store::Store;
+use shop::{embedded::Embedded, store::Store};
 
 use crate::{
     api::{GigsServer, NotificationsServer, OrdersServer, ReviewsServer, UsersServer},
@@ -69,45 +67,17 @@ impl std::fmt::Debug for Marketplace {
 impl Marketplace {
     /// Starts the registry, the services and the gateway.
     pub async fn start(options: MarketplaceOptions) -> Result<Marketplace, MeshError> {
-        let registry = Arc::new(Registry::new(RegistryConfig::default()));
-        let registry_api: Arc<dyn RegistryApi> = registry.clone();
-        static SYSTEMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let bus = format!(
-            "memory://marketplace-{}",
-            SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let var = |key: &str| {
-            options
-                .env
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .filter(|v| !v.is_empty())
-        };
-        let namespace = var("MARKETPLACE_NAMESPACE").unwrap_or_else(|| "marketplace".into());
-        let store = match var("DATABASE_URL") {
+        let embedded = Embedded::new("marketplace", options.env);
+        let namespace = embedded
+            .var("MARKETPLACE_NAMESPACE")
+            .unwrap_or_else(|| "marketplace".into());
+        let store = match embedded.var("DATABASE_URL") {
             Some(url) => Store::postgres(&url, &namespace).await?,
             None => Store::memory(),
         };
         // The gateway signs with the private key; the services verify with the public one.
         let edge = EdgeKeyPair::generate()?;
-        let mesh = |name: &'static str, mut config: Value| {
-            let registry = registry_api.clone();
-            let env = options.env.clone();
-            config["bus"]["url"] = bus.clone().into();
-            async move {
-                let config = MeshConfig::builder(name)
-                    .defaults(config)
-                    .env_vars(env)
-                    .load()
-                    .await?;
-                Mesh::builder(name)
-                    .config(config)
-                    .registry(registry)
-                    .build()
-                    .await
-            }
-        };
+        let mesh = |name: &'static str, config: Value| embedded.mesh(name, config);
         let edge_only = json!({"jwt": {
             "public_key": edge.public_pem, "issuer": "mesh-gateway", "audience": "mesh-edge",
         }});
@@ -192,7 +162,7 @@ impl Marketplace {
         Ok(Marketplace {
             gateway: running[running.len() - 1].local_addr(),
             services,
-            registry,
+            registry: embedded.registry.clone(),
             running,
             subscriptions,
         })

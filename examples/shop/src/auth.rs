@@ -120,19 +120,15 @@ impl Auth {
     }
 }
 
-/// A user name: 3 to 32 letters, digits, `-`, `_` or `.`.
-fn valid_name(name: &str) -> bool {
-    (3..=32).contains(&name.len())
+/// Whether `credentials` may open an account: a user name of 3 to 32 letters, digits, `-`,
+/// `_` or `.`, and a password of at least 8 bytes (`400` otherwise).
+pub fn check_new_account(credentials: &Credentials) -> Result<(), MeshError> {
+    let name = &credentials.username;
+    let valid_name = (3..=32).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-async fn signup(
-    State(auth): State<Auth>,
-    Json(credentials): Json<Credentials>,
-) -> Result<(StatusCode, Json<serde_json::Value>), MeshError> {
-    if !valid_name(&credentials.username) {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid_name {
         return Err(MeshError::new(
             ErrorKind::BadRequest,
             "a user name is 3 to 32 letters, digits, `-`, `_` or `.`",
@@ -144,6 +140,14 @@ async fn signup(
             "a password is at least 8 bytes",
         ));
     }
+    Ok(())
+}
+
+async fn signup(
+    State(auth): State<Auth>,
+    Json(credentials): Json<Credentials>,
+) -> Result<(StatusCode, Json<serde_json::Value>), MeshError> {
+    check_new_account(&credentials)?;
     let hash = auth.passwords.hash(&credentials.password).await?;
     let user = User {
         hash,

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod demo;
+pub mod embedded;
 pub mod inventory;
 pub mod notification;
 pub mod order;

@@ -9,11 +9,9 @@ use std::{net::SocketAddr, sync::Arc};
 use mesh::{
     Mesh, MeshError,
     bus::{Bus, Subscription},
-    config::MeshConfig,
     error::ErrorKind,
     gateway::{Gateway, GatewayConfig},
-    registry::RegistryApi,
-    registry_server::{Registry, RegistryConfig, config_server::ConfigServer},
+    registry_server::{Registry, config_server::ConfigServer},
     runtime::Running,
 };
 use serde_json::{Value, json};
@@ -21,6 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{CatalogServer, InventoryServer, OrdersServer, PaymentsServer},
     auth::{AUDIENCE, Auth, ISSUER},
+    embedded::Embedded,
     inventory::InventoryService,
     notification::NotificationService,
     order::OrderService,
@@ -98,32 +97,11 @@ pub fn service_config(jwks_url: &str, config_url: &str) -> Value {
 impl Shop {
     /// Starts the registry, the services and the gateway.
     pub async fn start(options: ShopOptions) -> Result<Shop, MeshError> {
-        let registry = Arc::new(Registry::new(RegistryConfig::default()));
-        let registry_api: Arc<dyn RegistryApi> = registry.clone();
         // One shop, one in-process bus (a process may run several shops: each its own),
         // unless the environment names a broker.
-        static SHOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let shop_bus = format!(
-            "memory://shop-{}",
-            SHOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let builder = |name: &'static str, mut config: Value| {
-            let registry = registry_api.clone();
-            let env = options.env.clone();
-            config["bus"]["url"] = shop_bus.clone().into();
-            async move {
-                let config = MeshConfig::builder(name)
-                    .defaults(config)
-                    .env_vars(env)
-                    .load()
-                    .await?;
-                Mesh::builder(name)
-                    .config(config)
-                    .registry(registry)
-                    .build()
-                    .await
-            }
-        };
+        let embedded = Embedded::new("shop", options.env.clone());
+        let registry = embedded.registry.clone();
+        let builder = |name: &'static str, config: Value| embedded.mesh(name, config);
         let mut services = Vec::new();
 
         // The registry serves the config server too; its refreshes go out on the shop's bus.
