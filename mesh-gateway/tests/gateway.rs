@@ -731,6 +731,21 @@ async fn login_sets_the_cookie_and_logout_clears_it(serving: Serving) {
         "mesh_token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
     );
     assert_eq!(relayed(&gateway).await, on_relay_path(serving, 1));
+
+    // With `cookie_only`, the cookie holds the token and the answer no longer shows it.
+    let yaml = routes(upstream).replace("auth:\n", "auth:\n  cookie_only: true\n");
+    assert!(yaml.contains("cookie_only"));
+    let gateway = self::gateway(serving, &yaml, None).await;
+    let (status, headers, body) = call(gateway.local_addr(), "POST", "/auth/login", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    let token = cookie
+        .strip_prefix("mesh_token=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap();
+    assert!(token.split('.').count() == 3, "{cookie}");
+    assert!(body.get("token").is_none(), "{body}");
+    assert!(!body.to_string().contains(token), "{body}");
 }
 
 /// The requests `gateway` relayed.
