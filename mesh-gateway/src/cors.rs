@@ -74,7 +74,8 @@ impl Cors {
         Some(response)
     }
 
-    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+    /// Whether the policy allows `origin`.
+    pub(crate) fn origin_allowed(&self, origin: &HeaderValue) -> bool {
         self.0
             .allowed_origins
             .iter()

@@ -41,6 +41,7 @@ use crate::{
         self, Route,
         predicate::{Captures, RequestHead, network},
     },
+    upgrade::{is_upgrade, origin_admitted},
 };
 
 /// A compiled gateway. Clones share it, and [`reload`](Self::reload) swaps its routes for
@@ -225,7 +226,8 @@ impl Inner {
     /// `Authorization`, and a path normalised (see [`PathRules`]), which goes on normalised. A
     /// `400` for what breaks them. (One `Host` per HTTP/1.1 request the server checks itself.)
     /// A client's deadline (`mesh-timeout`, `grpc-timeout`) bounds its own call at the server
-    /// and goes no further: the budget upstream is the route's.
+    /// and goes no further: the budget upstream is the route's. A protocol switch from another
+    /// site's page is a `403` (see [`origin_admitted`]).
     fn screen(&self, request: &mut Request) -> Result<(), MeshError> {
         for deadline in [TIMEOUT_HEADER.as_str(), "grpc-timeout"] {
             request.headers_mut().remove(deadline);
@@ -235,6 +237,13 @@ impl Inner {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,
                 "a request may carry one Authorization field",
+            ));
+        }
+        if is_upgrade(headers) && !origin_admitted(headers, self.cors.as_ref()) {
+            return Err(MeshError::new(
+                ErrorKind::Forbidden,
+                "a protocol switch from another site's page is refused (cors.allowed_origins \
+                 lists the sites that may)",
             ));
         }
         let uri = request.uri();

@@ -12,6 +12,8 @@ use mesh_core::{
     error::{ErrorKind, MeshError},
 };
 
+use crate::cors::Cors;
+
 /// Whether the request asks to switch protocols (a WebSocket handshake, say).
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -21,6 +23,23 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether a protocol switch may go on from where it was opened: from no browser (no `Origin`),
+/// from a page of the gateway's own origin (the `Origin`'s authority is the `Host`), or from an
+/// origin `cors` allows. WebSockets are outside CORS, so without this any site a user visits
+/// could open one with the user's cookie (cross-site WebSocket hijacking).
+pub(crate) fn origin_admitted(headers: &HeaderMap, cors: Option<&Cors>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let same_origin = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .zip(headers.get(header::HOST))
+        .is_some_and(|((_, authority), host)| authority.as_bytes() == host.as_bytes());
+    same_origin || cors.is_some_and(|cors| cors.origin_allowed(origin))
 }
 
 /// Answers a `101` from upstream: once both sides have switched, bytes flow both ways

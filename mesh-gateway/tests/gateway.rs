@@ -993,14 +993,26 @@ async fn upgrade_echo() -> SocketAddr {
 /// Sends a protocol-switch request over a raw socket; returns the status line and, once
 /// switched, the socket.
 async fn switch(addr: SocketAddr, auth: Option<&str>) -> (String, tokio::net::TcpStream) {
+    switch_from(addr, auth, None).await
+}
+
+/// A WebSocket handshake from a page of `origin` (none: not from a browser).
+async fn switch_from(
+    addr: SocketAddr,
+    auth: Option<&str>,
+    origin: Option<&str>,
+) -> (String, tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = auth
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let origin = origin
+        .map(|origin| format!("origin: {origin}\r\n"))
+        .unwrap_or_default();
     let handshake = format!(
         "GET /ws/chat HTTP/1.1\r\nhost: gateway\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
-         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}{origin}\r\n"
     );
     socket.write_all(handshake.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -1037,7 +1049,25 @@ auth:
     let (status, _) = switch(gateway.local_addr(), Some(&token(&["visitor"]))).await;
     assert!(status.contains("403"), "{status}");
 
-    let (status, mut socket) = switch(gateway.local_addr(), Some(&token(&["customer"]))).await;
+    // A page of another site may not open one with the user's credentials (cross-site
+    // WebSocket hijacking); the gateway's own pages and allowed origins may.
+    let customer = token(&["customer"]);
+    let (status, _) = switch_from(
+        gateway.local_addr(),
+        Some(&customer),
+        Some("https://evil.example"),
+    )
+    .await;
+    assert!(status.contains("403"), "{status}");
+    let (status, _) = switch_from(
+        gateway.local_addr(),
+        Some(&customer),
+        Some("http://gateway"),
+    )
+    .await;
+    assert!(status.contains("101"), "{status}");
+
+    let (status, mut socket) = switch(gateway.local_addr(), Some(&customer)).await;
     assert!(status.contains("101"), "{status}");
     for message in [&b"hello"[..], b"through the gateway"] {
         socket.write_all(message).await.unwrap();

@@ -5,6 +5,26 @@
 use mesh::{MeshError, bus::EventType};
 use serde::{Deserialize, Serialize};
 
+/// The most a gig may cost, in cents (a million): prices stay exact in any JSON client.
+pub const MAX_PRICE_CENTS: u64 = 100_000_000;
+
+/// Refuses an ID that cannot be one (`400`): IDs are 1 to 64 letters, digits, `-` or `_`, so
+/// none reaches a store, a path or an error message unbounded.
+pub fn check_id(what: &str, id: &str) -> Result<(), MeshError> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(MeshError::new(
+            mesh::error::ErrorKind::BadRequest,
+            format!("a {what} ID is 1 to 64 letters, digits, `-` or `_`"),
+        ))
+    }
+}
+
 /// A user's public profile, kept by the users service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,7 +89,7 @@ pub struct GigForm {
     pub title: String,
     /// The details (at most 5,000 bytes).
     pub description: String,
-    /// The price in cents (1 or more).
+    /// The price in cents (1 to [`MAX_PRICE_CENTS`]).
     pub price_cents: u64,
 }
 

@@ -4,37 +4,45 @@
 //! named after them; a `message` event (`{"to": …, "text": …}`) is kept, pushed as `message`
 //! to the recipient's and the sender's rooms, acknowledged with the kept message, and told to
 //! the notification service as `chat.message`. `POST /chat/messages` sends the same way over
-//! HTTP; `GET /chat/with/{other}` is the conversation.
+//! HTTP; `GET /chat/with/{other}` is the conversation. A message goes only to a user the chat
+//! service knows from `user.signed-up`; a session is its user's only ([`crate::sessions`]).
 
 use std::{sync::Arc, time::Duration};
 
 use mesh::{
     Mesh,
     auth::{Caller, Identity, random_token},
+    axum::middleware::from_fn_with_state,
     bus::Bus,
     error::{ErrorKind, MeshError},
     server::{Application, IntoApplication},
 };
+use serde_json::{Value, json};
 use shop::store::{Store, Table};
 use socketioxide::{
     SocketIo,
-    extract::{AckSender, Data, SocketRef},
+    extract::{AckSender, SocketRef, TryData},
 };
 
 use crate::{
-    api::{Chat, ChatMessage, ChatServer, MessageForm, MessageSent},
-    events::publish,
+    api::{Chat, ChatMessage, ChatServer, MessageForm, MessageSent, UserSignedUp},
+    events::{follow, publish},
+    sessions::{Sessions, guard},
 };
 
 /// The most messages a conversation keeps (the oldest go first).
 const KEPT_PER_CONVERSATION: usize = 500;
 /// The longest message, in bytes.
 const MAX_TEXT_BYTES: usize = 2000;
+/// The largest Socket.IO packet taken, on either transport.
+const MAX_PACKET_BYTES: usize = 64 * 1024;
 
 /// Conversations, and the Socket.IO server that pushes their messages.
 #[derive(Clone)]
 pub struct ChatService {
     conversations: Arc<Table<Vec<ChatMessage>>>,
+    /// The users messages may go to, from `user.signed-up`.
+    users: Arc<Table<bool>>,
     io: Option<SocketIo>,
     bus: Arc<dyn Bus>,
 }
@@ -59,18 +67,49 @@ impl ChatService {
     pub async fn new(mesh: &Mesh, store: &Store) -> Result<Self, MeshError> {
         Ok(Self {
             conversations: Arc::new(store.table("chat-service", "conversations")),
+            users: Arc::new(store.table("chat-service", "users")),
             io: None,
             bus: mesh.bus().await?,
         })
     }
 
+    /// Learns each new user (`user.signed-up`), so messages may go to them.
+    pub async fn follow_signups(&self) -> Result<mesh::bus::Subscription, mesh::bus::BusError> {
+        let users = self.users.clone();
+        follow(
+            &self.bus,
+            "chat-service",
+            &["user.signed-up"],
+            move |event| {
+                let users = users.clone();
+                async move {
+                    let UserSignedUp { username } = event.data()?;
+                    users.put(&username, true).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await
+    }
+
     /// Keeps a message from `from`, pushes it to both users' sockets and tells the others.
     async fn deliver(&self, from: &str, form: MessageForm) -> Result<ChatMessage, MeshError> {
-        let to = form.to.trim();
-        if to.is_empty() || to == from || form.text.is_empty() || form.text.len() > MAX_TEXT_BYTES {
+        let to = form.to.as_str();
+        if to.is_empty()
+            || to.len() > 64
+            || to == from
+            || form.text.trim().is_empty()
+            || form.text.len() > MAX_TEXT_BYTES
+        {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,
                 "a message goes to another user and has 1 to 2,000 bytes of text",
+            ));
+        }
+        if self.users.get(to).await?.is_none() {
+            return Err(MeshError::new(
+                ErrorKind::NotFound,
+                format!("no user `{to}`"),
             ));
         }
         let message = ChatMessage {
@@ -130,17 +169,29 @@ fn on_connect(socket: SocketRef, chat: ChatService) {
     socket.join(user.clone());
     socket.on(
         "message",
-        move |Data(form): Data<MessageForm>, ack: AckSender| {
+        move |TryData(form): TryData<Value>, ack: AckSender| {
             let (chat, user) = (chat.clone(), user.clone());
             async move {
-                let answer = match chat.deliver(&user, form).await {
-                    Ok(message) => serde_json::json!({"ok": message}),
-                    Err(error) => serde_json::json!({"error": error.to_string()}),
+                let answer = match read_form(form) {
+                    Ok(form) => match chat.deliver(&user, form).await {
+                        Ok(message) => json!({"ok": message}),
+                        Err(error) => json!({"error": error.message()}),
+                    },
+                    Err(error) => json!({"error": error}),
                 };
                 ack.send(&answer).ok();
             }
         },
     );
+}
+
+/// A `message` event's data: an object with `to` and `text`, or what is wrong with it.
+fn read_form(data: Result<Value, impl std::fmt::Display>) -> Result<MessageForm, String> {
+    let data = data.map_err(|e| format!("a message does not read: {e}"))?;
+    if !data.is_object() {
+        return Err("a message is an object: {\"to\": …, \"text\": …}".into());
+    }
+    serde_json::from_value(data).map_err(|e| format!("a message does not read: {e}"))
 }
 
 impl IntoApplication for ChatService {
@@ -151,7 +202,9 @@ impl IntoApplication for ChatService {
         let (layer, io) = SocketIo::builder()
             .ping_interval(Duration::from_secs(5))
             .ping_timeout(Duration::from_secs(5))
-            .max_payload(64 * 1024)
+            .max_payload(MAX_PACKET_BYTES as u64)
+            .ws_max_message_size(MAX_PACKET_BYTES)
+            .ws_max_frame_size(MAX_PACKET_BYTES)
             .build_layer();
         self.io = Some(io.clone());
         let chat = self.clone();
@@ -159,7 +212,11 @@ impl IntoApplication for ChatService {
             let chat = chat.clone();
             async move { on_connect(socket, chat) }
         });
-        let router = ChatServer::new(self).into_router().layer(layer);
+        let sessions = Arc::new(Sessions::default());
+        let router = ChatServer::new(self)
+            .into_router()
+            .layer(layer)
+            .layer(from_fn_with_state(sessions, guard));
         Application::described(router, ChatServer::<ChatService>::METADATA)
     }
 }

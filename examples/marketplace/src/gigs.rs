@@ -16,7 +16,10 @@ use mesh::{
 use shop::store::{Store, Table};
 
 use crate::{
-    api::{Gig, GigForm, Gigs, Profile, ReviewCreated, UserUpdated, UsersClient},
+    api::{
+        Gig, GigForm, Gigs, MAX_PRICE_CENTS, Profile, ReviewCreated, UserUpdated, UsersClient,
+        check_id,
+    },
     events::follow,
 };
 
@@ -133,12 +136,12 @@ impl Gigs for GigsService {
         if title.is_empty()
             || title.chars().count() > 120
             || form.description.len() > 5000
-            || form.price_cents == 0
+            || !(1..=MAX_PRICE_CENTS).contains(&form.price_cents)
         {
             return Err(MeshError::new(
                 ErrorKind::BadRequest,
                 "a gig needs a title of 1 to 120 characters, a description of at most 5,000 \
-                 bytes and a price of at least one cent",
+                 bytes and a price of one cent to a million",
             ));
         }
         let seller = self.seller(&me.subject).await?.ok_or_else(|| {
@@ -166,6 +169,7 @@ impl Gigs for GigsService {
     }
 
     async fn gig(&self, id: String) -> Result<Gig, MeshError> {
+        check_id("gig", &id)?;
         self.gigs
             .get(&id)
             .await?

@@ -30,6 +30,7 @@ pub mod gigs;
 pub mod notification;
 pub mod orders;
 pub mod reviews;
+pub mod sessions;
 pub mod system;
 pub mod users;
 

@@ -12,7 +12,9 @@ use mesh::{
 use shop::store::{Store, Table};
 
 use crate::{
-    api::{GigsClient, Order, OrderCompleted, OrderForm, OrderPlaced, OrderStatus, Orders},
+    api::{
+        GigsClient, Order, OrderCompleted, OrderForm, OrderPlaced, OrderStatus, Orders, check_id,
+    },
     events::publish,
 };
 
@@ -38,6 +40,7 @@ impl OrdersService {
     /// not exist).
     async fn mine(&self, id: &str) -> Result<(Order, String), MeshError> {
         let me = Caller::require()?;
+        check_id("order", id)?;
         match self.orders.get(id).await? {
             Some(order) if order.buyer == me.subject || order.seller == me.subject => {
                 Ok((order, me.subject.clone()))
@@ -53,6 +56,7 @@ impl OrdersService {
 impl Orders for OrdersService {
     async fn place(&self, form: OrderForm) -> Result<Order, MeshError> {
         let me = Caller::require()?;
+        check_id("gig", &form.gig_id)?;
         // The gigs service's own answer, a 404 among them, is this call's.
         let gig = self.gigs.gig(form.gig_id).await?;
         if gig.seller == me.subject {

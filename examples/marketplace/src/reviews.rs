@@ -14,7 +14,7 @@ use mesh::{
 use shop::store::{Store, Table};
 
 use crate::{
-    api::{OrderStatus, OrdersClient, Review, ReviewCreated, ReviewForm, Reviews},
+    api::{OrderStatus, OrdersClient, Review, ReviewCreated, ReviewForm, Reviews, check_id},
     events::publish,
 };
 
@@ -47,6 +47,7 @@ impl Reviews for ReviewsService {
             ));
         }
         // Read as the caller: the orders service shows an order to its buyer and seller only.
+        check_id("order", &form.order_id)?;
         // The orders service's own answer, a 404 among them, is this call's.
         let order = self.orders.order(form.order_id).await?;
         if order.buyer != me.subject || order.status != OrderStatus::Completed {

@@ -126,6 +126,7 @@ impl Marketplace {
 
         let chat_mesh = mesh("chat-service", service_config.clone()).await?;
         let chat = ChatService::new(&chat_mesh, &store).await?;
+        subscriptions.push(chat.follow_signups().await?);
         running.push(chat_mesh.server(chat).start().await?);
 
         let notification_mesh = mesh("notification-service", service_config).await?;
@@ -143,6 +144,8 @@ impl Marketplace {
             json!({
                 "server": {"address": options.gateway_addr.to_string()},
                 "registry": {"register": false},
+                // Its health and metrics on a local port of their own, not at the edge.
+                "management": {"address": "127.0.0.1:0"},
             }),
         )
         .await?;

@@ -72,6 +72,27 @@ async fn a_chat_message_reaches_its_recipient_over_socket_io_through_the_gateway
     let mut bob = Browser::new(market.gateway, "bob");
     alice.sign_up("alice's long password").await.unwrap();
     bob.sign_up("bob's long password").await.unwrap();
+    // The chat service learns users from their signup events: once it knows bob, alice can
+    // write to him (and not to a user who does not exist).
+    let hello = serde_json::json!({"to": "bob", "text": "hello over HTTP"});
+    let mut sent = alice
+        .post("/api/chat/messages", hello.clone())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if sent.status != 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        sent = alice
+            .post("/api/chat/messages", hello.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let nobody = serde_json::json!({"to": "nobody", "text": "hello?"});
+    let refused = alice.post("/api/chat/messages", nobody).await.unwrap();
+    assert_eq!(refused.status, 404, "{}", refused.body);
     let cookie = |browser: &Browser| format!("mesh_token={}", browser.token().unwrap());
     for transport in ["polling", "websocket"] {
         let gateway = market.gateway.to_string();
@@ -103,6 +124,17 @@ async fn a_chat_message_reaches_its_recipient_over_socket_io_through_the_gateway
             serde_json::json!([transport, transport])
         );
         assert_eq!(seen["refusedWithoutCookie"], true, "{seen}");
+        // Malformed messages are acknowledged with what is wrong, not dropped.
+        for ack in seen["malformed"].as_array().unwrap() {
+            assert!(
+                ack["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{seen}"
+            );
+        }
+        // A session is its user's: another user naming it is refused.
+        if transport == "polling" {
+            assert_eq!(seen["hijack"], 403, "{seen}");
+        }
         // Kept in the conversation and told to the notification service.
         let conversation = bob.get("/api/chat/with/alice").await.unwrap();
         assert!(

@@ -7,6 +7,7 @@
 
 mod body_limit;
 mod connections;
+pub mod extract;
 pub mod layers;
 mod relay;
 mod settings;

@@ -178,7 +178,7 @@ fn route(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
             .filter(|a| a.binding == Binding::Path)
             .map(|a| &a.ident);
         extractors.push(
-            quote!(::mesh::axum::extract::Path(__path): ::mesh::axum::extract::Path<#path_struct>),
+            quote!(::mesh::server::extract::Path(__path): ::mesh::server::extract::Path<#path_struct>),
         );
         bindings.push(quote!(let #path_struct { #(#fields),* } = __path;));
     }
@@ -186,7 +186,7 @@ fn route(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
         let (arg_ident, ty) = (&arg.ident, &arg.ty);
         match arg.binding {
             Binding::Query => extractors.push(
-                quote!(::mesh::axum::extract::Query(#arg_ident): ::mesh::axum::extract::Query<#ty>),
+                quote!(::mesh::server::extract::Query(#arg_ident): ::mesh::server::extract::Query<#ty>),
             ),
             Binding::Body | Binding::Path => {}
         }
@@ -194,7 +194,9 @@ fn route(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     // The body extractor goes last, as axum requires.
     for arg in method.args.iter().filter(|a| a.binding == Binding::Body) {
         let (arg_ident, ty) = (&arg.ident, &arg.ty);
-        extractors.push(quote!(::mesh::axum::Json(#arg_ident): ::mesh::axum::Json<#ty>));
+        extractors.push(
+            quote!(::mesh::server::extract::Json(#arg_ident): ::mesh::server::extract::Json<#ty>),
+        );
     }
     let call_args = method.args.iter().map(|a| &a.ident);
     quote! {

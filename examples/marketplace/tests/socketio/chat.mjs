@@ -3,8 +3,9 @@
 // Connects the recipient and the sender to the marketplace's chat through the gateway with
 // the official Socket.IO client on one transport, each with its gateway cookie; the sender
 // sends a `message` to the recipient; prints one JSON line with the sender's acknowledgement,
-// what the recipient received, the transport each used, and whether a client without a
-// cookie was refused. Exits 1 on any failure or after 15 s.
+// what the recipient received, the transport each used, whether a client without a cookie was
+// refused, the acknowledgements of two malformed messages, and (polling) the status of the
+// recipient's request naming the sender's session. Exits 1 on any failure or after 15 s.
 import { io } from "socket.io-client";
 
 const [gateway, senderCookie, recipientCookie, transport] = process.argv.slice(2);
@@ -43,12 +44,27 @@ const received = new Promise((resolve) => recipient.on("message", resolve));
 const text = `hello over ${transport}`;
 const ack = await sender.timeout(10000).emitWithAck("message", { to: "bob", text });
 const message = await received;
+const malformed = [
+  await sender.timeout(10000).emitWithAck("message", "hello"),
+  await sender.timeout(10000).emitWithAck("message", { to: "bob" }),
+];
+// Another user naming the sender's polling session, as if they had learnt its id.
+let hijack = null;
+if (transport === "polling") {
+  const sid = sender.io.engine.id;
+  const answer = await fetch(`${url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+    headers: { cookie: recipientCookie },
+  });
+  hijack = answer.status;
+}
 console.log(
   JSON.stringify({
     ack,
     received: message,
     transports: [sender.io.engine.transport.name, recipient.io.engine.transport.name],
     refusedWithoutCookie: refused,
+    malformed,
+    hijack,
   }),
 );
 sender.disconnect();
