@@ -14,8 +14,9 @@
 #   mesh-gateway      the minimal public `Path=/**` route to the fixed upstream, the release
 #                     binary, access log off (`MESH_LOG=warn`);
 #   mesh-gateway+log  the same with the default settings: the JSON access log on, to a file;
-#   mesh-gateway+jwt  the quiet route with `auth: required` (an HS256 token, verified and
-#                     cached) and a per-user rate limit that the load never exhausts;
+#   mesh-gateway+jwt  the quiet `lb://app` route with `auth: required` (an HS256 token,
+#                     verified and cached) and a per-user rate limit that the load never
+#                     exhausts;
 #   mesh-gateway+lb   the quiet route as `lb://app`, the upstream registered in a
 #                     mesh-registry as the instance of `app`;
 #   mesh-gateway+otlp the quiet route exporting every request's span over OTLP/HTTP (100 %
@@ -66,9 +67,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source benches/lib.sh
 UPSTREAM=$(free_port)
 NGINX_PORT=$(free_port)
 NGINX_LOG_PORT=$(free_port)
@@ -88,26 +87,6 @@ else
     load=()
 fi
 
-nginx_conf() { # name, body of the http block, access log
-    mkdir -p "$work/$1/logs"
-    cat >"$work/$1/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-error_log $work/$1/logs/error.log;
-pid $work/$1/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log ${3:-off};
-    client_body_temp_path $work/$1;
-    proxy_temp_path $work/$1;
-    fastcgi_temp_path $work/$1;
-    uwsgi_temp_path $work/$1;
-    scgi_temp_path $work/$1;
-    $2
-}
-EOF
-}
-
 nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM; location / { return 200 'hello from upstream\n'; } }"
 nginx_conf proxy "upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
     server { listen 127.0.0.1:$NGINX_PORT; location / {
@@ -125,20 +104,7 @@ nginx_conf logged "upstream app { server 127.0.0.1:$UPSTREAM; keepalive 128; }
 pids+=($!)
 NGINX_LOG_PID=$!
 
-# The registry, with the upstream as the one instance of `app`, renewed while the bench runs.
-MESH_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT MESH_LOG=warn "$REGISTRY" >"$work/registry.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/health" && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null -X POST -H 'content-type: application/json' \
-    -d "{\"id\": \"app-1\", \"host\": \"127.0.0.1\", \"port\": $UPSTREAM, \"renewal_interval\": \"10s\", \"lease_duration\": \"300s\"}" \
-    "http://127.0.0.1:$REGISTRY_PORT/v1/services/app/instances"
-(while sleep 10; do
-    curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$REGISTRY_PORT/v1/services/app/instances/app-1/heartbeat" || true
-done) &
-pids+=($!)
+registry_with_app "$REGISTRY_PORT" "$UPSTREAM"
 
 SECRET="a bench secret of at least thirty-two bytes"
 cat >"$work/plain.yaml" <<EOF
@@ -150,12 +116,12 @@ registry: { url: "http://127.0.0.1:$REGISTRY_PORT", register: false }
 routes: [{id: all, uri: "lb://app", predicates: ["Path=/**"], auth: public}]
 EOF
 cat >"$work/jwt.yaml" <<EOF
-registry: { register: false }
+registry: { url: "http://127.0.0.1:$REGISTRY_PORT", register: false }
 auth:
   jwt: { secret: "$SECRET" }
 routes:
   - id: all
-    uri: http://127.0.0.1:$UPSTREAM
+    uri: lb://app
     predicates: ["Path=/**"]
     rate_limit: { replenish_rate: 1000000, burst_capacity: 100000000, key: subject }
 EOF

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use mesh::{
     Mesh,
-    auth::{IssuerSettings, Passwords, TokenIssuer},
+    auth::{IssuerSettings, Passwords, TokenIssuer, random_token},
     axum::{Json, Router, extract::State, http::StatusCode, routing::post},
     bus::Bus,
     error::{ErrorKind, MeshError},
@@ -91,7 +91,10 @@ async fn signup(
     let signed_up = UserSignedUp {
         username: user.clone(),
     };
-    publish(&auth.bus, "auth-service", user, user, &signed_up).await?;
+    // Its own ID: consumers remember the events they handled (in Redis, across deployments
+    // sharing it), and a name is not an occurrence.
+    let key = format!("{user}/{}", random_token(8)?);
+    publish(&auth.bus, "auth-service", &key, user, &signed_up).await?;
     Ok((StatusCode::CREATED, Json(json!({"username": user}))))
 }
 
