@@ -388,3 +388,35 @@ async fn a_call_made_while_serving_a_verified_request_carries_the_callers_token(
     let (status, body) = get_with(&relaying, "/admin-only", Some(&admin)).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "dave"));
 }
+
+/// A service requiring the gateway's proof takes, from a key it shares with user tokens, only
+/// tokens with the gateway's claims: its `server.edge` names none, so `mesh-gateway` and
+/// `mesh-edge` are required.
+#[tokio::test]
+async fn a_user_token_of_the_same_key_is_no_gateway_proof() {
+    let running = start(
+        "edge-secured",
+        Router::new().route("/gigs", get(|| async { "served" })),
+        &registry(),
+        json!({"server": {"edge": {"jwt": {"secret": SECRET}}}}),
+    )
+    .await;
+    let addr = running.local_addr();
+    let proof = |extra: Value| {
+        let token = hs256(&claims(extra));
+        async move {
+            let headers = [("mesh-edge", token.as_str())];
+            call(addr, "GET", "/gigs", &headers, Vec::new()).await.0
+        }
+    };
+    // A user's token: the auth service's issuer and audience.
+    assert_eq!(proof(json!({})).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        proof(json!({"iss": "mesh-gateway", "aud": "shop"})).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        proof(json!({"iss": "mesh-gateway", "aud": "mesh-edge"})).await,
+        StatusCode::OK
+    );
+}

@@ -74,8 +74,15 @@ impl Cors {
         Some(response)
     }
 
-    /// Whether the policy allows `origin`.
-    pub(crate) fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+    /// Whether the policy names `origin` itself (`*` does not count).
+    pub(crate) fn origin_listed(&self, origin: &HeaderValue) -> bool {
+        self.0
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.as_bytes() == origin.as_bytes())
+    }
+
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
         self.0
             .allowed_origins
             .iter()

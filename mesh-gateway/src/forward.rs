@@ -72,7 +72,8 @@ impl Forward<'_> {
             request.headers_mut().insert(header::HOST, host);
         }
         prepare_upstream_headers(request.headers_mut(), peer, upgrade, trusted, secure);
-        if let Some(edge) = self.edge {
+        // Only to the mesh's own services: a fixed upstream may be anyone's.
+        if let (Some(edge), Upstream::Service(_)) = (self.edge, &route.upstream) {
             request.headers_mut().insert(EDGE_HEADER, edge.token()?);
         }
         let client_upgrade = if upgrade {
@@ -107,7 +108,9 @@ impl Forward<'_> {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             return tunnel(&route.id, client_upgrade, response);
         }
-        strip(response.headers_mut(), is_hop_by_hop);
+        strip(response.headers_mut(), |name| {
+            is_hop_by_hop(name) || name == EDGE_HEADER
+        });
         for filter in &route.filters {
             filter.response(&mut response);
         }

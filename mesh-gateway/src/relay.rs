@@ -119,12 +119,13 @@ impl Inner {
             verified: verified.as_deref(),
             relayed_token: relayed_token.as_deref(),
             budget: route.timeout.as_ref().and_then(TimeoutLayer::budget_header),
-            edge: match &self.edge {
-                Some(signer) => match signer.token() {
+            // Only to the mesh's own services: a fixed upstream may be anyone's.
+            edge: match (&self.edge, &route.upstream) {
+                (Some(signer), Origin::Service(_)) => match signer.token() {
                     Ok(token) => Some(token),
                     Err(_) => return None,
                 },
-                None => None,
+                _ => None,
             },
         };
         // The route's removals, shared with the answer's reading only when there are some.
@@ -243,10 +244,11 @@ impl Inner {
     }
 }
 
-/// Whether an upstream answer's field is one the gateway sets itself: the request ID, and
-/// `WWW-Authenticate` on a `401`.
+/// Whether an upstream answer's field is one the gateway sets itself (the request ID, and
+/// `WWW-Authenticate` on a `401`) or one no client may see (the gateway's proof, echoed).
 fn is_replaced_in_answer(status: StatusCode, name: &[u8]) -> bool {
     is_named(name, &REQUEST_ID_HEADER)
+        || is_named(name, &EDGE_HEADER)
         || (status == StatusCode::UNAUTHORIZED && name.eq_ignore_ascii_case(b"www-authenticate"))
 }
 

@@ -26,20 +26,39 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a protocol switch may go on from where it was opened: from no browser (no `Origin`),
-/// from a page of the gateway's own origin (the `Origin`'s authority is the `Host`), or from an
-/// origin `cors` allows. WebSockets are outside CORS, so without this any site a user visits
-/// could open one with the user's cookie (cross-site WebSocket hijacking).
+/// from a page of the gateway's own origin (the `Origin`'s authority is the `Host`, in any case
+/// and with or without the scheme's default port), or from an origin `cors` lists by name (not
+/// by `*`). WebSockets are outside CORS, so without this any site a user visits could open one
+/// with the user's cookie (cross-site WebSocket hijacking). Behind a proxy that rewrites
+/// `Host`, list the public origin in `cors.allowed_origins`.
 pub(crate) fn origin_admitted(headers: &HeaderMap, cors: Option<&Cors>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
     let same_origin = origin
         .to_str()
         .ok()
         .and_then(|origin| origin.split_once("://"))
-        .zip(headers.get(header::HOST))
-        .is_some_and(|((_, authority), host)| authority.as_bytes() == host.as_bytes());
-    same_origin || cors.is_some_and(|cors| cors.origin_allowed(origin))
+        .zip(host)
+        .is_some_and(|((scheme, authority), host)| {
+            let port = match scheme.to_ascii_lowercase().as_str() {
+                "http" | "ws" => ":80",
+                "https" | "wss" => ":443",
+                _ => "",
+            };
+            let bare = |authority: &str| {
+                let authority = authority.to_ascii_lowercase();
+                match authority.strip_suffix(port) {
+                    Some(bare) if !port.is_empty() => bare.to_owned(),
+                    _ => authority,
+                }
+            };
+            bare(authority) == bare(host)
+        });
+    same_origin || cors.is_some_and(|cors| cors.origin_listed(origin))
 }
 
 /// Answers a `101` from upstream: once both sides have switched, bytes flow both ways
@@ -79,4 +98,72 @@ pub(crate) fn tunnel(
         }
     });
     Ok(upstream.map(|_| Body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::config::CorsConfig;
+
+    fn admitted(origin: Option<&str>, host: &str, cors: Option<&Cors>) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        origin_admitted(&headers, cors)
+    }
+
+    fn cors(origins: &[&str]) -> Cors {
+        Cors::new(CorsConfig {
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            allow_credentials: false,
+            ..CorsConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_switch_from_the_gateways_own_pages_or_no_browser_is_admitted() {
+        assert!(admitted(None, "gw.example:8080", None));
+        assert!(admitted(
+            Some("http://gw.example:8080"),
+            "gw.example:8080",
+            None
+        ));
+        assert!(admitted(Some("http://GW.example"), "gw.example:80", None));
+        assert!(admitted(Some("https://gw.example:443"), "gw.example", None));
+        assert!(admitted(Some("http://[::1]:8080"), "[::1]:8080", None));
+    }
+
+    #[test]
+    fn a_switch_from_another_sites_page_needs_its_origin_listed_by_name() {
+        assert!(!admitted(Some("https://evil.example"), "gw.example", None));
+        assert!(!admitted(
+            Some("http://gw.example:8081"),
+            "gw.example:8080",
+            None
+        ));
+        assert!(!admitted(Some("null"), "gw.example", None));
+        let listed = cors(&["https://app.example"]);
+        assert!(admitted(
+            Some("https://app.example"),
+            "gw.example",
+            Some(&listed)
+        ));
+        assert!(!admitted(
+            Some("https://evil.example"),
+            "gw.example",
+            Some(&listed)
+        ));
+        // `*` lets any page read answers, not open sockets with the user's cookie.
+        let any = cors(&["*"]);
+        assert!(!admitted(
+            Some("https://evil.example"),
+            "gw.example",
+            Some(&any)
+        ));
+    }
 }

@@ -1408,9 +1408,19 @@ async fn services_answer_only_requests_through_the_gateway(serving: Serving) {
     };
     let users = start(
         "users",
-        Router::new().route("/users/ada", any(|| async { Json(json!({"name": "Ada"})) })),
+        Router::new()
+            .route("/users/ada", any(|| async { Json(json!({"name": "Ada"})) }))
+            // Echoes the proof back, as a careless service might.
+            .route(
+                "/users/echo",
+                any(|request: Request| async move {
+                    let proof = request.headers().get("mesh-edge").cloned();
+                    ([("mesh-edge", proof.unwrap())], "echoed")
+                }),
+            ),
     )
     .await;
+    let outside = echo().await;
     let caller_mesh = Mesh::builder("gigs")
         .config(MeshConfig::from_value("gigs", edge.clone()))
         .registry(registry.clone())
@@ -1440,6 +1450,15 @@ routes:
     uri: lb://gigs
     predicates: [Path=/api/gigs/**]
     filters: [StripPrefix=1]
+    auth: [buyer]
+  - id: users
+    uri: lb://users
+    predicates: [Path=/api/users/**]
+    filters: [StripPrefix=1]
+    auth: [buyer]
+  - id: outside
+    uri: http://{outside}
+    predicates: [Path=/outside/**]
     auth: [buyer]
 auth:
   jwt: {{ secret: "{SECRET}" }}
@@ -1484,6 +1503,14 @@ edge:
     // Probes and scrapers still reach the runtime's endpoints.
     let (status, _, _) = call(users.local_addr(), "GET", "/health", &[]).await;
     assert_eq!(status, StatusCode::OK);
+    // A proof goes to the mesh's services only, never to a fixed upstream, and one a service
+    // echoes never reaches the client.
+    let (status, _, body) = call(gateway.local_addr(), "GET", "/outside/x", &auth).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["headers"].get("mesh-edge").is_none(), "{body}");
+    let (status, headers, _) = call(gateway.local_addr(), "GET", "/api/users/echo", &auth).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("mesh-edge").is_none(), "{headers:?}");
 }
 
 macro_rules! on_both_paths {

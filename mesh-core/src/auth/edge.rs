@@ -8,8 +8,12 @@
 //! The token names no request: it says "the gateway let this in". It lasts a minute and the
 //! gateway signs a new one every half of that, so verifying one is a signature check per
 //! token per service, not per request. While a service serves a proven request, the calls its
-//! `MeshClient`s make carry the same token, so services behind the gateway call each other as
-//! part of the request.
+//! `MeshClient`s make from that request's task carry the same token, so services behind the
+//! gateway call each other as part of the request. A task it spawns does not inherit the proof
+//! ([`EdgeProof::scope`] passes it on); work outside any request (a bus consumer, a WebSocket
+//! after its switch) has none, and a service that requires proofs refuses its calls. The
+//! gateway sends proofs to `lb://` services only, never to a fixed upstream, and removes one
+//! an upstream echoes from its answer.
 //!
 //! ```
 //! use mesh_core::auth::edge::{EdgeKeyPair, EdgeSigner, EdgeSigning};
@@ -50,6 +54,12 @@ use crate::error::{ErrorKind, MeshError};
 
 /// The field the gateway's proof travels in.
 pub const EDGE_HEADER: HeaderName = HeaderName::from_static("mesh-edge");
+/// The `iss` of the gateway's proofs unless `edge.issuer` says otherwise; services require it
+/// unless `server.edge.jwt.issuer` says otherwise.
+pub const DEFAULT_ISSUER: &str = "mesh-gateway";
+/// The `aud` of the gateway's proofs unless `edge.audience` says otherwise; services require
+/// it unless `server.edge.jwt.audience` says otherwise.
+pub const DEFAULT_AUDIENCE: &str = "mesh-edge";
 
 /// How the gateway signs its proofs: the `edge` section of its configuration.
 ///
@@ -79,8 +89,8 @@ impl Default for EdgeSigning {
     fn default() -> Self {
         Self {
             private_key: None,
-            issuer: "mesh-gateway".into(),
-            audience: "mesh-edge".into(),
+            issuer: DEFAULT_ISSUER.into(),
+            audience: DEFAULT_AUDIENCE.into(),
             ttl: Duration::from_secs(60),
         }
     }
@@ -278,8 +288,9 @@ impl EdgeProof {
         &self.0
     }
 
-    /// Runs `future` with this proof current.
-    pub(crate) fn scope<F: Future>(self, future: F) -> TaskLocalFuture<EdgeProof, F> {
+    /// Runs `future` with this proof current: what a task spawned while serving a proven
+    /// request (which does not inherit it) uses to call other services as part of it.
+    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<EdgeProof, F> {
         PROVEN.scope(self, future)
     }
 

@@ -121,7 +121,9 @@ impl Mesh {
     /// The read-through cache `name` of this service: in Redis when `redis.url` is set (its
     /// keys under `{namespace}:{service}.{name}:`, so that services and deployments sharing a
     /// Redis keep apart), in this process's memory otherwise (at most
-    /// [`MEMORY_CACHE_ENTRIES`] entries). Its metrics are labelled `{service}.{name}`.
+    /// [`MEMORY_CACHE_ENTRIES`] entries). Its metrics are labelled `{service}.{name}`. Each
+    /// call makes a new cache (its own Redis connection, or its own memory): make one per cache
+    /// at start and clone it.
     ///
     /// ```no_run
     /// # async fn run(mesh: mesh_core::Mesh) -> Result<(), mesh_core::MeshError> {

@@ -42,7 +42,7 @@ pub use self::{
     serving::{Running, ServerBuilder},
 };
 use crate::{
-    auth::JwtVerifier,
+    auth::{JwtVerifier, edge},
     client::{ClientContext, MeshClient, Profile},
     config::MeshConfig,
     discovery::ServiceId,
@@ -197,7 +197,16 @@ impl MeshBuilder {
         let edge = server
             .edge
             .enabled()
-            .then(|| JwtVerifier::new(server.edge.jwt.clone()))
+            .then(|| {
+                // The gateway's claims are required, so no other token of the same key (a
+                // user's, from a shared JWKS) passes for a proof.
+                let mut jwt = server.edge.jwt.clone();
+                jwt.issuer
+                    .get_or_insert_with(|| edge::DEFAULT_ISSUER.into());
+                jwt.audience
+                    .get_or_insert_with(|| edge::DEFAULT_AUDIENCE.into());
+                JwtVerifier::new(jwt)
+            })
             .transpose()?;
         prometheus::install();
         #[cfg(feature = "otlp")]

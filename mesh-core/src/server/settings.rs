@@ -59,8 +59,8 @@ pub struct ServerSettings {
     pub auth: AuthSettings,
     /// The gateway's proof required on every request but the runtime's endpoints and the
     /// `public` paths (see [`auth::edge`](crate::auth::edge)); off unless a key source is set.
-    /// Its `jwt` requires the gateway's `issuer` and `audience` (`mesh-gateway`, `mesh-edge` by
-    /// default).
+    /// Its `jwt` requires the gateway's `issuer` and `audience`: `mesh-gateway` and
+    /// `mesh-edge` when it names none.
     pub edge: AuthSettings,
     /// HTTPS with these PEM files (HTTP/2 and HTTP/1.1 by ALPN); plain HTTP when unset.
     pub tls: Option<TlsSettings>,

@@ -123,6 +123,10 @@ impl Policy {
         let now = unix_now();
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         verified.retain(|(_, until)| *until > now);
+        // Requests that verified the same new proof at once remember it once.
+        if verified.iter().any(|(known, _)| *known == proof) {
+            return;
+        }
         if verified.len() >= REMEMBERED {
             verified.remove(0);
         }
