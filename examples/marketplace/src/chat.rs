@@ -22,6 +22,7 @@ use shop::store::{Store, Table};
 use socketioxide::{
     SocketIo,
     extract::{AckSender, SocketRef, TryData},
+    handler::ConnectHandler,
 };
 
 use crate::{
@@ -154,18 +155,17 @@ impl Chat for ChatService {
     }
 }
 
-/// The Socket.IO namespace `/`: a socket joins its user's room, and sends with `message`.
-fn on_connect(socket: SocketRef, chat: ChatService) {
-    let Some(user) = socket
+/// The Socket.IO namespace `/`, as a connect middleware: it runs before the client is told it
+/// is connected (a connect handler runs after, so an event sent at once could find no handler
+/// yet). A socket joins its user's room, and sends with `message`.
+fn admit(socket: SocketRef, chat: ChatService) -> Result<(), &'static str> {
+    // The server's token check lets no socket through without a user; this is its guard.
+    let user = socket
         .req_parts()
         .extensions
         .get::<Identity>()
         .map(|identity| identity.subject.clone())
-    else {
-        // The server's token check lets no socket through without a user; this is its guard.
-        socket.disconnect().ok();
-        return;
-    };
+        .ok_or("a bearer token is required")?;
     socket.join(user.clone());
     socket.on(
         "message",
@@ -183,6 +183,7 @@ fn on_connect(socket: SocketRef, chat: ChatService) {
             }
         },
     );
+    Ok(())
 }
 
 /// A `message` event's data: an object with `to` and `text`, or what is wrong with it.
@@ -208,10 +209,14 @@ impl IntoApplication for ChatService {
             .build_layer();
         self.io = Some(io.clone());
         let chat = self.clone();
-        io.ns("/", move |socket: SocketRef| {
-            let chat = chat.clone();
-            async move { on_connect(socket, chat) }
-        });
+        let connected = || async {};
+        io.ns(
+            "/",
+            connected.with(move |socket: SocketRef| {
+                let chat = chat.clone();
+                async move { admit(socket, chat) }
+            }),
+        );
         let sessions = Arc::new(Sessions::default());
         let router = ChatServer::new(self)
             .into_router()
