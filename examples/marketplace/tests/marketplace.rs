@@ -24,8 +24,9 @@ async fn the_demo_behaves_on_the_embedded_defaults() {
     outcome.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
+/// RabbitMQ, Redis and PostgreSQL from the test environment, under names of this run's own;
+/// `None` (the test says it was skipped) when they are not all set.
+fn real_backends() -> Option<Vec<(String, String)>> {
     let (Ok(amqp), Ok(redis), Ok(database)) = (
         std::env::var("MESH_TEST_AMQP_URL"),
         std::env::var("MESH_TEST_REDIS_URL"),
@@ -34,17 +35,24 @@ async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
         eprintln!(
             "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
         );
-        return;
+        return None;
     };
     let run = format!("marketplace-test-{}", mesh_testkit::unique());
-    let market = start(vec![
+    Some(vec![
         ("MESH_BUS_URL".into(), amqp),
         ("MESH_BUS__EXCHANGE".into(), run.clone()),
         ("MESH_REDIS_URL".into(), redis),
         ("DATABASE_URL".into(), database),
         ("MARKETPLACE_NAMESPACE".into(), run),
     ])
-    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
+    let Some(env) = real_backends() else {
+        return;
+    };
+    let market = start(env).await;
     let outcome = demo::run(&market).await;
     market.shutdown().await.unwrap();
     outcome.unwrap();
@@ -66,8 +74,21 @@ fn socketio_check() -> &'static Path {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_message_reaches_its_recipient_over_socket_io_through_the_gateway() {
+    chat_over_socket_io(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_reaches_its_recipient_over_socket_io_on_rabbitmq_redis_and_postgres() {
+    if let Some(env) = real_backends() {
+        chat_over_socket_io(env).await;
+    }
+}
+
+/// Two users chat through the gateway with npm's `socket.io-client`, on each transport, on
+/// the backends `env` names.
+async fn chat_over_socket_io(env: Vec<(String, String)>) {
     let dir = socketio_check();
-    let market = start(Vec::new()).await;
+    let market = start(env).await;
     let mut alice = Browser::new(market.gateway, "alice");
     let mut bob = Browser::new(market.gateway, "bob");
     alice.sign_up("alice's long password").await.unwrap();
