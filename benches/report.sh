@@ -35,7 +35,17 @@ section() { # name, command...: runs it, keeping what it printed
 # each block set apart by an empty line.
 tables() {
     grep -E '^\||^paired:|^gateway resident' "$work/$1.out" |
-        awk '{ table = ($0 ~ /^\|/); if (NR > 1 && table != last) print ""; print; last = table }' ||
+        awk '{ lines[NR] = $0 }
+            END {
+                for (i = 1; i <= NR; i++) {
+                    table = (lines[i] ~ /^\|/)
+                    # A table whose header follows another table is a table of its own.
+                    header = (i < NR && lines[i + 1] ~ /^\|[-|]+\|$/)
+                    if (i > 1 && (table != last || header)) print ""
+                    print lines[i]
+                    last = table
+                }
+            }' ||
         true
 }
 
