@@ -46,6 +46,29 @@ pub fn unique() -> u128 {
         .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
+/// The environment that puts an example system on the test RabbitMQ, Redis and PostgreSQL
+/// (`MESH_BUS_URL`, `MESH_REDIS_URL`, `DATABASE_URL`), with `namespace_var` set to `run` so its
+/// tables and keys are this run's own; `None`, saying the test is skipped, when the machine does
+/// not have all three.
+pub fn real_backends(namespace_var: &str, run: &str) -> Option<Vec<(String, String)>> {
+    let (Ok(amqp), Ok(redis), Ok(database)) = (
+        std::env::var("MESH_TEST_AMQP_URL"),
+        std::env::var("MESH_TEST_REDIS_URL"),
+        std::env::var("DATABASE_URL"),
+    ) else {
+        eprintln!(
+            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
+        );
+        return None;
+    };
+    Some(vec![
+        ("MESH_BUS_URL".into(), amqp),
+        ("MESH_REDIS_URL".into(), redis),
+        ("DATABASE_URL".into(), database),
+        (namespace_var.into(), run.into()),
+    ])
+}
+
 /// The RabbitMQ at `MESH_TEST_AMQP_URL` as a bus publishing to an exchange of its own
 /// (`mesh.test.{name}.{unique}`), or `None`, saying the test is skipped, when the variable is
 /// unset.

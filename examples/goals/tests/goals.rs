@@ -54,25 +54,10 @@ async fn the_demo_behaves_on_the_embedded_defaults() {
 
 #[tokio::test]
 async fn the_demo_behaves_on_rabbitmq_redis_and_postgres() {
-    let (Ok(amqp), Ok(redis), Ok(database)) = (
-        std::env::var("MESH_TEST_AMQP_URL"),
-        std::env::var("MESH_TEST_REDIS_URL"),
-        std::env::var("DATABASE_URL"),
-    ) else {
-        eprintln!(
-            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
-        );
+    let run = format!("goals-test-{}", mesh_testkit::unique());
+    let Some(env) = mesh_testkit::real_backends("GOALS_NAMESPACE", &run) else {
         return;
     };
-    let env = vec![
-        ("MESH_BUS_URL".to_owned(), amqp),
-        ("MESH_REDIS_URL".to_owned(), redis),
-        ("DATABASE_URL".to_owned(), database),
-        (
-            "GOALS_NAMESPACE".to_owned(),
-            format!("goals-test-{}", mesh_testkit::unique()),
-        ),
-    ];
     let goals = Goals::start(options(env)).await.unwrap();
     let outcome = demo::run(&goals).await;
     goals.shutdown().await.unwrap();

@@ -27,24 +27,10 @@ async fn the_demo_behaves_on_the_embedded_defaults() {
 /// RabbitMQ, Redis and PostgreSQL from the test environment, under names of this run's own;
 /// `None` (the test says it was skipped) when they are not all set.
 fn real_backends() -> Option<Vec<(String, String)>> {
-    let (Ok(amqp), Ok(redis), Ok(database)) = (
-        std::env::var("MESH_TEST_AMQP_URL"),
-        std::env::var("MESH_TEST_REDIS_URL"),
-        std::env::var("DATABASE_URL"),
-    ) else {
-        eprintln!(
-            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
-        );
-        return None;
-    };
     let run = format!("marketplace-test-{}", mesh_testkit::unique());
-    Some(vec![
-        ("MESH_BUS_URL".into(), amqp),
-        ("MESH_BUS__EXCHANGE".into(), run.clone()),
-        ("MESH_REDIS_URL".into(), redis),
-        ("DATABASE_URL".into(), database),
-        ("MARKETPLACE_NAMESPACE".into(), run),
-    ])
+    let mut env = mesh_testkit::real_backends("MARKETPLACE_NAMESPACE", &run)?;
+    env.push(("MESH_BUS__EXCHANGE".into(), run));
+    Some(env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,24 +37,10 @@ async fn the_demo_scenario_behaves_on_the_embedded_defaults() {
 /// tables of this run's own (so other runs' events and rows stay out); `None` when the machine
 /// does not have all three.
 fn real_backends(test: &str) -> Option<Vec<(String, String)>> {
-    let (Ok(amqp), Ok(redis), Ok(database)) = (
-        std::env::var("MESH_TEST_AMQP_URL"),
-        std::env::var("MESH_TEST_REDIS_URL"),
-        std::env::var("DATABASE_URL"),
-    ) else {
-        eprintln!(
-            "skipped: MESH_TEST_AMQP_URL, MESH_TEST_REDIS_URL and DATABASE_URL are not all set"
-        );
-        return None;
-    };
     let run = format!("shop-{test}-{}", std::process::id());
-    Some(vec![
-        ("MESH_BUS_URL".into(), amqp),
-        ("MESH_BUS__EXCHANGE".into(), run.clone()),
-        ("MESH_REDIS_URL".into(), redis),
-        ("DATABASE_URL".into(), database),
-        ("SHOP_DATA_NAMESPACE".into(), run),
-    ])
+    let mut env = mesh_testkit::real_backends("SHOP_DATA_NAMESPACE", &run)?;
+    env.push(("MESH_BUS__EXCHANGE".into(), run));
+    Some(env)
 }
 
 /// On the real backends the scenarios run one after another: the notification service's
